@@ -1,0 +1,35 @@
+"""The classic three-zone firewall: intranet, DMZ, internet.
+
+- from the intranet: HTTP, FTP and TLS (by SNI) to the internet, and SSH
+  relayed by the plug proxy;
+- from the internet: HTTP and FTP into the DMZ;
+- the firewall's own SSH: from the admin zone only.
+
+Run one instance with ``zfw run --policy policies/example.py --instance intra``.
+"""
+
+from zfw.policy import *
+
+include_zones("../zones/example.py")
+
+LocalService("fw_ssh", 22, zones=["admin"])
+
+
+def intra():
+    """Clients of the intranet going out."""
+    Service("intra_http", HttpProxy)
+    Service("intra_ftp", FtpProxy)
+    Service("intra_tls", TlsTunnelProxy)
+    Service("intra_ssh", PlugProxy)
+    Listener(SockAddrInet("", 50080), "intra_http")  # intercepts port 80
+    Listener(SockAddrInet("", 50021), "intra_ftp")  # port 21
+    Listener(SockAddrInet("", 50443), "intra_tls")  # port 443
+    Listener(SockAddrInet("", 50022), "intra_ssh", intercept=22)
+
+
+def dmz():
+    """Servers in the DMZ, reached from the internet."""
+    Service("dmz_http", HttpProxy)
+    Service("dmz_ftp", FtpProxy)
+    Listener(SockAddrInet("", 51080), "dmz_http")
+    Listener(SockAddrInet("", 51021), "dmz_ftp")

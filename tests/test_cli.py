@@ -1,0 +1,47 @@
+"""The ``zfw check`` command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from zfw.cli import main
+
+
+def test_check_example_prints_summary(capsys):
+    assert main(["check", "policies/example.py"]) == 0
+    out = capsys.readouterr().out
+    assert "policy " in out and ": OK" in out
+    assert "intranet: 192.0.2.0/24, 2001:db8:1::/64" in out
+    assert "admin: 192.0.2.0/28, 2001:db8:1::/124  (parent intranet)" in out
+    assert "listener *:50080 -> intra_http (transparent, intercepts 80)" in out
+    assert "fw_ssh: tcp/22 from admin" in out
+    assert "intranet -> internet: intra_ftp, intra_http, intra_ssh, intra_tls" in out
+    assert "internet -> dmz: dmz_ftp, dmz_http" in out
+
+
+def test_check_one_instance_as_json(capsys):
+    assert main(["check", "policies/example.py", "--instance", "dmz", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert list(data["instances"]) == ["dmz"]
+    assert data["instances"]["dmz"]["listeners"][0] == {
+        "address": "*:51080",
+        "service": "dmz_http",
+        "transparent": True,
+        "intercept": ["80"],
+    }
+    assert data["zones"]["admin"]["admin_parent"] == "intranet"
+    assert {"from": "internet", "to": "dmz", "services": ["dmz_ftp", "dmz_http"]} in data[
+        "permitted"
+    ]
+
+
+def test_typo_gives_one_line_and_nonzero_exit(write_policy):
+    path = write_policy("InetZone('a', '10.0.0.0/8')\n\ndef i():\n    Servce('x', PlugProxy)\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfw.cli", "check", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr == f"{path}:5: NameError: name 'Servce' is not defined\n"

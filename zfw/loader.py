@@ -1,0 +1,300 @@
+"""Load a policy file into one immutable :class:`~zfw.model.Policy`.
+
+A policy file is Python. The declarations in it (``InetZone``, ``Service``,
+``Listener``, ...) record themselves into the :class:`PolicyBuilder` of the
+load in progress, found through a context variable that is set only while
+the loader runs, so two loads never share state. Every mistake becomes a
+:class:`~zfw.errors.PolicyError` that names the file and line.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import sys
+import traceback
+import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import MappingProxyType
+
+import attrs
+
+from zfw.errors import PolicyError
+from zfw.model import (
+    Instance,
+    InstanceOptions,
+    Listener,
+    LocalService,
+    PacketFilterOptions,
+    Policy,
+    Service,
+    TransparentRouter,
+)
+from zfw.zones import WILDCARD, Location, Zone, ZoneTable
+
+_current: contextvars.ContextVar[PolicyBuilder | None] = contextvars.ContextVar(
+    "zfw_policy_builder", default=None
+)
+
+
+@attrs.define
+class _InstanceBuilder:
+    name: str
+    location: Location | None
+    services: dict[str, Service] = attrs.Factory(dict)
+    listeners: list[Listener] = attrs.Factory(list)
+    options: InstanceOptions | None = None
+
+
+@attrs.define
+class PolicyBuilder:
+    """What one load of a policy has declared so far."""
+
+    path: str
+    files: set[str] = attrs.Factory(set)
+    zones: list[Zone] = attrs.Factory(list)
+    local_services: list[LocalService] = attrs.Factory(list)
+    packet_filter: PacketFilterOptions | None = None
+    instance: _InstanceBuilder | None = None
+    including: bool = False
+    warnings: list[str] = attrs.Factory(list)
+
+    def location(self) -> Location:
+        """The policy-file line that made the declaration being recorded."""
+        frame = sys._getframe(2)
+        first = None
+        while frame is not None:
+            fn = frame.f_code.co_filename
+            if first is None and not fn.startswith(_PACKAGE_DIR):
+                first = Location(fn, frame.f_lineno)
+            if fn in self.files:
+                return Location(fn, frame.f_lineno)
+            frame = frame.f_back
+        return first or Location(self.path, None)
+
+    def add_zone(self, zone: Zone) -> None:
+        """Record a zone (module level or an included zones file)."""
+        if self.instance is not None:
+            raise PolicyError("InetZone() belongs at module level, not inside an instance")
+        if any(z.name == zone.name for z in self.zones):
+            raise PolicyError(f"zone {zone.name!r} is declared twice")
+        self.zones.append(zone)
+
+    def add_local_service(self, svc: LocalService) -> None:
+        """Record a service of the firewall host itself."""
+        if self.instance is not None:
+            raise PolicyError("LocalService() belongs at module level, not inside an instance")
+        if any(s.name == svc.name for s in self.local_services):
+            raise PolicyError(f"local service {svc.name!r} is declared twice")
+        self.local_services.append(svc)
+
+    def set_packet_filter(self, options: PacketFilterOptions) -> None:
+        """Record the packet filter options (once, at module level)."""
+        if self.instance is not None or self.including:
+            raise PolicyError("PacketFilter() belongs at module level of the policy file")
+        if self.packet_filter is not None:
+            raise PolicyError("PacketFilter() is given twice")
+        self.packet_filter = options
+
+    def current_instance(self, what: str) -> _InstanceBuilder:
+        """The instance being declared; ``what`` names the caller for errors."""
+        if self.instance is None:
+            raise PolicyError(
+                f"{what}() belongs inside an instance function (def NAME(): ...), "
+                "not at module level"
+            )
+        return self.instance
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def current_builder(what: str) -> PolicyBuilder:
+    """The builder of the load in progress, or a clear error outside one."""
+    b = _current.get()
+    if b is None:
+        raise PolicyError(f"{what}() is only valid in a policy file that zfw loads")
+    return b
+
+
+def load_policy(path: str, instance: str | None = None) -> Policy:
+    """Load and check the policy at ``path``; choose ``instance`` if given.
+
+    Raises :class:`PolicyError` (``file:line: message``) for any mistake; a
+    policy is either loaded whole or not at all.
+    """
+    path = os.path.abspath(path)
+    builder = PolicyBuilder(path)
+    token = _current.set(builder)
+    try:
+        namespace = _exec_file(builder, path)
+        instances = _run_instances(builder, path, namespace)
+    finally:
+        _current.reset(token)
+    return _finish(builder, path, instances, instance)
+
+
+def include_zones(builder: PolicyBuilder, relpath: str) -> None:
+    """Execute a zones file, relative to the file that includes it."""
+    here = builder.location().filename
+    target = os.path.normpath(os.path.join(os.path.dirname(here), relpath))
+    if target in builder.files:
+        raise PolicyError(f"{relpath} is included twice")
+    if not os.path.isfile(target):
+        raise PolicyError(f"include_zones: no such file {target}")
+    if builder.instance is not None:
+        raise PolicyError("include_zones() belongs at module level, not inside an instance")
+    was, builder.including = builder.including, True
+    try:
+        _exec_file(builder, target)
+    finally:
+        builder.including = was
+
+
+def _exec_file(builder: PolicyBuilder, path: str) -> dict[str, object]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+    except OSError as e:
+        raise PolicyError(f"cannot read policy: {e.strerror}", path) from None
+    builder.files.add(path)
+    try:
+        code = compile(source, path, "exec")
+    except SyntaxError as e:
+        raise PolicyError(f"syntax error: {e.msg}", e.filename or path, e.lineno) from None
+    namespace: dict[str, object] = {"__name__": "zfw_policy", "__file__": path}
+    with _user_errors(builder):
+        exec(code, namespace)
+    return namespace
+
+
+@contextmanager
+def _user_errors(builder: PolicyBuilder) -> Iterator[None]:
+    """Turn any exception raised by policy code into a located PolicyError."""
+    try:
+        yield
+    except PolicyError as e:
+        if e.filename is None:
+            loc = _policy_frame(builder, e.__traceback__)
+            raise e.located(loc.filename, loc.lineno) from None
+        raise
+    except Exception as e:
+        loc = _policy_frame(builder, e.__traceback__)
+        raise PolicyError(f"{type(e).__name__}: {e}", loc.filename, loc.lineno) from None
+
+
+def _policy_frame(builder: PolicyBuilder, tb: types.TracebackType | None) -> Location:
+    """The innermost traceback frame that lies in a policy file."""
+    found = Location(builder.path, None)
+    for frame, lineno in traceback.walk_tb(tb):
+        if frame.f_code.co_filename in builder.files:
+            found = Location(frame.f_code.co_filename, lineno)
+    return found
+
+
+def _instance_functions(path: str, namespace: dict[str, object]) -> dict[str, types.FunctionType]:
+    """Public no-argument functions defined in the policy file: the instances."""
+    found = {}
+    for name, obj in namespace.items():
+        if not isinstance(obj, types.FunctionType) or name.startswith("_"):
+            continue
+        code = obj.__code__
+        if code.co_filename != path:
+            continue
+        required = code.co_argcount + code.co_kwonlyargcount - len(obj.__defaults__ or ())
+        required -= len(obj.__kwdefaults__ or {})
+        if required == 0:
+            found[name] = obj
+    return found
+
+
+def _run_instances(
+    builder: PolicyBuilder, path: str, namespace: dict[str, object]
+) -> dict[str, Instance]:
+    instances = {}
+    for name, func in _instance_functions(path, namespace).items():
+        loc = Location(path, func.__code__.co_firstlineno)
+        builder.instance = _InstanceBuilder(name, loc)
+        try:
+            with _user_errors(builder):
+                func()
+            ib = builder.instance
+        finally:
+            builder.instance = None
+        if not ib.listeners:
+            builder.warnings.append(f"{loc}: instance {name!r} declares no listener")
+        instances[name] = Instance(
+            name,
+            MappingProxyType(dict(ib.services)),
+            tuple(ib.listeners),
+            ib.options or InstanceOptions(),
+            loc,
+        )
+    return instances
+
+
+def _finish(
+    builder: PolicyBuilder, path: str, instances: dict[str, Instance], chosen: str | None
+) -> Policy:
+    zones = ZoneTable.build(builder.zones)
+    services: dict[str, Service] = {}
+    addresses: dict[tuple[str, int], Listener] = {}
+    for inst in instances.values():
+        for svc in inst.services.values():
+            if svc.name in services:
+                raise _error(svc.location, f"service {svc.name!r} is declared twice")
+            services[svc.name] = svc
+        for lst in inst.listeners:
+            if lst.service not in inst.services:
+                raise _error(
+                    lst.location, f"listener {lst.address} names unknown service {lst.service!r}"
+                )
+            hosts = ["0.0.0.0", "::"] if lst.address.host == "" else [lst.address.host]
+            for host in hosts:
+                key = (host, lst.address.port)
+                if key in addresses:
+                    raise _error(
+                        lst.location,
+                        f"listener {lst.address} clashes with the one at {addresses[key].location}",
+                    )
+                addresses[key] = lst
+            if lst.transparent and not lst.intercept:
+                builder.warnings.append(
+                    f"{lst.location}: listener {lst.address} intercepts no port: "
+                    "the generated packet filter diverts nothing to it"
+                )
+    local_names = {s.name for s in builder.local_services}
+    for z in zones:
+        for svc_name in (*z.inbound_services, *z.outbound_services):
+            if svc_name != WILDCARD and svc_name not in services:
+                hint = " (a LocalService names its zones itself)" if svc_name in local_names else ""
+                raise _error(
+                    z.location, f"zone {z.name!r} names unknown service {svc_name!r}{hint}"
+                )
+    for ls in builder.local_services:
+        clash = local_names & set(services)
+        if clash:
+            raise _error(ls.location, f"{sorted(clash)[0]!r} is both a service and a local service")
+        for zn in ls.zones:
+            if zn not in zones.zones:
+                raise _error(ls.location, f"local service {ls.name!r} names unknown zone {zn!r}")
+    if chosen is not None and chosen not in instances:
+        known = ", ".join(sorted(instances)) or "none"
+        raise PolicyError(f"unknown instance {chosen!r} (instances: {known})", path)
+    return Policy(
+        path=path,
+        zones=zones,
+        instances=MappingProxyType(instances),
+        local_services=tuple(builder.local_services),
+        packet_filter=builder.packet_filter or PacketFilterOptions(),
+        instance_name=chosen,
+        warnings=tuple(builder.warnings),
+    )
+
+
+def _error(loc: Location | None, message: str) -> PolicyError:
+    return PolicyError(message, loc.filename if loc else None, loc.lineno if loc else None)
+
+
+__all__ = ["PolicyBuilder", "TransparentRouter", "current_builder", "include_zones", "load_policy"]

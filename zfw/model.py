@@ -1,0 +1,160 @@
+"""The immutable values a loaded policy consists of.
+
+The loader (:mod:`zfw.loader`) builds one :class:`Policy`; the session engine
+and the rule compiler both read it and nothing else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+import attrs
+
+from zfw.addr import SockAddrInet
+from zfw.zones import INBOUND, OUTBOUND, Location, Zone, ZoneTable
+
+
+@attrs.frozen
+class TransparentRouter:
+    """Connect to the client's original destination.
+
+    ``forge_addr`` (default) makes the server see the client's address;
+    ``forced_port`` replaces the destination port.
+    """
+
+    forge_addr: bool = True
+    forced_port: int | None = None
+    forge_port: bool = False
+
+
+@attrs.frozen
+class DirectedRouter:
+    """Connect to a fixed target whatever the client asked for."""
+
+    target: SockAddrInet
+    forge_addr: bool = False
+    forge_port: bool = False
+
+
+Router = TransparentRouter | DirectedRouter
+
+
+@attrs.frozen
+class PortRange:
+    """Destination ports ``low`` to ``high`` inclusive."""
+
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return str(self.low) if self.low == self.high else f"{self.low}:{self.high}"
+
+    def __contains__(self, port: int) -> bool:
+        return self.low <= port <= self.high
+
+
+@attrs.frozen
+class Service:
+    """A named proxy configuration that listeners hand connections to."""
+
+    name: str
+    proxy_class: type
+    router: Router = TransparentRouter()
+    max_sessions: int = 1000
+    location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class Listener:
+    """A local port whose connections go to a service.
+
+    A transparent listener receives connections the kernel diverted with
+    TPROXY; ``intercept`` names the destination ports it diverts.
+    """
+
+    address: SockAddrInet
+    service: str
+    transparent: bool = True
+    intercept: tuple[PortRange, ...] = ()
+    backlog: int = 511
+    location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class LocalService:
+    """A service of the firewall host itself (say SSH) and the zones it serves."""
+
+    name: str
+    ports: tuple[PortRange, ...]
+    zones: tuple[str, ...]
+    protocol: str = "tcp"
+    location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class InstanceOptions:
+    """Limits of one running instance."""
+
+    max_sessions: int = 10000
+    shutdown_grace: float = 30.0
+
+
+@attrs.frozen
+class Instance:
+    """The services and listeners of one zfw process."""
+
+    name: str
+    services: Mapping[str, Service]
+    listeners: tuple[Listener, ...]
+    options: InstanceOptions = InstanceOptions()
+    location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class PacketFilterOptions:
+    """Marks and routing table the generated packet filter uses."""
+
+    tproxy_mark: int = 0x1000000
+    tproxy_mask: int = 0x1000000
+    route_table: int = 100
+    log_prefix: str = "zfw"
+
+
+@attrs.frozen
+class Policy:
+    """One loaded policy: zones, instances and the instance chosen to run."""
+
+    path: str
+    zones: ZoneTable
+    instances: Mapping[str, Instance]
+    local_services: tuple[LocalService, ...] = ()
+    packet_filter: PacketFilterOptions = PacketFilterOptions()
+    instance_name: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def instance(self) -> Instance:
+        """The chosen instance (``--instance``)."""
+        if self.instance_name is None:
+            raise LookupError("no instance was chosen")
+        return self.instances[self.instance_name]
+
+    def service(self, name: str) -> Service:
+        """A service by name, from any instance."""
+        for inst in self.instances.values():
+            if name in inst.services:
+                return inst.services[name]
+        raise KeyError(name)
+
+    def all_services(self) -> Mapping[str, Service]:
+        """Every service of every instance by name."""
+        return MappingProxyType(
+            {n: s for inst in self.instances.values() for n, s in inst.services.items()}
+        )
+
+    def permitted(self, service: str, client: Zone, server: Zone) -> bool:
+        """The zone decision: ``service`` out of ``client`` and into ``server``."""
+        return self.zones.permits(client, service, OUTBOUND) and self.zones.permits(
+            server, service, INBOUND
+        )

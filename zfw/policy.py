@@ -1,0 +1,257 @@
+"""Everything a policy file needs: ``from zfw.policy import *``.
+
+The names follow Zorp's policy language, so a Zorp administrator's policy
+runs with only its import line changed::
+
+    InetZone('intranet', '192.0.2.0/24', outbound_services=['*'])
+    InetZone('internet', '0.0.0.0/0', inbound_services=['*'])
+
+    def intra():
+        Service('intra_HTTP', HttpProxy)
+        Listener(SockAddrInet('', 50080), 'intra_HTTP')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from zfw import loader
+from zfw.addr import SockAddrInet
+from zfw.errors import PolicyError
+from zfw.model import (
+    DirectedRouter,
+    PortRange,
+    TransparentRouter,
+)
+from zfw.model import (
+    InstanceOptions as _InstanceOptions,
+)
+from zfw.model import (
+    Listener as _Listener,
+)
+from zfw.model import (
+    LocalService as _LocalService,
+)
+from zfw.model import (
+    PacketFilterOptions as _PacketFilterOptions,
+)
+from zfw.model import (
+    Service as _Service,
+)
+from zfw.proxy.base import Proxy
+from zfw.proxy.ftp import FtpProxy
+from zfw.proxy.http import HttpProxy
+from zfw.proxy.plug import PlugProxy
+from zfw.proxy.tls import TlsTunnelProxy
+from zfw.zones import Zone as _Zone
+from zfw.zones import check_zone_name, parse_networks
+
+__all__ = [
+    "DirectedRouter",
+    "FtpProxy",
+    "HttpProxy",
+    "InetZone",
+    "InstanceOptions",
+    "Listener",
+    "LocalService",
+    "PacketFilter",
+    "PlugProxy",
+    "Proxy",
+    "Service",
+    "SockAddrInet",
+    "TlsTunnelProxy",
+    "TransparentRouter",
+    "include_zones",
+]
+
+
+def _names(value: object, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    try:
+        names = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise PolicyError(f"{what} must be a list of service names") from None
+    for n in names:
+        if not isinstance(n, str) or not n:
+            raise PolicyError(f"{what}: {n!r} is not a service name")
+    return names
+
+
+def _ports(value: object, what: str) -> tuple[PortRange, ...]:
+    """Ports as ``80``, ``(8000, 8080)`` or ``"8000:8080"``, alone or in a list."""
+    items = [value] if isinstance(value, int | str | tuple) else list(value)  # type: ignore[arg-type]
+    out = []
+    for item in items:
+        if isinstance(item, str) and ":" in item:
+            lo_s, _, hi_s = item.partition(":")
+            try:
+                item = (int(lo_s), int(hi_s))
+            except ValueError:
+                raise PolicyError(f"{what}: bad port range {item!r}") from None
+        if isinstance(item, tuple) and len(item) == 2:
+            lo, hi = item
+        elif isinstance(item, int) and not isinstance(item, bool):
+            lo = hi = item
+        elif isinstance(item, str) and item.isdigit():
+            lo = hi = int(item)
+        else:
+            raise PolicyError(f"{what}: {item!r} is not a port or port range")
+        if not (isinstance(lo, int) and isinstance(hi, int) and 1 <= lo <= hi <= 65535):
+            raise PolicyError(f"{what}: {item!r} is not a port range within 1-65535")
+        out.append(PortRange(lo, hi))
+    return tuple(out)
+
+
+def _positive(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise PolicyError(f"{what} must be a positive number, not {value!r}")
+
+
+def InetZone(
+    name: str,
+    addrs: str | Iterable[str],
+    inbound_services: Iterable[str] = (),
+    outbound_services: Iterable[str] = (),
+    admin_parent: str | None = None,
+    umbrella: bool = False,
+) -> _Zone:
+    """Declare a zone: networks (IPv4 and IPv6 CIDRs) and permitted services."""
+    b = loader.current_builder("InetZone")
+    check_zone_name(name)
+    if admin_parent is not None and not isinstance(admin_parent, str):
+        raise PolicyError(f"zone {name!r}: admin_parent must be a zone name")
+    zone = _Zone(
+        name=name,
+        networks=parse_networks(addrs),
+        inbound_services=_names(inbound_services, f"zone {name!r} inbound_services"),
+        outbound_services=_names(outbound_services, f"zone {name!r} outbound_services"),
+        admin_parent=admin_parent,
+        umbrella=bool(umbrella),
+        location=b.location(),
+    )
+    b.add_zone(zone)
+    return zone
+
+
+def Service(
+    name: str,
+    proxy_class: type,
+    router: TransparentRouter | DirectedRouter | None = None,
+    max_sessions: int = 1000,
+) -> _Service:
+    """Declare a service of the current instance: a proxy class and a router."""
+    b = loader.current_builder("Service")
+    inst = b.current_instance("Service")
+    if not isinstance(name, str) or not name:
+        raise PolicyError(f"service name {name!r} must be a non-empty string")
+    if not (isinstance(proxy_class, type) and issubclass(proxy_class, Proxy)):
+        raise PolicyError(f"service {name!r}: {proxy_class!r} is not a proxy class")
+    if router is None:
+        router = TransparentRouter()
+    if not isinstance(router, TransparentRouter | DirectedRouter):
+        raise PolicyError(f"service {name!r}: router must be TransparentRouter or DirectedRouter")
+    if not isinstance(max_sessions, int) or max_sessions < 1:
+        raise PolicyError(f"service {name!r}: max_sessions must be a positive integer")
+    if name in inst.services:
+        raise PolicyError(f"service {name!r} is declared twice")
+    svc = _Service(name, proxy_class, router, max_sessions, b.location())
+    inst.services[name] = svc
+    return svc
+
+
+def Listener(
+    bindto: SockAddrInet,
+    service: str,
+    transparent: bool = True,
+    intercept: object = None,
+    backlog: int = 511,
+) -> _Listener:
+    """Declare a listener of the current instance.
+
+    ``intercept`` names the destination ports a transparent listener diverts
+    (a port, ``(low, high)``, ``"low:high"`` or a list of them); by default the
+    proxy class's own (HTTP 80, FTP 21, TLS 443).
+    """
+    b = loader.current_builder("Listener")
+    inst = b.current_instance("Listener")
+    if not isinstance(bindto, SockAddrInet):
+        raise PolicyError("Listener: the first argument must be SockAddrInet(host, port)")
+    if bindto.port == 0:
+        raise PolicyError("Listener: port 0 is not a listening port")
+    if not isinstance(service, str):
+        raise PolicyError("Listener: the service must be given by name")
+    if intercept is None:
+        svc = inst.services.get(service)
+        default = getattr(svc.proxy_class, "default_ports", ()) if svc else ()
+        ports = _ports(list(default), "intercept") if transparent else ()
+    else:
+        if not transparent:
+            raise PolicyError("Listener: intercept= only applies to a transparent listener")
+        ports = _ports(intercept, "intercept")
+    if not isinstance(backlog, int) or backlog < 1:
+        raise PolicyError("Listener: backlog must be a positive integer")
+    lst = _Listener(bindto, service, bool(transparent), ports, backlog, b.location())
+    inst.listeners.append(lst)
+    return lst
+
+
+def LocalService(
+    name: str, ports: object, zones: Iterable[str], protocol: str = "tcp"
+) -> _LocalService:
+    """Declare a service of the firewall host itself, open from ``zones``.
+
+    A zone's admin children inherit access; an umbrella zone cuts it off.
+    """
+    b = loader.current_builder("LocalService")
+    if protocol not in ("tcp", "udp"):
+        raise PolicyError(f"local service {name!r}: protocol must be 'tcp' or 'udp'")
+    zone_names = _names(zones, f"local service {name!r} zones")
+    svc = _LocalService(
+        name, _ports(ports, f"local service {name!r}"), zone_names, protocol, b.location()
+    )
+    b.add_local_service(svc)
+    return svc
+
+
+def InstanceOptions(max_sessions: int = 10000, shutdown_grace: float = 30.0) -> _InstanceOptions:
+    """Set limits of the current instance (inside its function)."""
+    b = loader.current_builder("InstanceOptions")
+    inst = b.current_instance("InstanceOptions")
+    if inst.options is not None:
+        raise PolicyError("InstanceOptions() is given twice")
+    if not isinstance(max_sessions, int) or max_sessions < 1:
+        raise PolicyError("InstanceOptions: max_sessions must be a positive integer")
+    _positive(shutdown_grace, "InstanceOptions: shutdown_grace")
+    inst.options = _InstanceOptions(max_sessions, float(shutdown_grace))
+    return inst.options
+
+
+_PF = _PacketFilterOptions()
+
+
+def PacketFilter(
+    tproxy_mark: int = _PF.tproxy_mark,
+    tproxy_mask: int = _PF.tproxy_mask,
+    route_table: int = _PF.route_table,
+    log_prefix: str = _PF.log_prefix,
+) -> _PacketFilterOptions:
+    """Set the mark, mask and routing table of the generated packet filter."""
+    b = loader.current_builder("PacketFilter")
+    for what, v in (("tproxy_mark", tproxy_mark), ("tproxy_mask", tproxy_mask)):
+        if not isinstance(v, int) or not 0 < v <= 0xFFFFFFFF:
+            raise PolicyError(f"PacketFilter: {what} must be a 32-bit number other than 0")
+    if tproxy_mark & ~tproxy_mask:
+        raise PolicyError("PacketFilter: tproxy_mark has bits outside tproxy_mask")
+    if not isinstance(route_table, int) or not 1 <= route_table <= 252:
+        raise PolicyError("PacketFilter: route_table must be a number from 1 to 252")
+    if not isinstance(log_prefix, str) or not log_prefix.isidentifier() or len(log_prefix) > 12:
+        raise PolicyError("PacketFilter: log_prefix must be a short identifier")
+    opts = _PacketFilterOptions(tproxy_mark, tproxy_mask, route_table, log_prefix)
+    b.set_packet_filter(opts)
+    return opts
+
+
+def include_zones(path: str) -> None:
+    """Pull in the zones declared in another file, relative to this one."""
+    loader.include_zones(loader.current_builder("include_zones"), path)

@@ -1,0 +1,1 @@
+"""Protocol proxies. Each class here can be named by a policy's ``Service``."""
