@@ -1,0 +1,1 @@
+"""The session engine: accept, decide by zone and service, route, hand to a proxy."""

@@ -1,0 +1,81 @@
+"""The zone and routing decision for one new connection, without I/O.
+
+The rule compiler's consistency test evaluates the same function, so the
+packet filter and the engine cannot disagree about what is permitted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import attrs
+
+from zfw.model import DirectedRouter, Listener, Policy, Service
+from zfw.zones import Zone
+
+Address = tuple[str, int]
+
+
+@attrs.frozen
+class Decision:
+    """Whether a connection may proceed, and where to."""
+
+    allowed: bool
+    reason: str
+    client_zone: Zone | None = None
+    server_zone: Zone | None = None
+    target: Address | None = None
+    source: Address | None = None
+
+
+def _plain(host: str) -> str:
+    """``host`` without an IPv4-mapped IPv6 prefix or a scope."""
+    ip = ipaddress.ip_address(host.split("%", 1)[0])
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
+def route(
+    service: Service, client: Address, destination: Address
+) -> tuple[Address, Address | None]:
+    """The server to connect to and the source address to connect from (None: our own)."""
+    r = service.router
+    if isinstance(r, DirectedRouter):
+        target = (r.target.host, r.target.port)
+    else:
+        target = (destination[0], r.forced_port or destination[1])
+    source = None
+    if r.forge_addr:
+        source = (client[0], client[1] if r.forge_port else 0)
+    return target, source
+
+
+def decide(
+    policy: Policy, listener: Listener, service: Service, client: Address, destination: Address
+) -> Decision:
+    """Decide a new connection from ``client`` that was going to ``destination``."""
+    client = (_plain(client[0]), client[1])
+    destination = (_plain(destination[0]), destination[1])
+    if not listener.transparent and not isinstance(service.router, DirectedRouter):
+        return Decision(False, "a non-transparent listener needs a DirectedRouter")
+    czone = policy.zones.lookup(client[0])
+    if czone is None:
+        return Decision(False, f"client address {client[0]} is in no zone")
+    target, source = route(service, client, destination)
+    szone = policy.zones.lookup(target[0])
+    if szone is None:
+        return Decision(False, f"server address {target[0]} is in no zone", czone)
+    if not policy.permitted(service.name, czone, szone):
+        return Decision(
+            False,
+            f"service {service.name!r} is not permitted from zone {czone.name!r} "
+            f"to zone {szone.name!r}",
+            czone,
+            szone,
+        )
+    if source is not None and (":" in source[0]) != (":" in target[0]):
+        return Decision(
+            False, "cannot forge the client's address across IPv4 and IPv6", czone, szone
+        )
+    return Decision(True, "permitted", czone, szone, target, source)

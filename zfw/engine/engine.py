@@ -1,0 +1,219 @@
+"""The engine of one instance: its listeners, admission and reloads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory
+
+from zfw import net
+from zfw.engine.decision import decide
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import Session, SessionTable
+from zfw.errors import NetError
+from zfw.log import Log
+from zfw.model import Listener, Policy
+
+ListenKey = tuple[str, int, bool]
+
+
+def listen_keys(listener: Listener) -> list[ListenKey]:
+    """The sockets a listener needs: ``''`` means both 0.0.0.0 and ::."""
+    hosts = ["0.0.0.0", "::"] if listener.address.host == "" else [listener.address.host]
+    return [(h, listener.address.port, listener.transparent) for h in hosts]
+
+
+class ListenerFactory(Factory):
+    """Accepts connections for one listener socket."""
+
+    noisy = False
+
+    def __init__(self, engine: Engine, listener: Listener):
+        self.engine = engine
+        self.listener = listener
+
+    def buildProtocol(self, addr: Any) -> Endpoint:
+        ep = Endpoint("client")
+        ep.on_made = self._accepted
+        return ep
+
+    def _accepted(self, ep: Endpoint) -> None:
+        self.engine.accept(ep, self.listener)
+
+
+class Engine:
+    """Runs the chosen instance of a policy."""
+
+    def __init__(self, policy: Policy, log: Log, reactor: Any):
+        self.policy = policy
+        self.log = log
+        self.reactor = reactor
+        inst = policy.instance
+        self.sessions = SessionTable(inst.name, inst.options)
+        self.ports: dict[ListenKey, tuple[Any, ListenerFactory]] = {}
+        self.accepting = False
+
+    # --- listeners -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every listener of the instance; raise NetError if one cannot."""
+        self.accepting = True
+        try:
+            for lst in self.policy.instance.listeners:
+                self._open(lst)
+        except NetError:
+            self.stop_listening()
+            raise
+        for lst in self.policy.instance.listeners:
+            svc = self.policy.instance.services[lst.service]
+            if not svc.proxy_class.available:
+                self.log(
+                    "core.error",
+                    1,
+                    f"listener {lst.address}: {svc.proxy_class.__name__} is not in this "
+                    "version of zfw; its sessions will be refused",
+                )
+
+    def _open(self, lst: Listener) -> None:
+        for key in listen_keys(lst):
+            host, port, transparent = key
+            factory = ListenerFactory(self, lst)
+            p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
+            self.ports[key] = (p, factory)
+            what = "transparent" if transparent else "plain"
+            self.log(
+                "core.listener",
+                3,
+                f"listening on {net.fmt_addr(host, port)} ({what}) for service {lst.service!r}",
+            )
+
+    def stop_listening(self) -> list[Deferred[None]]:
+        """Close every listening socket; running sessions go on."""
+        self.accepting = False
+        ds = [p.stopListening() for p, _f in self.ports.values()]
+        self.ports.clear()
+        return [d for d in ds if d is not None]
+
+    def reload(self, policy: Policy) -> None:
+        """Switch to a new policy: add and remove listeners; sessions go on."""
+        wanted = {k: lst for lst in policy.instance.listeners for k in listen_keys(lst)}
+        for key in list(self.ports):
+            if key not in wanted:
+                port, _f = self.ports.pop(key)
+                port.stopListening()
+                self.log("core.listener", 3, f"stopped listening on {net.fmt_addr(*key[:2])}")
+        self.policy = policy
+        self.sessions.options = policy.instance.options
+        for key, lst in wanted.items():
+            if key in self.ports:
+                self.ports[key][1].listener = lst
+                continue
+            try:
+                host, port, transparent = key
+                factory = ListenerFactory(self, lst)
+                p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
+                self.ports[key] = (p, factory)
+                self.log(
+                    "core.listener",
+                    3,
+                    f"listening on {net.fmt_addr(host, port)} for service {lst.service!r}",
+                )
+            except NetError as e:
+                self.log("core.error", 1, f"new listener {lst.address}: {e}")
+
+    # --- sessions ------------------------------------------------------------------------
+
+    def accept(self, ep: Endpoint, listener: Listener) -> None:
+        """A client connected to ``listener``: decide, admit, start its proxy."""
+        transport = ep.transport
+        peer = transport.getPeer()
+        client = (peer.host, peer.port)
+        policy = self.policy
+        service = policy.instance.services.get(listener.service)
+        if service is None or not self.accepting:
+            transport.abortConnection()
+            return
+        destination = net.original_destination(transport.getHandle())
+        decision = decide(policy, listener, service, client, destination)
+        if not decision.allowed:
+            self.log(
+                "core.policy",
+                1,
+                f"denied {net.fmt_addr(*client)} -> {net.fmt_addr(*destination)}: "
+                f"{decision.reason}",
+                service=service.name,
+            )
+            transport.abortConnection()
+            return
+        refused = self.sessions.refuse_reason(service)
+        if refused:
+            self.log(
+                "core.session",
+                1,
+                f"refused {net.fmt_addr(*client)}: {refused}",
+                service=service.name,
+            )
+            transport.abortConnection()
+            return
+        if not service.proxy_class.available:
+            self.log(
+                "core.error",
+                1,
+                f"refused {net.fmt_addr(*client)}: "
+                f"{service.proxy_class.__name__} is not in this version of zfw",
+            )
+            transport.abortConnection()
+            return
+        session = Session(
+            self.sessions.next_id(service),
+            service,
+            listener,
+            client,
+            destination,
+            decision,
+            self.log,
+            self.reactor,
+            self.sessions.remove,
+        )
+        self.sessions.add(session)
+        if self.log.enabled("core.session", 4):
+            target = decision.target
+            session.log(
+                "core.session",
+                4,
+                f"start: {net.fmt_addr(*client)} ({session.client_zone}) -> "
+                f"{net.fmt_addr(*destination)}, server {net.fmt_addr(*target)} "  # type: ignore[misc]
+                f"({session.server_zone})",
+            )
+        try:
+            proxy = service.proxy_class(session)
+            proxy.config()
+            proxy.start(ep)
+        except Exception as e:  # policy code in config() may raise anything
+            session.log("core.error", 1, f"proxy failed to start: {type(e).__name__}: {e}")
+            transport.abortConnection()
+            session.close()
+
+    def drain(self, grace: float) -> Deferred[None]:
+        """Stop accepting; fire when sessions are done, aborting them after ``grace`` s."""
+        self.stop_listening()
+        d = self.sessions.when_empty()
+        if self.sessions.active:
+            self.log(
+                "core.info",
+                3,
+                f"waiting up to {grace:g} s for {len(self.sessions.active)} sessions",
+            )
+
+            def overdue() -> None:
+                left = list(self.sessions.active)
+                if left:
+                    self.log("core.info", 3, f"aborting {len(left)} sessions after grace")
+                for s in left:
+                    s.abort()
+                    s.close()
+
+            timer = self.reactor.callLater(grace, overdue)
+            d.addBoth(lambda r: (timer.active() and timer.cancel(), r)[1])
+        return d

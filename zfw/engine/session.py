@@ -1,0 +1,145 @@
+"""Sessions: one accepted client connection and what the engine decided for it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from zfw import net
+from zfw.engine.decision import Address, Decision
+from zfw.engine.endpoint import ConnectFactory, Endpoint
+from zfw.log import Log
+from zfw.model import InstanceOptions, Listener, Service
+
+
+class Session:
+    """A client connection on its way through a proxy.
+
+    Its id (``instance/service:serial``) starts every log line about it.
+    """
+
+    def __init__(
+        self,
+        sid: str,
+        service: Service,
+        listener: Listener,
+        client: Address,
+        destination: Address,
+        decision: Decision,
+        log: Log,
+        reactor: Any,
+        on_close: Callable[[Session], None],
+    ):
+        self.id = sid
+        self.service = service
+        self.listener = listener
+        self.client = client
+        self.destination = destination
+        self.decision = decision
+        self.reactor = reactor
+        self.started = time.monotonic()
+        self._log = log
+        self._on_close = on_close
+        self.closed = False
+        #: Set by the proxy: drops every connection of the session at once.
+        self.abort: Callable[[], None] = lambda: None
+
+    @property
+    def client_zone(self) -> str:
+        """Name of the client's zone."""
+        return self.decision.client_zone.name if self.decision.client_zone else "-"
+
+    @property
+    def server_zone(self) -> str:
+        """Name of the server's zone."""
+        return self.decision.server_zone.name if self.decision.server_zone else "-"
+
+    def log(self, tag: str, level: int, message: str, **fields: object) -> None:
+        """Log with this session's id."""
+        self._log(tag, level, message, session=self.id, **fields)
+
+    def log_enabled(self, tag: str, level: int) -> bool:
+        """Whether a message at ``level`` for ``tag`` would be written."""
+        return self._log.enabled(tag, level)
+
+    def connect_server(self, timeout: float) -> Deferred[Endpoint]:
+        """Connect to the routed target, from the forged source if the router says so."""
+        d: Deferred[Endpoint] = Deferred(lambda _d: connector.stopConnecting())
+        factory = ConnectFactory(d.callback, d.errback)
+        target = self.decision.target
+        assert target is not None
+        connector = net.connect(
+            self.reactor,
+            target[0],
+            target[1],
+            factory,
+            source=self.decision.source,
+            timeout=timeout,
+        )
+        return d
+
+    def close(self) -> None:
+        """The session is over: free its slot (once)."""
+        if not self.closed:
+            self.closed = True
+            self._on_close(self)
+
+
+class SessionTable:
+    """Counts sessions per service and per instance, and hands out ids."""
+
+    def __init__(self, instance: str, options: InstanceOptions):
+        self.instance = instance
+        self.options = options
+        self.active: set[Session] = set()
+        self.per_service: dict[str, int] = {}
+        self._serial = 0
+        self._drained: list[Deferred[None]] = []
+
+    def refuse_reason(self, service: Service) -> str | None:
+        """Why a new session of ``service`` must be refused now, or None."""
+        if len(self.active) >= self.options.max_sessions:
+            return f"instance limit of {self.options.max_sessions} sessions reached"
+        if self.per_service.get(service.name, 0) >= service.max_sessions:
+            return f"service limit of {service.max_sessions} sessions reached"
+        return None
+
+    def next_id(self, service: Service) -> str:
+        """A new session id, ``instance/service:serial``."""
+        self._serial += 1
+        return f"{self.instance}/{service.name}:{self._serial}"
+
+    def add(self, session: Session) -> None:
+        """Count a new session."""
+        self.active.add(session)
+        name = session.service.name
+        self.per_service[name] = self.per_service.get(name, 0) + 1
+
+    def remove(self, session: Session) -> None:
+        """Forget a finished session."""
+        self.active.discard(session)
+        self.per_service[session.service.name] -= 1
+        if not self.active:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
+
+    def when_empty(self) -> Deferred[None]:
+        """Fires when no session is left."""
+        d: Deferred[None] = Deferred()
+        if not self.active:
+            d.callback(None)
+        else:
+            self._drained.append(d)
+        return d
+
+
+def describe_failure(reason: Failure) -> str:
+    """A short text for a connection failure."""
+    value = reason.value
+    text = getattr(value, "osError", None) or str(value) or type(value).__name__
+    return str(text).strip().rstrip(".")

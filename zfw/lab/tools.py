@@ -1,0 +1,182 @@
+"""Small TCP programs for the lab's hosts: ``python -m zfw.lab.tools NAME ...``.
+
+- ``whoami PORT``: tells each client the address it sees, then echoes;
+  prints ``peer HOST PORT`` per connection.
+- ``echo PORT``: echoes everything (many connections at once).
+- ``sink PORT [--slow-seconds S]``: reads a stream, replies and prints
+  ``{"bytes": N, "sha256": ...}``; reads slowly for the first S seconds.
+- ``send HOST PORT BYTES [--source ADDR]``: sends BYTES of deterministic data,
+  half-closes, prints the sink's reply and its own checksum.
+- ``hold HOST PORT COUNT``: opens COUNT connections, checks each echoes,
+  keeps them open until stdin closes; prints ``open N`` / ``failed N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import socket
+import sys
+import time
+
+CHUNK = 1 << 16
+
+
+def pattern_block() -> bytes:
+    """1 MiB of deterministic data that does not compress into a repeat too easily."""
+    return hashlib.sha256(b"zfw").digest() * (1 << 15)
+
+
+async def _serve(handler, port: int) -> None:
+    servers = [
+        await asyncio.start_server(handler, "0.0.0.0", port, reuse_address=True, backlog=1024)
+    ]
+    with contextlib.suppress(OSError):
+        servers.append(
+            await asyncio.start_server(handler, "::", port, reuse_address=True, backlog=1024)
+        )
+    print("ready", flush=True)
+    await asyncio.gather(*(s.serve_forever() for s in servers))
+
+
+async def _echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(CHUNK):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def _whoami(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    host, port = writer.get_extra_info("peername")[:2]
+    print(f"peer {host} {port}", flush=True)
+    writer.write(f"you are {host} port {port}\n".encode())
+    await _echo(reader, writer)
+
+
+def _sink_handler(slow_seconds: float):
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        h = hashlib.sha256()
+        n = 0
+        start = time.monotonic()
+        while True:
+            data = await reader.read(CHUNK)
+            if not data:
+                break
+            h.update(data)
+            n += len(data)
+            if time.monotonic() - start < slow_seconds:
+                await asyncio.sleep(0.01)
+        result = json.dumps({"bytes": n, "sha256": h.hexdigest()})
+        print(result, flush=True)
+        writer.write(result.encode() + b"\n")
+        await writer.drain()
+        writer.close()
+
+    return sink
+
+
+def _send(host: str, port: int, total: int, source: str | None) -> None:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    if source:
+        s.bind((source, 0))
+    s.connect((host, port))
+    block = pattern_block()
+    h = hashlib.sha256()
+    left = total
+    while left:
+        piece = block[: min(left, len(block))]
+        s.sendall(piece)
+        h.update(piece)
+        left -= len(piece)
+    s.shutdown(socket.SHUT_WR)
+    reply = b""
+    while data := s.recv(CHUNK):
+        reply += data
+    print(
+        json.dumps(
+            {"sent": total, "sha256": h.hexdigest(), "reply": json.loads(reply) if reply else None}
+        ),
+        flush=True,
+    )
+
+
+def _hold(host: str, port: int, count: int, source: str | None) -> None:
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks, failed = [], 0
+    for i in range(count):
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            if source:
+                s.bind((source, 0))
+            s.connect((host, port))
+            msg = f"hello {i}\n".encode()
+            s.sendall(msg)
+            got = b""
+            while len(got) < len(msg):
+                data = s.recv(64)
+                if not data:
+                    break
+                got += data
+            if got != msg:
+                raise OSError("bad echo")
+            socks.append(s)
+        except OSError:
+            failed += 1
+            s.close()
+    print(f"open {len(socks)}", flush=True)
+    print(f"failed {failed}", flush=True)
+    sys.stdin.read()  # keep them open until told
+    alive = 0
+    for s in socks:
+        try:
+            s.sendall(b"bye\n")
+            if s.recv(64):
+                alive += 1
+        except OSError:
+            pass
+        s.close()
+    print(f"alive {alive}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="zfw.lab.tools")
+    sub = p.add_subparsers(dest="tool", required=True)
+    for name in ("whoami", "echo"):
+        sub.add_parser(name).add_argument("port", type=int)
+    sk = sub.add_parser("sink")
+    sk.add_argument("port", type=int)
+    sk.add_argument("--slow-seconds", type=float, default=0.0)
+    sd = sub.add_parser("send")
+    sd.add_argument("host")
+    sd.add_argument("port", type=int)
+    sd.add_argument("bytes", type=int)
+    sd.add_argument("--source")
+    hd = sub.add_parser("hold")
+    hd.add_argument("host")
+    hd.add_argument("port", type=int)
+    hd.add_argument("count", type=int)
+    hd.add_argument("--source")
+    a = p.parse_args(argv)
+    if a.tool == "whoami":
+        asyncio.run(_serve(_whoami, a.port))
+    elif a.tool == "echo":
+        asyncio.run(_serve(_echo, a.port))
+    elif a.tool == "sink":
+        asyncio.run(_serve(_sink_handler(a.slow_seconds), a.port))
+    elif a.tool == "send":
+        _send(a.host, a.port, a.bytes, a.source)
+    elif a.tool == "hold":
+        _hold(a.host, a.port, a.count, a.source)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Zorp-style tagged logging.
+
+Every message has a tag (``core.session``, ``plug.info`` ...) and a verbosity
+level; a log spec such as ``core.*:5,plug:3`` sets the highest level shown
+per tag pattern (the last matching pattern wins; a bare ``plug`` also covers
+``plug.*``). Lines are human-readable by default, JSON on request.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import sys
+import time
+from typing import IO
+
+import attrs
+
+from zfw.errors import ZfwError
+
+DEFAULT_LEVEL = 3
+
+
+@attrs.frozen
+class LogSpec:
+    """Per-tag verbosity: ``(pattern, level)`` pairs and a default."""
+
+    rules: tuple[tuple[str, int], ...] = ()
+    default: int = DEFAULT_LEVEL
+
+    @classmethod
+    def parse(cls, spec: str | None, default: int = DEFAULT_LEVEL) -> LogSpec:
+        """Parse ``'core.*:5,plug:3'``; raise :class:`ZfwError` when malformed."""
+        rules = []
+        for item in (spec or "").split(","):
+            item = item.strip()
+            if not item:
+                continue
+            pattern, sep, level = item.rpartition(":")
+            if not sep or not pattern or not level.isdigit():
+                raise ZfwError(f"bad log spec item {item!r}: expected TAG:LEVEL")
+            rules.append((pattern, int(level)))
+        return cls(tuple(rules), default)
+
+    def level(self, tag: str) -> int:
+        """The highest level shown for ``tag``."""
+        found = self.default
+        for pattern, level in self.rules:
+            if fnmatch.fnmatchcase(tag, pattern) or tag.startswith(pattern + "."):
+                found = level
+        return found
+
+
+class Log:
+    """Writes tagged lines to a stream; cheap to ask whether a level is on."""
+
+    def __init__(
+        self,
+        spec: LogSpec | None = None,
+        out: IO[str] | None = None,
+        json_lines: bool = False,
+        program: str = "zfw",
+    ):
+        self.spec = spec or LogSpec()
+        self.out = out or sys.stdout
+        self.json_lines = json_lines
+        self.program = program
+        self._levels: dict[str, int] = {}
+        self._pid = os.getpid()
+
+    def enabled(self, tag: str, level: int) -> bool:
+        """Whether a message of ``tag`` at ``level`` would be written."""
+        limit = self._levels.get(tag)
+        if limit is None:
+            limit = self._levels[tag] = self.spec.level(tag)
+        return level <= limit
+
+    def __call__(
+        self, tag: str, level: int, message: str, session: str | None = None, **fields: object
+    ) -> None:
+        """Write one message if its level is on for its tag."""
+        if not self.enabled(tag, level):
+            return
+        now = time.time()
+        if self.json_lines:
+            record = {"time": round(now, 6), "tag": tag, "level": level, "msg": message}
+            if session:
+                record["session"] = session
+            record.update(fields)
+            line = json.dumps(record, default=str)
+        else:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+            sid = f"({session}): " if session else ""
+            extra = "".join(f"; {k}={v}" for k, v in fields.items())
+            line = (
+                f"{stamp}.{int(now % 1 * 1000):03d} {self.program}[{self._pid}]: "
+                f"{tag}({level}): {sid}{message}{extra}"
+            )
+        self.out.write(line + "\n")
+        self.out.flush()

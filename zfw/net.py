@@ -1,0 +1,148 @@
+"""The one place that knows socket options.
+
+- :func:`listen` opens a listening socket (with ``IP_TRANSPARENT`` for TPROXY)
+  and adopts it into the reactor;
+- :func:`original_destination` tells where an accepted client was going;
+- :func:`connect` opens an outgoing connection, optionally from a foreign
+  (the client's) address, non-blocking inside the reactor.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.internet.interfaces import IListeningPort, IReactorSocket
+
+from zfw.errors import NetError
+
+IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
+IPV6_TRANSPARENT = 75
+SO_ORIGINAL_DST = 80
+IP6T_SO_ORIGINAL_DST = 80
+
+_NEEDS_ADMIN = (
+    "IP_TRANSPARENT needs CAP_NET_ADMIN: run zfw as root or grant the capability "
+    "(setcap cap_net_admin+ep, or AmbientCapabilities=CAP_NET_ADMIN in systemd)"
+)
+
+
+def family_of(host: str) -> int:
+    """``AF_INET6`` for an IPv6 literal, else ``AF_INET``."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def set_transparent(sock: socket.socket) -> None:
+    """Allow ``sock`` to bind and accept on addresses that are not local."""
+    try:
+        if sock.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_TRANSPARENT, 1)
+        else:
+            sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
+    except PermissionError:
+        raise NetError(_NEEDS_ADMIN) from None
+
+
+def check_capability() -> None:
+    """Raise :class:`NetError` with advice if transparent sockets are denied."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        set_transparent(s)
+    finally:
+        s.close()
+
+
+def listen(
+    reactor: IReactorSocket,
+    host: str,
+    port: int,
+    factory: Any,
+    transparent: bool,
+    backlog: int = 511,
+) -> IListeningPort:
+    """Listen on ``host:port`` and hand the socket to the reactor.
+
+    A transparent socket also accepts connections that TPROXY diverts to it
+    and, bound to a foreign address, connections to that address.
+    """
+    family = family_of(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if transparent:
+            set_transparent(sock)
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise NetError(f"cannot listen on {fmt_addr(host, port)}: {e.strerror}") from None
+        sock.listen(backlog)
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(sock.fileno(), family, factory)
+    finally:
+        sock.close()  # the reactor has its own duplicate
+
+
+def original_destination(sock: socket.socket, redirected: bool = False) -> tuple[str, int]:
+    """Where the client was going.
+
+    Under TPROXY the accepted socket's own address is the original
+    destination; after a NAT ``REDIRECT`` it is read from conntrack.
+    """
+    if not redirected:
+        host, port = sock.getsockname()[:2]
+        return host, port
+    if sock.family == socket.AF_INET6:
+        raw = sock.getsockopt(socket.IPPROTO_IPV6, IP6T_SO_ORIGINAL_DST, 28)
+        port = struct.unpack_from("!H", raw, 2)[0]
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
+    raw = sock.getsockopt(socket.SOL_IP, SO_ORIGINAL_DST, 16)
+    port = struct.unpack_from("!H", raw, 2)[0]
+    return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+
+
+class _TransparentClient(tcp.Client):
+    """A client connection whose socket may bind to a foreign address."""
+
+    def createInternetSocket(self) -> socket.socket:
+        sock = super().createInternetSocket()
+        try:
+            set_transparent(sock)
+        except NetError as e:
+            sock.close()
+            raise OSError(errno.EPERM, str(e)) from None
+        return sock
+
+
+class _TransparentConnector(tcp.Connector):
+    def _makeTransport(self) -> tcp.Client:
+        return _TransparentClient(self.host, self.port, self.bindAddress, self, self.reactor)
+
+
+def connect(
+    reactor: Any,
+    host: str,
+    port: int,
+    factory: Any,
+    source: tuple[str, int] | None = None,
+    timeout: float = 30.0,
+) -> tcp.Connector:
+    """Connect to ``host:port``, from ``source`` if given (a foreign address).
+
+    The connection is made non-blocking by the reactor; the factory hears of
+    success or failure as usual.
+    """
+    if source is None:
+        return reactor.connectTCP(host, port, factory, timeout=timeout)
+    connector = _TransparentConnector(host, port, factory, timeout, source, reactor)
+    connector.connect()
+    return connector
+
+
+def fmt_addr(host: str, port: int) -> str:
+    """``host:port``, with IPv6 hosts in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

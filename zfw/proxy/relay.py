@@ -1,0 +1,113 @@
+"""A bidirectional byte relay between two endpoints, with backpressure.
+
+Each transport is registered as the streaming producer of the other: when
+one side's write buffer fills (a slow reader), the reactor stops reading
+from the other side until it drains, so memory per session stays bounded
+(a few socket reads) however slow either peer is. A half-close (FIN) is
+passed on; the relay ends when both directions have ended or either side
+is lost. Used by PlugProxy and, later, by the TLS tunnel and FTP data channel.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.python.failure import Failure
+
+from zfw.engine.endpoint import Endpoint
+
+
+class Relay:
+    """Copies bytes both ways between ``client`` and ``server`` until both are done."""
+
+    def __init__(
+        self,
+        client: Endpoint,
+        server: Endpoint,
+        reactor: Any,
+        idle_timeout: float | None,
+        on_done: Callable[[Relay, str], None],
+    ):
+        self.client = client
+        self.server = server
+        self.reactor = reactor
+        self.idle_timeout = idle_timeout
+        self.on_done = on_done
+        self.started = time.monotonic()
+        self._eof: set[str] = set()
+        self._done = False
+        self._timer: Any = None
+        self._seen = -1
+        self.end_reason = ""
+
+    def start(self, to_server: bytes = b"", to_client: bytes = b"") -> None:
+        """Start relaying; ``to_server``/``to_client`` are bytes a proxy already read."""
+        c, s = self.client, self.server
+        c.on_data = s.transport.write
+        s.on_data = c.transport.write
+        c.on_eof = s.on_eof = self._eof_from
+        c.on_lost = s.on_lost = self._lost
+        c.transport.registerProducer(s.transport, True)
+        s.transport.registerProducer(c.transport, True)
+        if to_server:
+            s.transport.write(to_server)
+        if to_client:
+            c.transport.write(to_client)
+        c.transport.resumeProducing()
+        s.transport.resumeProducing()
+        if self.idle_timeout:
+            self._timer = self.reactor.callLater(self.idle_timeout, self._check_idle)
+
+    def _other(self, ep: Endpoint) -> Endpoint:
+        return self.server if ep is self.client else self.client
+
+    def _eof_from(self, ep: Endpoint) -> None:
+        """``ep``'s peer will send no more: pass the half-close on."""
+        other = self._other(ep)
+        self._eof.add(ep.side)
+        if not other.lost:
+            other.transport.unregisterProducer()
+            other.transport.loseWriteConnection()
+        if len(self._eof) == 2:
+            self._finish("closed by both sides")
+
+    def _lost(self, ep: Endpoint, reason: Failure) -> None:
+        self._finish(f"{ep.side} connection lost" if ep.side not in self._eof else "closed")
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop both connections now."""
+        self._finish(reason, abort=True)
+
+    def _check_idle(self) -> None:
+        self._timer = None
+        total = self.client.received + self.server.received
+        if total == self._seen:
+            self.abort(f"idle for {self.idle_timeout:g} s")
+            return
+        self._seen = total
+        self._timer = self.reactor.callLater(self.idle_timeout, self._check_idle)
+
+    def _finish(self, reason: str, abort: bool = False) -> None:
+        for ep in (self.client, self.server):
+            if ep.lost:
+                continue
+            ep.transport.unregisterProducer()
+            if abort:
+                ep.transport.abortConnection()
+            else:
+                ep.transport.loseConnection()
+        if self._done:
+            return
+        self._done = True
+        self.end_reason = reason
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self.on_done(self, reason)
+
+    @property
+    def duration(self) -> float:
+        """Seconds since the relay started."""
+        return time.monotonic() - self.started
