@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 from typing import Any
@@ -109,8 +110,16 @@ def open_log(options: Options) -> Log:
     )
 
 
+def raise_fd_limit() -> None:
+    """Every session holds two sockets: allow as many as the hard limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def make_service(options: Options) -> ZfwService:
     """Build the service; a policy or option mistake exits with one line."""
+    raise_fd_limit()
     try:
         return ZfwService(options["policy"], options["instance"], open_log(options))
     except ZfwError as e:

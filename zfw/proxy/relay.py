@@ -84,7 +84,7 @@ class Relay:
         self._timer = None
         total = self.client.received + self.server.received
         if total == self._seen:
-            self.abort(f"idle for {self.idle_timeout:g} s")
+            self._finish(f"idle for {self.idle_timeout:g} s")
             return
         self._seen = total
         self._timer = self.reactor.callLater(self.idle_timeout, self._check_idle)

@@ -1,0 +1,23 @@
+"""The end-to-end tests' policy: PlugProxy services between the lab's hosts."""
+
+from zfw.policy import *
+
+InetZone("lan", ["192.0.2.0/25", "2001:db8:1::/64"], outbound_services=["*"])
+InetZone("guest", "192.0.2.128/25")  # may not go anywhere
+InetZone("servers", ["198.51.100.0/24", "2001:db8:2::/64"], inbound_services=["*"])
+
+
+class QuickPlug(PlugProxy):
+    def config(self):
+        self.timeout = 1
+
+
+def lab():
+    Service("whoami", PlugProxy)
+    Service("echo", PlugProxy, max_sessions=500)
+    Service("sink", PlugProxy)
+    Service("quick", QuickPlug)
+    Listener(SockAddrInet("", 50022), "whoami", intercept=22)
+    Listener(SockAddrInet("", 50007), "echo", intercept=7)
+    Listener(SockAddrInet("", 50009), "sink", intercept=9)
+    Listener(SockAddrInet("", 50013), "quick", intercept=13)
