@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -88,7 +89,7 @@ def measure(lab: Lab, seconds: int, gib: int, name: str, divert: str, results: d
         results[(name, "keepalive")] = wrk(lab, seconds, close=False)
     results[(name, f"conn/{divert}")] = wrk(lab, seconds, close=True)
     for key, value in results.items():
-        if key[0] == name:
+        if key[0] == name and (key[1] == f"conn/{divert}" or divert in ("none", "nosyn")):
             unit = "Gbit/s" if key[1] == "bulk" else "req/s"
             print(f"  {name:8} {key[1]:16} {value:10.1f} {unit}", flush=True)
 
@@ -128,7 +129,9 @@ def main() -> None:
 
         print("minimal Twisted relay (bench/minimal_relay.py)", flush=True)
         relay = lab.popen(
-            "fw", pinned(0, [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"])
+            "fw",
+            pinned(0, [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]),
+            stderr=subprocess.DEVNULL,
         )
         assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
         for divert in ("nosyn", "textbook"):

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import IO
 
 import attrs
@@ -61,6 +62,7 @@ class Log:
         out: IO[str] | None = None,
         json_lines: bool = False,
         program: str = "zfw",
+        flush_later: Callable[[Callable[[], None]], object] | None = None,
     ):
         self.spec = spec or LogSpec()
         self.out = out or sys.stdout
@@ -68,6 +70,15 @@ class Log:
         self.program = program
         self._levels: dict[str, int] = {}
         self._pid = os.getpid()
+        self._flush_later = flush_later
+        self._flush_pending = False
+        self._stamp_second = -1
+        self._stamp = ""
+
+    def flush(self) -> None:
+        """Write out what is buffered."""
+        self._flush_pending = False
+        self.out.flush()
 
     def enabled(self, tag: str, level: int) -> bool:
         """Whether a message of ``tag`` at ``level`` would be written."""
@@ -90,12 +101,20 @@ class Log:
             record.update(fields)
             line = json.dumps(record, default=str)
         else:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
+            second = int(now)
+            if second != self._stamp_second:
+                self._stamp_second = second
+                self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
             sid = f"({session}): " if session else ""
             extra = "".join(f"; {k}={v}" for k, v in fields.items())
             line = (
-                f"{stamp}.{int(now % 1 * 1000):03d} {self.program}[{self._pid}]: "
+                f"{self._stamp}.{int(now % 1 * 1000):03d} {self.program}[{self._pid}]: "
                 f"{tag}({level}): {sid}{message}{extra}"
             )
         self.out.write(line + "\n")
-        self.out.flush()
+        if self._flush_later is None:
+            self.out.flush()
+        elif not self._flush_pending:
+            # Many sessions a second: one write per batch, not per line.
+            self._flush_pending = True
+            self._flush_later(self.flush)

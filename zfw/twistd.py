@@ -92,21 +92,32 @@ class ZfwService(Service):
             return None
         grace = self.policy.instance.options.shutdown_grace
         d = self.engine.drain(grace)
-        d.addCallback(lambda _: self.log("core.info", 3, "stopped"))
+
+        def stopped(_: object) -> None:
+            self.log("core.info", 3, "stopped")
+            self.log.flush()
+
+        d.addCallback(stopped)
         return d
 
 
 def open_log(options: Options) -> Log:
     """The log the options ask for."""
     path = options["log-file"]
+    from twisted.internet import reactor
+
     if path:
-        out = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as zfw
+        out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as zfw
     else:
         # twistd replaces sys.stdout with its own logger once it starts: keep the real one.
-        out = os.fdopen(os.dup(sys.__stdout__.fileno()), "w", buffering=1, encoding="utf-8")
+        out = os.fdopen(os.dup(sys.__stdout__.fileno()), "w", encoding="utf-8")
     spec = LogSpec.parse(options["log-spec"], int(options["verbose"]))
     return Log(
-        spec, out, json_lines=bool(options["json-log"]), program=f"zfw/{options['instance']}"
+        spec,
+        out,
+        json_lines=bool(options["json-log"]),
+        program=f"zfw/{options['instance']}",
+        flush_later=lambda flush: reactor.callLater(0.1, flush),
     )
 
 
