@@ -11,7 +11,7 @@ import ipaddress
 import attrs
 
 from zfw.model import DirectedRouter, Listener, Policy, Service
-from zfw.zones import IPAddress, Zone
+from zfw.zones import Zone
 
 Address = tuple[str, int]
 
@@ -28,13 +28,14 @@ class Decision:
     source: Address | None = None
 
 
-def _plain(host: str) -> tuple[str, IPAddress]:
-    """``host`` without an IPv4-mapped IPv6 prefix or a scope, as text and address."""
+def _plain(host: str) -> str:
+    """``host`` without an IPv4-mapped IPv6 prefix or a scope."""
+    if ":" not in host:
+        return host
     ip = ipaddress.ip_address(host.split("%", 1)[0])
     if ip.version == 6 and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-        return str(ip), ip
-    return host if "%" not in host else str(ip), ip
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 def route(
@@ -56,12 +57,11 @@ def decide(
     policy: Policy, listener: Listener, service: Service, client: Address, destination: Address
 ) -> Decision:
     """Decide a new connection from ``client`` that was going to ``destination``."""
-    client_host, client_ip = _plain(client[0])
-    client = (client_host, client[1])
-    destination = (_plain(destination[0])[0], destination[1])
+    client = (_plain(client[0]), client[1])
+    destination = (_plain(destination[0]), destination[1])
     if not listener.transparent and not isinstance(service.router, DirectedRouter):
         return Decision(False, "a non-transparent listener needs a DirectedRouter")
-    czone = policy.zones.lookup(client_ip)
+    czone = policy.zones.lookup(client[0])
     if czone is None:
         return Decision(False, f"client address {client[0]} is in no zone")
     target, source = route(service, client, destination)
