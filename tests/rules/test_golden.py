@@ -1,0 +1,49 @@
+"""The generated iptables-restore text, compared with reviewed golden files.
+
+Regenerate after an intended change with ``ZFW_UPDATE_GOLDEN=1 pytest tests/rules``
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zfw.loader import load_policy
+from zfw.rules.compiler import compile_policy
+from zfw.rules.text import full_text
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+CASES = {
+    "example": ROOT / "policies" / "example.py",
+    "nested": HERE / "policies" / "nested.py",
+    "ipv6_only": HERE / "policies" / "ipv6_only.py",
+    "long_name": HERE / "policies" / "long_name.py",
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case):
+    text = full_text(compile_policy(load_policy(str(CASES[case]))))
+    golden = HERE / "golden" / f"{case}.rules"
+    if os.environ.get("ZFW_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+def test_chain_names_fit_iptables():
+    ruleset = compile_policy(load_policy(str(CASES["long_name"])))
+    names = [c.name for _f, t in ruleset.tables for c in t.chains]
+    assert "PR" + "z" * 26 in names and "LO" + "z" * 26 in names
+    assert max(len(n) for n in names) == 28
+
+
+def test_ipv6_only_zone_has_no_ipv4_chains():
+    ruleset = compile_policy(load_policy(str(CASES["ipv6_only"])))
+    v4 = [c.name for c in ruleset.table(4, "mangle").chains]
+    v6 = [c.name for c in ruleset.table(6, "mangle").chains]
+    assert "PRlan6" not in v4 and "PRlan6" in v6
+    assert ruleset.routing.mark == 0x40000 and ruleset.routing.table == 42

@@ -1,0 +1,1 @@
+"""The packet filter, generated from the policy: compile (pure), render, apply."""

@@ -1,0 +1,229 @@
+"""Policy -> Ruleset, without I/O.
+
+mangle (per family)::
+
+    PREROUTING  -p tcp ! --syn -m socket -j DIVERT     established traffic of local sockets
+                -j ZFWPRE                              TPROXY dispatch
+                -p tcp -m socket -j DIVERT             remaining SYNs: foreign-address listeners
+    ZFWPRE      -s CIDR -g PR<zone>                    source zone, most specific first
+    PR<zone>    -d CIDR -p tcp --dport P -j TPROXY ... per destination zone and permitted service
+                -d CIDR -j RETURN                      a sub-zone must not fall to its parent's
+    DIVERT      -j MARK; -j ACCEPT
+
+filter (per family)::
+
+    INPUT       -j ZFWIN
+    FORWARD     -j ZFWFWD                              everything is proxied: forward nothing
+    ZFWIN       lo, established, TPROXY mark, ICMP: ACCEPT; -s CIDR -g LO<zone>; log and drop
+    LO<zone>    local services and plain listener ports the zone may reach; log and drop
+
+Zone semantics come from :class:`~zfw.zones.ZoneTable` itself (most specific
+zone, ``admin_parent`` inheritance, umbrella, ``"*"``), the same code the
+engine decides with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from zfw.model import Listener, Policy, PortRange, Service
+from zfw.routing import TproxyRouting
+from zfw.rules.model import Chain, Match, Rule, Ruleset, Table
+from zfw.zones import INBOUND, OUTBOUND, IPNetwork, Zone
+
+ANY = {4: "0.0.0.0", 6: "::"}
+MANGLE_CHAINS = ("DIVERT", "ZFWPRE")
+FILTER_CHAINS = ("ZFWIN", "ZFWFWD", "ZFWDROP")
+
+
+def _family_nets(policy: Policy, family: int) -> list[tuple[IPNetwork, Zone]]:
+    """Every (network, zone) of a family, most specific first, then by address."""
+    nets = [(n, z) for z in policy.zones for n in z.networks if n.version == family]
+    nets.sort(key=lambda nz: (-nz[0].prefixlen, int(nz[0].network_address)))
+    return nets
+
+
+def _parents(nets: list[tuple[IPNetwork, Zone]]) -> dict[IPNetwork, IPNetwork | None]:
+    """The closest enclosing network of each network (they nest or are disjoint)."""
+    parent: dict[IPNetwork, IPNetwork | None] = {}
+    stack: list[IPNetwork] = []
+    for net, _z in sorted(nets, key=lambda nz: (int(nz[0].network_address), nz[0].prefixlen)):
+        while stack and not net.subnet_of(stack[-1]):  # type: ignore[arg-type]
+            stack.pop()
+        parent[net] = stack[-1] if stack else None
+        stack.append(net)
+    return parent
+
+
+def _dport(ports: PortRange) -> Match:
+    return Match("tcp", (("dport", str(ports), False),))
+
+
+def _tproxy_rules(dst: str, listener: Listener, family: int, mark: str, comment: str) -> list[Rule]:
+    host = listener.address.host
+    if host and (":" in host) != (family == 6):
+        return []
+    on_ip = host or ANY[family]
+    return [
+        Rule(
+            dst=dst,
+            protocol="tcp",
+            matches=(_dport(p),),
+            target="TPROXY",
+            target_options=(
+                ("on-port", str(listener.address.port)),
+                ("on-ip", on_ip),
+                ("tproxy-mark", mark),
+            ),
+            comment=comment,
+        )
+        for p in listener.intercept
+    ]
+
+
+def _drop(prefix: str) -> list[Rule]:
+    return [
+        Rule(target="LOG", target_options=(("log-prefix", f'"{prefix}"'),)),
+        Rule(target="DROP"),
+    ]
+
+
+def compile_policy(policy: Policy, instances: Iterable[str] | None = None) -> Ruleset:
+    """Compile the packet filter for ``instances`` (default: every instance)."""
+    names = list(instances) if instances is not None else list(policy.instances)
+    services: dict[str, Service] = {}
+    transparent: list[Listener] = []
+    plain: list[Listener] = []
+    for name in names:
+        inst = policy.instances[name]
+        services.update(inst.services)
+        for lst in inst.listeners:
+            (transparent if lst.transparent else plain).append(lst)
+    pf = policy.packet_filter
+    mark = f"{pf.tproxy_mark:#x}/{pf.tproxy_mask:#x}"
+    zones = policy.zones
+    # Which services may go out of / into each zone: asked once per zone and service.
+    out_ok = {(z.name, s): zones.permits(z, s, OUTBOUND) for z in zones for s in services}
+    in_ok = {(z.name, s): zones.permits(z, s, INBOUND) for z in zones for s in services}
+    tables = []
+    for family in (4, 6):
+        nets = _family_nets(policy, family)
+        parents = _parents(nets)
+        tables.append(
+            (family, _mangle(policy, family, nets, parents, transparent, out_ok, in_ok, mark))
+        )
+        tables.append((family, _filter(policy, family, nets, plain, services, out_ok, mark)))
+    routing = TproxyRouting(pf.tproxy_mark, pf.tproxy_mask, pf.route_table)
+    return Ruleset(tuple(tables), routing)
+
+
+def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Table:
+    divert = Rule(target="DIVERT")
+    pre = Chain(
+        "PREROUTING",
+        (
+            Rule(
+                protocol="tcp",
+                matches=(Match("tcp", (("syn", None, True),)), Match("socket")),
+                target="DIVERT",
+            ),
+            Rule(target="ZFWPRE"),
+            Rule(protocol="tcp", matches=(Match("socket"),), target=divert.target),
+        ),
+    )
+    dispatch = Chain(
+        "ZFWPRE", tuple(Rule(src=str(n), target=f"PR{z.name}", goto=True) for n, z in nets)
+    )
+    zone_chains = []
+    for src_zone in policy.zones:
+        if not any(n.version == family for n in src_zone.networks):
+            continue
+        by_net: dict[IPNetwork, list[Rule]] = {}
+        for net, dst_zone in nets:
+            rules = []
+            for lst in listeners:
+                svc = lst.service
+                if out_ok[(src_zone.name, svc)] and in_ok[(dst_zone.name, svc)]:
+                    rules += _tproxy_rules(
+                        str(net), lst, family, mark, f"{svc} {src_zone.name}->{dst_zone.name}"
+                    )
+            by_net[net] = rules
+        has_rules_above: dict[IPNetwork, bool] = {}
+
+        def above(net: IPNetwork, _memo=has_rules_above, _by=by_net) -> bool:
+            if net not in _memo:
+                p = parents[net]
+                _memo[net] = p is not None and (bool(_by[p]) or above(p))
+            return _memo[net]
+
+        rules = []
+        for net, _dst in nets:
+            rules += by_net[net]
+            # A network whose parent has no rules of its own is covered by the parent's RETURN.
+            parent = parents[net]
+            if above(net) and (by_net[net] or (parent is not None and by_net[parent])):
+                rules.append(Rule(dst=str(net), target="RETURN"))
+        zone_chains.append(Chain(f"PR{src_zone.name}", tuple(rules)))
+    divert_chain = Chain(
+        "DIVERT",
+        (Rule(target="MARK", target_options=(("set-xmark", mark),)), Rule(target="ACCEPT")),
+    )
+    return Table("mangle", (pre, divert_chain, dispatch, *zone_chains))
+
+
+def _filter(policy, family, nets, plain, services, out_ok, mark) -> Table:
+    prefix = policy.packet_filter.log_prefix
+    icmp = "ipv6-icmp" if family == 6 else "icmp"
+    zin = [
+        Rule(in_iface="lo", target="ACCEPT"),
+        Rule(
+            matches=(Match("conntrack", (("ctstate", "RELATED,ESTABLISHED", False),)),),
+            target="ACCEPT",
+        ),
+        Rule(matches=(Match("mark", (("mark", mark, False),)),), target="ACCEPT"),
+        Rule(protocol=icmp, target="ACCEPT"),
+        *(Rule(src=str(n), target=f"LO{z.name}", goto=True) for n, z in nets),
+        Rule(target="ZFWDROP", goto=True),
+    ]
+    zone_chains = []
+    for zone in policy.zones:
+        if not any(n.version == family for n in zone.networks):
+            continue
+        lineage = {z.name for z in policy.zones.ancestors(zone)}
+        rules = []
+        for ls in policy.local_services:
+            if lineage & set(ls.zones):
+                rules += [
+                    Rule(
+                        protocol=ls.protocol,
+                        matches=(Match(ls.protocol, (("dport", str(p), False),)),),
+                        comment=f"local {ls.name}",
+                    )
+                    for p in ls.ports
+                ]
+        for lst in plain:
+            host = lst.address.host
+            if host and (":" in host) != (family == 6):
+                continue
+            if out_ok[(zone.name, lst.service)]:
+                rules.append(
+                    Rule(
+                        dst=host or None,
+                        protocol="tcp",
+                        matches=(_dport(PortRange(lst.address.port, lst.address.port)),),
+                        comment=f"listener {lst.service}",
+                    )
+                )
+        rules.append(Rule(target="ZFWDROP", goto=True))
+        zone_chains.append(Chain(f"LO{zone.name}", tuple(rules)))
+    return Table(
+        "filter",
+        (
+            Chain("INPUT", (Rule(target="ZFWIN"),)),
+            Chain("FORWARD", (Rule(target="ZFWFWD"),)),
+            Chain("ZFWIN", tuple(zin)),
+            Chain("ZFWFWD", (Rule(target="ZFWDROP", goto=True),)),
+            Chain("ZFWDROP", tuple(_drop(f"{prefix} drop: "))),
+            *zone_chains,
+        ),
+    )

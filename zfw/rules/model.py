@@ -1,0 +1,108 @@
+"""The compiled packet filter as plain data: tables, chains, rules and routing."""
+
+from __future__ import annotations
+
+import attrs
+
+from zfw.routing import TproxyRouting
+
+BUILTIN = {
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+
+@attrs.frozen
+class Match:
+    """``-m NAME --opt value ...``; an option's value ``None`` is a flag."""
+
+    name: str
+    options: tuple[tuple[str, str | None, bool], ...] = ()  # (option, value, negated)
+
+
+@attrs.frozen
+class Rule:
+    """One rule, in the vocabulary zfw emits."""
+
+    src: str | None = None
+    dst: str | None = None
+    in_iface: str | None = None
+    protocol: str | None = None
+    matches: tuple[Match, ...] = ()
+    target: str = "ACCEPT"
+    target_options: tuple[tuple[str, str], ...] = ()
+    goto: bool = False
+    comment: str | None = None
+
+    def args(self) -> list[str]:
+        """The rule as iptables arguments (after ``-A CHAIN``)."""
+        out: list[str] = []
+        if self.src:
+            out += ["-s", self.src]
+        if self.dst:
+            out += ["-d", self.dst]
+        if self.in_iface:
+            out += ["-i", self.in_iface]
+        if self.protocol:
+            out += ["-p", self.protocol]
+        for m in self.matches:
+            out += ["-m", m.name]
+            for opt, value, negated in m.options:
+                if negated:
+                    out.append("!")
+                out.append(f"--{opt}")
+                if value is not None:
+                    out.append(value)
+        if self.comment:
+            out += ["-m", "comment", "--comment", f'"{self.comment}"']
+        out += ["-g" if self.goto else "-j", self.target]
+        for opt, value in self.target_options:
+            out += [f"--{opt}", value]
+        return out
+
+
+@attrs.frozen
+class Chain:
+    """A chain zfw owns, or a built-in chain zfw adds its jumps to."""
+
+    name: str
+    rules: tuple[Rule, ...] = ()
+
+    @property
+    def builtin(self) -> bool:
+        """Built-in chains are shared with other tools: zfw owns only its rules there."""
+        return self.name.isupper() and self.name in {c for cs in BUILTIN.values() for c in cs}
+
+
+@attrs.frozen
+class Table:
+    """One table (``mangle`` or ``filter``) of one address family."""
+
+    name: str
+    chains: tuple[Chain, ...]
+
+    def chain(self, name: str) -> Chain:
+        """A chain by name."""
+        for c in self.chains:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+@attrs.frozen
+class Ruleset:
+    """Everything the packet filter needs, per family (4 and 6)."""
+
+    tables: tuple[tuple[int, Table], ...]
+    routing: TproxyRouting
+
+    def family(self, family: int) -> tuple[Table, ...]:
+        """The tables of one family."""
+        return tuple(t for f, t in self.tables if f == family)
+
+    def table(self, family: int, name: str) -> Table:
+        """One table."""
+        for t in self.family(family):
+            if t.name == name:
+                return t
+        raise KeyError((family, name))
