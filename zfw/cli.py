@@ -1,4 +1,4 @@
-"""The ``zfw`` command: ``check``, ``run``, ``rules``."""
+"""The ``zfw`` command: ``check``, ``run``, ``rules ...``."""
 
 from __future__ import annotations
 
@@ -66,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--log-file", help="write the log here instead of standard output")
     r.add_argument("--json-log", action="store_true", help="log JSON lines")
     r.set_defaults(func=_run)
+
+    from zfw.rules.cli import add_parser
+
+    add_parser(sub)
     return p
 
 

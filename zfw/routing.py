@@ -53,6 +53,9 @@ def apply(ipr: Any, r: TproxyRouting) -> list[str]:
     """Add what is missing; return what was added, for the log."""
     lo = ipr.link_lookup(ifname="lo")[0]
     done = []
+    if not ipr.get_links(lo)[0]["flags"] & 1:  # IFF_UP: a local route needs lo up
+        ipr.link("set", index=lo, state="up")
+        done.append("ip link set lo up")
     for family, dst in FAMILIES:
         v = "-6 " if family == socket.AF_INET6 else ""
         if not _has_rule(ipr, family, r):

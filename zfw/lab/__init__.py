@@ -250,12 +250,29 @@ class Lab:
                 f"-A DIVERT -j MARK --set-xmark {mark:#x}/{mark:#x}",
                 "-A DIVERT -j ACCEPT",
                 "COMMIT",
+                # ... and an open filter table (no rules compiled from a policy).
+                "*filter",
+                ":INPUT ACCEPT [0:0]",
+                ":FORWARD ACCEPT [0:0]",
+                ":OUTPUT ACCEPT [0:0]",
+                "COMMIT",
                 "",
             ]
             texts.append("\n".join(lines))
         self.restore(texts[0], texts[1])
 
     # --- zfw -----------------------------------------------------------------------------
+
+    def apply_rules(self, policy: str, *extra: str) -> None:
+        """``zfw rules apply POLICY --netns FW``: the packet filter compiled from a policy."""
+        zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+        proc = subprocess.run(
+            [zfw, "rules", "apply", policy, "--netns", self.ns["fw"], *extra],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise LabError(f"zfw rules apply: {proc.stderr.strip()}")
 
     def start_zfw(self, policy: str, instance: str, *extra: str, ready: float = 20) -> ZfwProcess:
         """Run ``twistd -n zfw`` in the firewall; wait until its listeners are up."""

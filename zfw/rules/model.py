@@ -37,9 +37,11 @@ class Rule:
     def args(self) -> list[str]:
         """The rule as iptables arguments (after ``-A CHAIN``)."""
         out: list[str] = []
-        if self.src:
+        # iptables-save's canonical form, so that `zfw rules diff` compares like with like:
+        # no address for "any", and --syn spelled out.
+        if self.src and not self.src.endswith("/0"):
             out += ["-s", self.src]
-        if self.dst:
+        if self.dst and not self.dst.endswith("/0"):
             out += ["-d", self.dst]
         if self.in_iface:
             out += ["-i", self.in_iface]
@@ -50,6 +52,9 @@ class Rule:
             for opt, value, negated in m.options:
                 if negated:
                     out.append("!")
+                if opt == "syn":
+                    out += ["--tcp-flags", "FIN,SYN,RST,ACK", "SYN"]
+                    continue
                 out.append(f"--{opt}")
                 if value is not None:
                     out.append(value)
