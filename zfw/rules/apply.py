@@ -13,16 +13,21 @@ family is applied by a child process (``python -m zfw.rules.worker``).
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
 from zfw.errors import ZfwError
 from zfw.rules.model import Rule, Ruleset, Table
 
+_LISTENER_CHAIN = re.compile(r"^TP[0-9]{1,5}_*$")
 FIXED_CHAINS = {"mangle": ("DIVERT", "ZFWPRE"), "filter": ("ZFWIN", "ZFWFWD", "ZFWDROP")}
+# Chains reached from the fixed ones: ZFWPRE -g PR<zone> -j TP<port>, ZFWIN -g LO<zone>.
 DISPATCH = {"mangle": "ZFWPRE", "filter": "ZFWIN"}
 SAVE = {4: "iptables-legacy-save", 6: "ip6tables-legacy-save"}
 RESTORE = {4: "iptables-legacy-restore", 6: "ip6tables-legacy-restore"}
@@ -97,7 +102,34 @@ def _owned(iptc: Any, table: Any, name: str) -> list[str]:
             t = rule.target.name
             if t in existing and t not in owned and t[:2] in ("PR", "LO"):
                 owned.append(t)
+    # Listener chains: reading every PR chain's rules to find them costs more than the
+    # apply itself; their names (TP + port) are zfw's own.
+    owned += sorted(c for c in existing if _LISTENER_CHAIN.match(c))
     return owned
+
+
+class _RuleCache:
+    """Builds each rule shape once; rules that differ only in addresses reuse it.
+
+    libiptc copies a rule when it is added, so one python-iptables object can
+    be re-addressed and added again; building rules is most of an apply's time.
+    """
+
+    def __init__(self, iptc: Any, family: int):
+        self.iptc = iptc
+        self.family = family
+        self.any = "::/0" if family == 6 else "0.0.0.0/0"
+        self.shapes: dict[Rule, Any] = {}
+
+    def get(self, rule: Rule) -> Any:
+        shape = attrs.evolve(rule, src=None, dst=None)
+        built = self.shapes.get(shape)
+        if built is None:
+            built = self.shapes[shape] = _build(self.iptc, self.family, shape)
+            built.final_check()  # matches and target are checked once per shape
+        built.src = rule.src or self.any
+        built.dst = rule.dst or self.any
+        return built.rule
 
 
 def replace_table(iptc: Any, family: int, name: str, new: Table | None) -> None:
@@ -118,16 +150,16 @@ def replace_table(iptc: Any, family: int, name: str, new: Table | None) -> None:
         for chain_name in owned:
             table.delete_chain(chain_name)
         if new is not None:
+            cache = _RuleCache(iptc, family)
             for c in new.chains:
                 if not c.builtin:
                     table.create_chain(c.name)
             for c in new.chains:
-                chain = iptc.Chain(table, c.name)
                 for i, r in enumerate(c.rules):
                     if c.builtin:
-                        chain.insert_rule(_build(iptc, family, r), position=i)
+                        table.insert_entry(c.name, cache.get(r), i)
                     else:
-                        chain.append_rule(_build(iptc, family, r))
+                        table.append_entry(c.name, cache.get(r))
         table.commit()
     finally:
         table.autocommit = True
@@ -170,6 +202,10 @@ def zfw_lines(saved_text: str) -> list[str]:
         parts = ln.split()
         if parts[:2] in (["-A", "ZFWPRE"], ["-A", "ZFWIN"]) and "-g" in parts:
             ours.add(parts[parts.index("-g") + 1])
+    for ln in lines:
+        parts = ln.split()
+        if parts[:1] == ["-A"] and parts[1].startswith("PR") and parts[1] in ours and "-j" in parts:
+            ours.add(parts[parts.index("-j") + 1])
     out = []
     table = ""
     for ln in lines:

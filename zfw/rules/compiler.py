@@ -6,9 +6,13 @@ mangle (per family)::
                 -j ZFWPRE                              TPROXY dispatch
                 -p tcp -m socket -j DIVERT             remaining SYNs: foreign-address listeners
     ZFWPRE      -s CIDR -g PR<zone>                    source zone, most specific first
-    PR<zone>    -d CIDR -p tcp --dport P -j TPROXY ... per destination zone and permitted service
+    PR<zone>    -j TP<port>                            listeners whose service may leave
+    TP<port>    -d CIDR -p tcp --dport P -j TPROXY ... destinations whose zone admits the service
                 -d CIDR -j RETURN                      a sub-zone must not fall to its parent's
     DIVERT      -j MARK; -j ACCEPT
+
+The TP<port> chains (one per transparent listener) are shared by all source
+zones, so the ruleset grows with zones x services rather than zones squared.
 
 filter (per family)::
 
@@ -134,23 +138,24 @@ def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Ta
     dispatch = Chain(
         "ZFWPRE", tuple(Rule(src=str(n), target=f"PR{z.name}", goto=True) for n, z in nets)
     )
-    zone_chains = []
-    for src_zone in policy.zones:
-        if not any(n.version == family for n in src_zone.networks):
+    # One chain per transparent listener: TPROXY for the destinations whose zone admits
+    # its service, most specific first. Shared by every source zone, so the size grows
+    # with zones + services, not zones x zones.
+    tp_chains: list[Chain] = []
+    tp_name: dict[Listener, str] = {}
+    taken: set[str] = set()
+    for lst in listeners:
+        svc = lst.service
+        by_net = {
+            net: (_tproxy_rules(str(net), lst, family, mark, svc) if in_ok[(dst.name, svc)] else [])
+            for net, dst in nets
+        }
+        if not any(by_net.values()):
             continue
-        by_net: dict[IPNetwork, list[Rule]] = {}
-        for net, dst_zone in nets:
-            rules = []
-            for lst in listeners:
-                svc = lst.service
-                if out_ok[(src_zone.name, svc)] and in_ok[(dst_zone.name, svc)]:
-                    rules += _tproxy_rules(
-                        str(net), lst, family, mark, f"{svc} {src_zone.name}->{dst_zone.name}"
-                    )
-            by_net[net] = rules
-        has_rules_above: dict[IPNetwork, bool] = {}
+        memo: dict[IPNetwork, bool] = {}
 
-        def above(net: IPNetwork, _memo=has_rules_above, _by=by_net) -> bool:
+        def above(net: IPNetwork, _memo=memo, _by=by_net) -> bool:
+            """Whether an enclosing network has rules that would catch ``net``'s packets."""
             if net not in _memo:
                 p = parents[net]
                 _memo[net] = p is not None and (bool(_by[p]) or above(p))
@@ -163,12 +168,27 @@ def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Ta
             parent = parents[net]
             if above(net) and (by_net[net] or (parent is not None and by_net[parent])):
                 rules.append(Rule(dst=str(net), target="RETURN"))
-        zone_chains.append(Chain(f"PR{src_zone.name}", tuple(rules)))
+        name = f"TP{lst.address.port}"
+        while name in taken:
+            name += "_"
+        taken.add(name)
+        tp_name[lst] = name
+        tp_chains.append(Chain(name, tuple(rules)))
+    zone_chains = []
+    for src_zone in policy.zones:
+        if not any(n.version == family for n in src_zone.networks):
+            continue
+        jumps = tuple(
+            Rule(target=tp_name[lst], comment=lst.service)
+            for lst in listeners
+            if lst in tp_name and out_ok[(src_zone.name, lst.service)]
+        )
+        zone_chains.append(Chain(f"PR{src_zone.name}", jumps))
     divert_chain = Chain(
         "DIVERT",
         (Rule(target="MARK", target_options=(("set-xmark", mark),)), Rule(target="ACCEPT")),
     )
-    return Table("mangle", (pre, divert_chain, dispatch, *zone_chains))
+    return Table("mangle", (pre, divert_chain, dispatch, *zone_chains, *tp_chains))
 
 
 def _filter(policy, family, nets, plain, services, out_ok, mark) -> Table:

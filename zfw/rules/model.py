@@ -59,7 +59,9 @@ class Rule:
                 if value is not None:
                     out.append(value)
         if self.comment:
-            out += ["-m", "comment", "--comment", f'"{self.comment}"']
+            # Quoted only when needed, as iptables-save prints it.
+            quoted = self.comment if self.comment.isidentifier() else f'"{self.comment}"'
+            out += ["-m", "comment", "--comment", quoted]
         out += ["-g" if self.goto else "-j", self.target]
         for opt, value in self.target_options:
             out += [f"--{opt}", value]
