@@ -37,13 +37,35 @@ def _netns_prefix(netns: str | None) -> list[str]:
     return ["ip", "netns", "exec", netns] if netns else []
 
 
-def run_worker(action: str, family: int, ruleset: Ruleset | None, netns: str | None) -> None:
-    """Run one family's change in a child process (inside ``netns`` if given)."""
-    args = [*_netns_prefix(netns), sys.executable, "-m", "zfw.rules.worker", action, str(family)]
-    proc = subprocess.run(args, input=pickle.dumps(ruleset), capture_output=True)
-    if proc.returncode != 0:
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise ZfwError(f"applying IPv{family} rules failed: {err[-1] if err else proc.returncode}")
+def run_workers(
+    action: str, ruleset: Ruleset | None, netns: str | None, families: Sequence[int] = (4, 6)
+) -> None:
+    """Change each family's tables in a child process of its own, both at once."""
+    procs = []
+    for family in families:
+        args = [
+            *_netns_prefix(netns),
+            sys.executable,
+            "-m",
+            "zfw.rules.worker",
+            action,
+            str(family),
+        ]
+        p = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        assert p.stdin is not None
+        p.stdin.write(pickle.dumps(ruleset))
+        p.stdin.close()
+        procs.append((family, p))
+    errors = []
+    for family, p in procs:
+        assert p.stderr is not None
+        err = p.stderr.read().decode(errors="replace").strip().splitlines()
+        if p.wait() != 0:
+            errors.append(f"IPv{family}: {err[-1] if err else p.returncode}")
+    if errors:
+        raise ZfwError(f"applying rules failed: {'; '.join(errors)}")
 
 
 def backend_warning() -> str | None:
@@ -257,12 +279,10 @@ def apply_routing(ruleset: Ruleset, netns: str | None, remove: bool = False) -> 
 def apply(ruleset: Ruleset, netns: str | None = None, families: Sequence[int] = (4, 6)) -> None:
     """Apply routing first (harmless alone), then each family's tables."""
     apply_routing(ruleset, netns)
-    for family in families:
-        run_worker("apply", family, ruleset, netns)
+    run_workers("apply", ruleset, netns, families)
 
 
 def flush(ruleset: Ruleset, netns: str | None = None) -> None:
     """Remove zfw's chains, jumps and routing."""
-    for family in (4, 6):
-        run_worker("flush", family, None, netns)
+    run_workers("flush", None, netns)
     apply_routing(ruleset, netns, remove=True)
