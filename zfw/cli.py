@@ -42,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
             argv += ["--" + opt.replace("_", "-"), str(value)]
     if args.json_log:
         argv.append("--json-log")
+    if args.apply_rules:
+        argv.append("--apply-rules")
     sys.argv = argv
     run()
     return 0
@@ -65,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--verbose", type=int, help="default verbosity (0-9)")
     r.add_argument("--log-file", help="write the log here instead of standard output")
     r.add_argument("--json-log", action="store_true", help="log JSON lines")
+    r.add_argument(
+        "--apply-rules",
+        action="store_true",
+        help="apply the policy's packet filter at start and on SIGHUP",
+    )
     r.set_defaults(func=_run)
 
     from zfw.rules.cli import add_parser

@@ -12,7 +12,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.python import usage
 
-from zfw.engine.engine import Engine
+from zfw.engine.engine import Engine, listen_keys
 from zfw.errors import ZfwError
 from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log, LogSpec
@@ -28,7 +28,10 @@ class Options(usage.Options):
         ["verbose", "v", str(DEFAULT_LEVEL), "default verbosity (0-9)"],
         ["log-file", None, None, "write zfw's log here instead of standard output"],
     ]
-    optFlags = [["json-log", None, "log JSON lines"]]
+    optFlags = [
+        ["json-log", None, "log JSON lines"],
+        ["apply-rules", None, "apply the policy's packet filter at start and on SIGHUP"],
+    ]
 
     def postOptions(self) -> None:
         for name in ("policy", "instance"):
@@ -41,7 +44,14 @@ class Options(usage.Options):
 class ZfwService(Service):
     """Runs one instance; SIGHUP reloads the policy, stop drains the sessions."""
 
-    def __init__(self, policy_path: str, instance: str, log: Log, reactor: Any = None):
+    def __init__(
+        self,
+        policy_path: str,
+        instance: str,
+        log: Log,
+        reactor: Any = None,
+        apply_rules: bool = False,
+    ):
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -52,11 +62,18 @@ class ZfwService(Service):
         self.reactor = reactor
         self.policy = load_policy(policy_path, instance)
         self.engine: Engine | None = None
+        self.apply_rules = apply_rules
 
     def startService(self) -> None:
         super().startService()
         self.engine = Engine(self.policy, self.log, self.reactor)
         try:
+            if self.apply_rules:
+                from zfw.rules import apply as live
+                from zfw.rules.compiler import compile_policy
+
+                live.apply(compile_policy(self.policy))  # before the reactor runs
+                self.log("core.rules", 3, "packet filter applied")
             self.engine.start()
         except ZfwError as e:
             self.log("core.error", 0, f"cannot start: {e}")
@@ -81,10 +98,53 @@ class ZfwService(Service):
             self.log("core.policy", 1, f"reload refused, keeping the running policy: {e}")
             return False
         assert self.engine is not None
+        old = {k for lst in self.policy.instance.listeners for k in listen_keys(lst)}
+        new = {k for lst in policy.instance.listeners for k in listen_keys(lst)}
         self.policy = policy
+        if not self.apply_rules:
+            self.engine.reload(policy)
+            self.log("core.policy", 3, "policy reloaded")
+            return True
+        if new - old:
+            # Rules first for added services, so that they are reachable once listening ...
+            d = self._apply_rules()
+            d.addBoth(lambda _: self._reloaded(policy))
+        else:
+            # ... and last for removed ones: the listeners close before the rules go.
+            self._reloaded(policy)
+            self._apply_rules()
+        return True
+
+    def _reloaded(self, policy: Any) -> None:
+        assert self.engine is not None
         self.engine.reload(policy)
         self.log("core.policy", 3, "policy reloaded")
-        return True
+
+    def _apply_rules(self) -> Deferred[None]:
+        """``zfw rules apply`` in a child process, so the reactor never waits for it."""
+        from twisted.internet.utils import getProcessOutputAndValue
+
+        d = getProcessOutputAndValue(
+            sys.executable,
+            ["-m", "zfw.cli", "rules", "apply", self.policy_path],
+            env=dict(os.environ),
+            reactor=self.reactor,
+        )
+
+        def done(result: tuple[bytes, bytes, int]) -> None:
+            _out, err, code = result
+            if code == 0:
+                self.log("core.rules", 3, "packet filter applied")
+            else:
+                self.log(
+                    "core.rules",
+                    1,
+                    "applying the packet filter failed, the previous "
+                    f"rules stay: {err.decode(errors='replace').strip()}",
+                )
+
+        d.addCallback(done)
+        return d
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
@@ -132,6 +192,11 @@ def make_service(options: Options) -> ZfwService:
     """Build the service; a policy or option mistake exits with one line."""
     raise_fd_limit()
     try:
-        return ZfwService(options["policy"], options["instance"], open_log(options))
+        return ZfwService(
+            options["policy"],
+            options["instance"],
+            open_log(options),
+            apply_rules=bool(options["apply-rules"]),
+        )
     except ZfwError as e:
         raise SystemExit(str(e)) from None

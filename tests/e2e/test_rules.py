@@ -168,3 +168,33 @@ def test_foreign_address_listener_reached_through_the_socket_match(lab, servers)
         listener.wait(5)
     finally:
         lab.tproxy({}, divert="none")
+
+
+def test_zfw_applies_its_rules_at_start_and_on_sighup(lab, servers, tmp_path):
+    import shutil
+    import signal
+
+    lab.tproxy({}, divert="none")
+    policy = tmp_path / "p.py"
+    shutil.copy(PLUG_POLICY, policy)
+    z = lab.start_zfw(str(policy), "lab", "--apply-rules")
+    try:
+        assert z.wait_for("packet filter applied")
+        assert reach(lab, 22).startswith(f"you are {CLIENT4} ")
+        assert reach(lab, 8).startswith("blocked")
+        policy.write_text(
+            policy.read_text().replace(
+                'Listener(SockAddrInet("", 50013), "quick", intercept=13)',
+                'Listener(SockAddrInet("", 50013), "quick", intercept=13)\n'
+                '    Service("echo8", PlugProxy, router=DirectedRouter(SockAddrInet("198.51.100.2", 7)))\n'
+                '    Listener(SockAddrInet("", 50008), "echo8", intercept=8)',
+            )
+        )
+        mark = len(z.lines)
+        z.signal(signal.SIGHUP)
+        assert z.wait_for("packet filter applied", start=mark)
+        assert z.wait_for("listening on 0.0.0.0:50008", start=mark)
+        assert reach(lab, 8) == "hi"
+    finally:
+        z.stop()
+        lab.tproxy({}, divert="none")
