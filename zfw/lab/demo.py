@@ -17,10 +17,12 @@ CLIENT = """
 import socket, sys
 host, port, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 try:
-    s = socket.create_connection((host, port), timeout=5, source_address=(source, 0))
+    s = socket.create_connection((host, port), timeout=2, source_address=(source, 0))
     s.sendall(b"hello through zfw\\n")
     data = s.recv(200)
     print(data.decode().splitlines()[0] if data else "(connection closed by zfw)")
+except TimeoutError:
+    print("no answer: dropped")
 except OSError as e:
     print(f"refused: {e.strerror or e}")
 """
@@ -44,8 +46,8 @@ def main() -> int:
     zfw = None
     server = None
     try:
-        # Until the rule compiler is in, a minimal TPROXY set for the example's listeners.
-        lab.tproxy({22: 50022, 80: 50080, 21: 50021, 443: 50443})
+        say("== packet filter: zfw rules apply policies/example.py (in the firewall namespace)")
+        lab.apply_rules(os.path.abspath(POLICY))
         server = lab.popen("server", [sys.executable, "-m", "zfw.lab.tools", "whoami", "22"])
         assert server.stdout is not None
         server.stdout.readline()
@@ -57,6 +59,7 @@ def main() -> int:
             (SERVER6, 22, CLIENT6, "the same over IPv6"),
             (SERVER4, 22, CLIENT4_OTHER, "SSH port from the intranet"),
             (SERVER4, 80, CLIENT4, "HTTP (HttpProxy is not in this version yet: refused)"),
+            (SERVER4, 25, CLIENT4, "SMTP: no service for it, the packet filter drops it"),
         ):
             out = lab.run("client", ["python3", "-c", CLIENT, host, str(port), source]).stdout
             say(f"  {source} -> {host}:{port}  {what}\n      client got: {out.strip()}")
