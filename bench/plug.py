@@ -81,23 +81,58 @@ def bulk(lab: Lab, gib: int) -> float:
     return gib * 8 * 2**30 / (time.monotonic() - start) / 1e9
 
 
-def measure(lab: Lab, seconds: int, gib: int, name: str, divert: str, results: dict) -> None:
-    lab.tproxy(PORTS if divert != "none" else {}, divert=divert)
-    time.sleep(0.5)
-    if divert in ("none", "nosyn"):
-        results[(name, "bulk")] = bulk(lab, gib)
-        results[(name, "keepalive")] = wrk(lab, seconds, close=False)
-    results[(name, f"conn/{divert}")] = wrk(lab, seconds, close=True)
-    for key, value in results.items():
-        if key[0] == name and (key[1] == f"conn/{divert}" or divert in ("none", "nosyn")):
-            unit = "Gbit/s" if key[1] == "bulk" else "req/s"
-            print(f"  {name:8} {key[1]:16} {value:10.1f} {unit}", flush=True)
+def start_proxy(lab: Lab, name: str):
+    """Start the minimal relay or zfw pinned to CPU 0; None for plain routing."""
+    if name == "routing":
+        return None
+    if name == "minimal":
+        args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
+    else:
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        args = [
+            twistd,
+            "-n",
+            "--pidfile=",
+            "zfw",
+            "--policy",
+            os.path.join(HERE, "plug_policy.py"),
+            "--instance",
+            "bench",
+            "--log-file",
+            "/dev/null",
+        ]
+    proc = lab.popen("fw", pinned(0, args), stderr=subprocess.DEVNULL)
+    time.sleep(2)
+    return proc
+
+
+def stop_proxy(proc) -> None:
+    if proc is not None:
+        proc.kill()
+        proc.wait()
+
+
+def run_round(lab: Lab, a, name: str, results: dict) -> None:
+    """One round of every metric for one setup; results keep each round's figure."""
+    proc = start_proxy(lab, name)
+    try:
+        for divert in ("none",) if name == "routing" else ("nosyn", "textbook"):
+            lab.tproxy(PORTS if divert != "none" else {}, divert=divert)
+            time.sleep(0.5)
+            if divert in ("none", "nosyn"):
+                results.setdefault((name, "bulk"), []).append(bulk(lab, a.gib))
+                results.setdefault((name, "keepalive"), []).append(wrk(lab, a.seconds, False))
+            metric = "conn/none" if divert == "none" else f"conn/{divert}"
+            results.setdefault((name, metric), []).append(wrk(lab, a.seconds, True))
+    finally:
+        stop_proxy(proc)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--gib", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
     lab = Lab("zfwbench").up()
     results: dict = {}
@@ -124,64 +159,37 @@ def main() -> None:
             ),
         )
         time.sleep(1)
-        print("plain kernel routing", flush=True)
-        measure(lab, a.seconds, a.gib, "routing", "none", results)
-
-        print("minimal Twisted relay (bench/minimal_relay.py)", flush=True)
-        relay = lab.popen(
-            "fw",
-            pinned(0, [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]),
-            stderr=subprocess.DEVNULL,
-        )
-        assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
-        for divert in ("nosyn", "textbook"):
-            measure(lab, a.seconds, a.gib, "minimal", divert, results)
-        relay.kill()
-        relay.wait()
-
-        print("zfw PlugProxy (bench/plug_policy.py, default log level)", flush=True)
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        zfw = lab.popen(
-            "fw",
-            pinned(
-                0,
-                [
-                    twistd,
-                    "-n",
-                    "--pidfile=",
-                    "zfw",
-                    "--policy",
-                    os.path.join(HERE, "plug_policy.py"),
-                    "--instance",
-                    "bench",
-                    "--log-file",
-                    "/dev/null",
-                ],
-            ),
-        )
-        time.sleep(2)
-        for divert in ("nosyn", "textbook"):
-            measure(lab, a.seconds, a.gib, "zfw", divert, results)
-        zfw.kill()
+        # The machines are noisy: rounds alternate the setups, and the best round counts.
+        for r in range(a.rounds):
+            for name in ("routing", "minimal", "zfw"):
+                run_round(lab, a, name, results)
+            print(f"round {r + 1} of {a.rounds} done", flush=True)
         nginx.kill()
         sink.kill()
     finally:
         lab.down()
 
+    best = {k: max(v) for k, v in results.items()}
+    print("\nbest of each (all rounds in brackets)")
+    for (name, metric), values in sorted(results.items()):
+        unit = "Gbit/s" if metric == "bulk" else "req/s"
+        rounds = ", ".join(f"{v:.1f}" if unit == "Gbit/s" else f"{v:.0f}" for v in values)
+        print(f"  {name:8} {metric:14} {best[(name, metric)]:10.1f} {unit:6} [{rounds}]")
     print("\nratios")
-    for metric in ("bulk", "keepalive", "conn/nosyn", "conn/textbook"):
-        z = results.get(("zfw", metric))
-        m = results.get(("minimal", metric))
-        r = results.get(("routing", metric if metric != "conn/textbook" else "conn/none"))
-        if metric == "conn/nosyn":
-            r = results.get(("routing", "conn/none"))
-        line = f"  {metric:14} zfw/minimal {z / m:5.2f}"
-        if r:
-            line += f"   zfw/routing {z / r:5.2f}   minimal/routing {m / r:5.2f}"
-        print(line)
+    for metric, base in (
+        ("bulk", "bulk"),
+        ("keepalive", "keepalive"),
+        ("conn/nosyn", "conn/none"),
+        ("conn/textbook", "conn/none"),
+    ):
+        z, m, r = best[("zfw", metric)], best[("minimal", metric)], best[("routing", base)]
+        print(
+            f"  {metric:14} zfw/minimal {z / m:5.2f}   zfw/routing {z / r:5.2f}   "
+            f"minimal/routing {m / r:5.2f}"
+        )
     for name in ("minimal", "zfw"):
-        t, n = results[(name, "conn/textbook")], results[(name, "conn/nosyn")]
-        print(f"  {name}: new connections/s textbook DIVERT / '! --syn' DIVERT = {t / n:.2f}")
+        t, n = best[(name, "conn/textbook")], best[(name, "conn/nosyn")]
+        print(f"  {name}: new connections/s, textbook DIVERT / '! --syn' DIVERT = {t / n:.2f}")
 
 
 if __name__ == "__main__":

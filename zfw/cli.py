@@ -25,7 +25,10 @@ def _check(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from twisted.scripts.twistd import run
 
+    from zfw import net
+
     load_policy(args.policy, args.instance)  # fail early, with the one-line error
+    net.check_capability()
     argv = [
         "twistd",
         "--nodaemon",

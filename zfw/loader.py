@@ -259,7 +259,7 @@ def _finish(
                         f"listener {lst.address} clashes with the one at {addresses[key].location}",
                     )
                 addresses[key] = lst
-            if lst.transparent and not lst.intercept:
+            if lst.tproxy and not lst.intercept:
                 builder.warnings.append(
                     f"{lst.location}: listener {lst.address} intercepts no port: "
                     "the generated packet filter diverts nothing to it"

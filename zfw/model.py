@@ -70,7 +70,9 @@ class Listener:
     """A local port whose connections go to a service.
 
     A transparent listener receives connections the kernel diverted with
-    TPROXY; ``intercept`` names the destination ports it diverts.
+    TPROXY; ``intercept`` names the destination ports it diverts. With
+    ``redirect`` they were diverted by a NAT ``REDIRECT`` rule instead, and the
+    original destination comes from conntrack.
     """
 
     address: SockAddrInet
@@ -78,7 +80,13 @@ class Listener:
     transparent: bool = True
     intercept: tuple[PortRange, ...] = ()
     backlog: int = 511
+    redirect: bool = False
     location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def tproxy(self) -> bool:
+        """Whether TPROXY diverts to it (its socket needs IP_TRANSPARENT)."""
+        return self.transparent and not self.redirect
 
 
 @attrs.frozen

@@ -166,12 +166,15 @@ def Listener(
     transparent: bool = True,
     intercept: object = None,
     backlog: int = 511,
+    redirect: bool = False,
 ) -> _Listener:
     """Declare a listener of the current instance.
 
     ``intercept`` names the destination ports a transparent listener diverts
     (a port, ``(low, high)``, ``"low:high"`` or a list of them); by default the
-    proxy class's own (HTTP 80, FTP 21, TLS 443).
+    proxy class's own (HTTP 80, FTP 21, TLS 443). ``redirect=True`` is for
+    connections that a NAT ``REDIRECT`` rule (written by hand) sends instead
+    of TPROXY: the original destination is read from conntrack.
     """
     b = loader.current_builder("Listener")
     inst = b.current_instance("Listener")
@@ -191,7 +194,15 @@ def Listener(
         ports = _ports(intercept, "intercept")
     if not isinstance(backlog, int) or backlog < 1:
         raise PolicyError("Listener: backlog must be a positive integer")
-    lst = _Listener(bindto, service, bool(transparent), ports, backlog, b.location())
+    if redirect and not transparent:
+        raise PolicyError("Listener: redirect= only applies to a transparent listener")
+    if redirect and intercept is not None:
+        raise PolicyError("Listener: a redirect listener intercepts nothing itself (NAT does)")
+    if redirect:
+        ports = ()
+    lst = _Listener(
+        bindto, service, bool(transparent), ports, backlog, bool(redirect), b.location()
+    )
     inst.listeners.append(lst)
     return lst
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import resource
 import signal
@@ -77,9 +78,12 @@ class ZfwService(Service):
             self.engine.start()
         except ZfwError as e:
             self.log("core.error", 0, f"cannot start: {e}")
-            print(f"zfw: {e}", file=sys.stderr)
+            print(f"zfw: {e}", file=sys.__stderr__)  # twistd has taken over sys.stderr
             raise SystemExit(1) from None
         signal.signal(signal.SIGHUP, self._sighup)
+        # Everything loaded so far lives as long as the process: keep the cyclic garbage
+        # collector from scanning it again and again as sessions come and go.
+        gc.freeze()
         self.log(
             "core.info",
             3,

@@ -196,3 +196,28 @@ def test_sigterm_lets_running_sessions_finish(plug_lab, servers):
     finally:
         client.kill()
         z.stop()
+
+
+NAT_REDIRECT = """*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+{rules}COMMIT
+"""
+
+
+def test_nat_redirect_listener_reads_the_original_destination(plug_lab, servers, zfw):
+    rule = "-A PREROUTING -i cl0 -p tcp --dport 23 -j REDIRECT --to-ports 50023\n"
+    plug_lab.run(
+        "fw", ["iptables-legacy-restore", "--noflush"], input=NAT_REDIRECT.format(rules=rule)
+    )
+    try:
+        assert connect(plug_lab, SERVER4, 23).startswith(f"you are {CLIENT4} ")
+        line = zfw.wait_for("/redir:")
+        assert f"-> {SERVER4}:23, server {SERVER4}:22" in line
+        assert seen_by_server(servers, 1)[0].startswith(f"peer {CLIENT4} ")
+    finally:
+        plug_lab.run(
+            "fw", ["iptables-legacy-restore", "--noflush"], input=NAT_REDIRECT.format(rules="")
+        )

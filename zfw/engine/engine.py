@@ -21,7 +21,7 @@ ListenKey = tuple[str, int, bool]
 def listen_keys(listener: Listener) -> list[ListenKey]:
     """The sockets a listener needs: ``''`` means both 0.0.0.0 and ::."""
     hosts = ["0.0.0.0", "::"] if listener.address.host == "" else [listener.address.host]
-    return [(h, listener.address.port, listener.transparent) for h in hosts]
+    return [(h, listener.address.port, listener.tproxy) for h in hosts]
 
 
 class ListenerFactory(Factory):
@@ -77,16 +77,19 @@ class Engine:
 
     def _open(self, lst: Listener) -> None:
         for key in listen_keys(lst):
-            host, port, transparent = key
-            factory = ListenerFactory(self, lst)
-            p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
-            self.ports[key] = (p, factory)
-            what = "transparent" if transparent else "plain"
-            self.log(
-                "core.listener",
-                3,
-                f"listening on {net.fmt_addr(host, port)} ({what}) for service {lst.service!r}",
-            )
+            self._listen(key, lst)
+
+    def _listen(self, key: ListenKey, lst: Listener) -> None:
+        host, port, transparent = key
+        factory = ListenerFactory(self, lst)
+        p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
+        self.ports[key] = (p, factory)
+        what = "transparent" if transparent else "redirect" if lst.redirect else "plain"
+        self.log(
+            "core.listener",
+            3,
+            f"listening on {net.fmt_addr(host, port)} ({what}) for service {lst.service!r}",
+        )
 
     def stop_listening(self) -> list[Deferred[None]]:
         """Close every listening socket; running sessions go on."""
@@ -110,15 +113,7 @@ class Engine:
                 self.ports[key][1].listener = lst
                 continue
             try:
-                host, port, transparent = key
-                factory = ListenerFactory(self, lst)
-                p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
-                self.ports[key] = (p, factory)
-                self.log(
-                    "core.listener",
-                    3,
-                    f"listening on {net.fmt_addr(host, port)} for service {lst.service!r}",
-                )
+                self._listen(key, lst)
             except NetError as e:
                 self.log("core.error", 1, f"new listener {lst.address}: {e}")
 
@@ -134,7 +129,7 @@ class Engine:
         if service is None or not self.accepting:
             transport.abortConnection()
             return
-        destination = net.original_destination(transport.getHandle())
+        destination = net.original_destination(transport.getHandle(), listener.redirect)
         decision = decide(policy, listener, service, client, destination)
         if not decision.allowed:
             self.log(

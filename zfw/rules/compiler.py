@@ -102,7 +102,8 @@ def compile_policy(policy: Policy, instances: Iterable[str] | None = None) -> Ru
         inst = policy.instances[name]
         services.update(inst.services)
         for lst in inst.listeners:
-            (transparent if lst.transparent else plain).append(lst)
+            # A redirect listener is reached through NAT: only INPUT must let it in.
+            (transparent if lst.tproxy else plain).append(lst)
     pf = policy.packet_filter
     mark = f"{pf.tproxy_mark:#x}/{pf.tproxy_mask:#x}"
     zones = policy.zones

@@ -21,3 +21,6 @@ def lab():
     Listener(SockAddrInet("", 50007), "echo", intercept=7)
     Listener(SockAddrInet("", 50009), "sink", intercept=9)
     Listener(SockAddrInet("", 50013), "quick", intercept=13)
+    # For NAT REDIRECT setups: port 23 redirected here by hand, relayed to port 22.
+    Service("redir", PlugProxy, router=TransparentRouter(forced_port=22))
+    Listener(SockAddrInet("", 50023), "redir", redirect=True)

@@ -1,0 +1,63 @@
+"""zfw.net: what an administrator sees without CAP_NET_ADMIN."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+from zfw import net
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None,
+    reason="drops privileges with setpriv, which needs root",
+)
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+@needs_root
+def test_missing_capability_is_one_clear_line():
+    proc = subprocess.run(
+        [*AS_NOBODY, sys.executable, "-c", "from zfw import net; net.check_capability()"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "IP_TRANSPARENT needs CAP_NET_ADMIN" in proc.stderr
+
+
+@needs_root
+def test_zfw_run_without_capability_exits_with_the_reason():
+    tmp = tempfile.mkdtemp()  # pytest's tmp_path is not readable for nobody
+    os.chmod(tmp, 0o755)
+    policy = os.path.join(tmp, "p.py")
+    with open(policy, "w") as f:
+        f.write(
+            "from zfw.policy import *\n"
+            "InetZone('a', '0.0.0.0/0', inbound_services=['*'], outbound_services=['*'])\n"
+            "def i():\n    Service('p', PlugProxy)\n"
+            "    Listener(SockAddrInet('127.0.0.1', 50999), 'p', intercept=7)\n"
+        )
+    zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+    try:
+        proc = subprocess.run(
+            [*AS_NOBODY, zfw, "run", "--policy", policy, "--instance", "i"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp,
+        )
+    finally:
+        shutil.rmtree(tmp)
+    assert proc.returncode != 0
+    assert "zfw: IP_TRANSPARENT needs CAP_NET_ADMIN" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_fmt_addr():
+    assert net.fmt_addr("192.0.2.1", 80) == "192.0.2.1:80"
+    assert net.fmt_addr("2001:db8::1", 80) == "[2001:db8::1]:80"
