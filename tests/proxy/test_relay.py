@@ -6,6 +6,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from zfw.engine.endpoint import Endpoint
+from zfw.engine.idle import IdleWatch
 from zfw.proxy.relay import Relay
 
 
@@ -32,7 +33,7 @@ def pair(timeout=None):
     c.makeConnection(HalfCloseTransport())
     s.makeConnection(HalfCloseTransport())
     done = []
-    relay = Relay(c, s, clock, timeout, lambda r, why: done.append(why))
+    relay = Relay(c, s, IdleWatch(clock, tick=1), timeout, lambda r, why: done.append(why))
     relay.start(to_server=b"early")
     return relay, c, s, clock, done
 
@@ -72,11 +73,25 @@ def test_lost_side_closes_the_other():
 
 
 def test_idle_timeout_counts_only_silence():
-    _relay, c, s, clock, done = pair(timeout=10)
-    clock.advance(10)  # first check records the counters
-    c.dataReceived(b"x")
-    clock.advance(10)
+    relay, c, s, clock, done = pair(timeout=10)
+    for _ in range(5):
+        clock.advance(1)
+    c.dataReceived(b"x")  # traffic at t=5 restarts the count
+    for _ in range(9):
+        clock.advance(1)
     assert not done
-    clock.advance(10)
+    for _ in range(2):
+        clock.advance(1)
     assert done == ["idle for 10 s"]
     assert c.transport.disconnecting and s.transport.disconnecting
+    assert len(relay.idle_watch) == 0 and not clock.getDelayedCalls()
+
+
+def test_finished_relays_leave_the_watch():
+    relay, c, s, clock, done = pair(timeout=10)
+    c.readConnectionLost()
+    s.readConnectionLost()
+    assert done == ["closed by both sides"]
+    assert len(relay.idle_watch) == 0
+    clock.advance(1)
+    assert not clock.getDelayedCalls()  # the sweep stops when nothing is watched

@@ -10,6 +10,7 @@ from twisted.internet.protocol import Factory
 from zfw import net
 from zfw.engine.decision import decide
 from zfw.engine.endpoint import Endpoint
+from zfw.engine.idle import IdleWatch
 from zfw.engine.session import Session, SessionTable
 from zfw.errors import NetError
 from zfw.log import Log
@@ -53,6 +54,7 @@ class Engine:
         self.sessions = SessionTable(inst.name, inst.options)
         self.ports: dict[ListenKey, tuple[Any, ListenerFactory]] = {}
         self.accepting = False
+        self.idle = IdleWatch(reactor)
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -170,6 +172,7 @@ class Engine:
             self.log,
             self.reactor,
             self.sessions.remove,
+            self.idle,
         )
         self.sessions.add(session)
         if self.log.enabled("core.session", 4):

@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from zfw import net
 from zfw.engine.decision import Address, Decision
 from zfw.engine.endpoint import ConnectFactory, Endpoint
+from zfw.engine.idle import IdleWatch
 from zfw.log import Log
 from zfw.model import InstanceOptions, Listener, Service
 
@@ -33,6 +34,7 @@ class Session:
         log: Log,
         reactor: Any,
         on_close: Callable[[Session], None],
+        idle_watch: IdleWatch | None = None,
     ):
         self.id = sid
         self.service = service
@@ -41,6 +43,7 @@ class Session:
         self.destination = destination
         self.decision = decision
         self.reactor = reactor
+        self.idle_watch = idle_watch
         self.started = time.monotonic()
         self._log = log
         self._on_close = on_close
@@ -66,21 +69,26 @@ class Session:
         """Whether a message at ``level`` for ``tag`` would be written."""
         return self._log.enabled(tag, level)
 
-    def connect_server(self, timeout: float) -> Deferred[Endpoint]:
-        """Connect to the routed target, from the forged source if the router says so."""
-        d: Deferred[Endpoint] = Deferred(lambda _d: connector.stopConnecting())
-        factory = ConnectFactory(d.callback, d.errback)
+    def connect_server(
+        self,
+        timeout: float,
+        on_connected: Callable[[Endpoint], object],
+        on_failed: Callable[[Failure], object],
+    ) -> Any:
+        """Connect to the routed target, from the forged source if the router says so.
+
+        Returns the connector (``stopConnecting()`` gives up; ``on_failed`` hears of it).
+        """
         target = self.decision.target
         assert target is not None
-        connector = net.connect(
+        return net.connect(
             self.reactor,
             target[0],
             target[1],
-            factory,
+            ConnectFactory(on_connected, on_failed),
             source=self.decision.source,
             timeout=timeout,
         )
-        return d
 
     def close(self) -> None:
         """The session is over: free its slot (once)."""

@@ -31,13 +31,18 @@ class PlugProxy(Proxy):
         self.client = client
         client.transport.pauseProducing()
         client.on_lost = self._client_lost_early
-        self._pending = self.session.connect_server(self.connect_timeout)
-        self._pending.addCallbacks(self._connected, self._failed)
-        self.session.abort = self._pending.cancel
+        self._connector = self.session.connect_server(
+            self.connect_timeout, self._connected, self._failed
+        )
+        self.session.abort = self._give_up
+
+    def _give_up(self) -> None:
+        if self._connector.state == "connecting":
+            self._connector.stopConnecting()
 
     def _client_lost_early(self, _ep: Endpoint, _reason: Failure) -> None:
         self.log("info", 4, "client left before the server answered")
-        self._pending.cancel()
+        self._give_up()
 
     def _failed(self, reason: Failure) -> None:
         if not self.client.lost:
@@ -46,7 +51,11 @@ class PlugProxy(Proxy):
         self.session.close()
 
     def _connected(self, server: Endpoint) -> None:
-        self.relay = Relay(self.client, server, self.session.reactor, self.timeout, self._done)
+        if self.client.lost:  # gone while we connected
+            server.transport.loseConnection()
+            self.session.close()
+            return
+        self.relay = Relay(self.client, server, self.session.idle_watch, self.timeout, self._done)
         self.session.abort = self.relay.abort
         self.relay.start()
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from twisted.python.failure import Failure
 
 from zfw.engine.endpoint import Endpoint
+from zfw.engine.idle import IdleWatch
 
 
 class Relay:
@@ -26,20 +26,18 @@ class Relay:
         self,
         client: Endpoint,
         server: Endpoint,
-        reactor: Any,
+        idle_watch: IdleWatch | None,
         idle_timeout: float | None,
         on_done: Callable[[Relay, str], None],
     ):
         self.client = client
         self.server = server
-        self.reactor = reactor
+        self.idle_watch = idle_watch
         self.idle_timeout = idle_timeout
         self.on_done = on_done
         self.started = time.monotonic()
         self._eof: set[str] = set()
         self._done = False
-        self._timer: Any = None
-        self._seen = -1
         self.end_reason = ""
 
     def start(self, to_server: bytes = b"", to_client: bytes = b"") -> None:
@@ -57,8 +55,8 @@ class Relay:
             c.transport.write(to_client)
         c.transport.resumeProducing()
         s.transport.resumeProducing()
-        if self.idle_timeout:
-            self._timer = self.reactor.callLater(self.idle_timeout, self._check_idle)
+        if self.idle_timeout and self.idle_watch is not None:
+            self.idle_watch.add(self)
 
     def _other(self, ep: Endpoint) -> Endpoint:
         return self.server if ep is self.client else self.client
@@ -80,14 +78,13 @@ class Relay:
         """Drop both connections now."""
         self._finish(reason, abort=True)
 
-    def _check_idle(self) -> None:
-        self._timer = None
-        total = self.client.received + self.server.received
-        if total == self._seen:
-            self._finish(f"idle for {self.idle_timeout:g} s")
-            return
-        self._seen = total
-        self._timer = self.reactor.callLater(self.idle_timeout, self._check_idle)
+    def traffic(self) -> int:
+        """Bytes relayed so far, both ways (for the idle watch)."""
+        return self.client.received + self.server.received
+
+    def expire(self, reason: str) -> None:
+        """Close both sides in order (the idle watch found no traffic)."""
+        self._finish(reason)
 
     def _finish(self, reason: str, abort: bool = False) -> None:
         for ep in (self.client, self.server):
@@ -102,9 +99,8 @@ class Relay:
             return
         self._done = True
         self.end_reason = reason
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        if self.idle_watch is not None:
+            self.idle_watch.discard(self)
         self.on_done(self, reason)
 
     @property
