@@ -49,6 +49,15 @@ def _has_route(ipr: Any, family: int, r: TproxyRouting) -> bool:
     return False
 
 
+def _rule(ipr: Any, op: str, family: int, r: TproxyRouting) -> None:
+    ipr.rule(op, family=family, fwmark=r.mark, fwmask=r.mask, table=r.table, priority=r.priority)
+
+
+def _route(ipr: Any, op: str, family: int, dst: str, r: TproxyRouting, lo: int) -> None:
+    # A route of type 'local' must have scope 'host', or the kernel refuses it.
+    ipr.route(op, family=family, dst=dst, type="local", table=r.table, oif=lo, scope="host")
+
+
 def apply(ipr: Any, r: TproxyRouting) -> list[str]:
     """Add what is missing; return what was added, for the log."""
     lo = ipr.link_lookup(ifname="lo")[0]
@@ -59,19 +68,10 @@ def apply(ipr: Any, r: TproxyRouting) -> list[str]:
     for family, dst in FAMILIES:
         v = "-6 " if family == socket.AF_INET6 else ""
         if not _has_rule(ipr, family, r):
-            ipr.rule(
-                "add",
-                family=family,
-                fwmark=r.mark,
-                fwmask=r.mask,
-                table=r.table,
-                priority=r.priority,
-            )
+            _rule(ipr, "add", family, r)
             done.append(f"ip {v}rule add fwmark {r.mark:#x}/{r.mask:#x} lookup {r.table}")
         if not _has_route(ipr, family, r):
-            ipr.route(
-                "add", family=family, dst=dst, type="local", table=r.table, oif=lo, scope="host"
-            )
+            _route(ipr, "add", family, dst, r, lo)
             done.append(f"ip {v}route add local default dev lo table {r.table}")
     return done
 
@@ -81,18 +81,9 @@ def remove(ipr: Any, r: TproxyRouting) -> None:
     lo = ipr.link_lookup(ifname="lo")[0]
     for family, dst in FAMILIES:
         while _has_rule(ipr, family, r):
-            ipr.rule(
-                "del",
-                family=family,
-                fwmark=r.mark,
-                fwmask=r.mask,
-                table=r.table,
-                priority=r.priority,
-            )
+            _rule(ipr, "del", family, r)
         if _has_route(ipr, family, r):
-            ipr.route(
-                "del", family=family, dst=dst, type="local", table=r.table, oif=lo, scope="host"
-            )
+            _route(ipr, "del", family, dst, r, lo)
 
 
 def present(ipr: Any, r: TproxyRouting) -> bool:

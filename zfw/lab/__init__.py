@@ -88,40 +88,24 @@ class Lab:
         for ns in (c, f, s):
             _run(["ip", "netns", "add", ns])
             _run(["ip", "-n", ns, "link", "set", "lo", "up"])
-        _run(
-            [
-                "ip",
-                "-n",
-                f,
-                "link",
-                "add",
-                "cl0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                c,
-            ]
-        )
-        _run(
-            [
-                "ip",
-                "-n",
-                f,
-                "link",
-                "add",
-                "sv0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                s,
-            ]
-        )
+        for dev, peer in (("cl0", c), ("sv0", s)):
+            _run(
+                [
+                    "ip",
+                    "-n",
+                    f,
+                    "link",
+                    "add",
+                    dev,
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "eth0",
+                    "netns",
+                    peer,
+                ]
+            )
         addrs = [
             (c, "eth0", [f"{CLIENT4}/24", f"{CLIENT4_OTHER}/24", f"{CLIENT6}/64"]),
             (f, "cl0", [f"{FW_CLIENT4}/24", f"{FW_CLIENT6}/64"]),
