@@ -1,0 +1,191 @@
+"""The sans-IO ClientHello reader: real hellos, every split, malformed input."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zfw.tls.clienthello import ClientHelloReader, TlsViolation
+
+HELLOS = Path(__file__).parent / "hellos"
+
+# Captured with tests/tls/capture_hellos.py from openssl 3.0 s_client and curl 7.88.
+EXPECTED = {
+    "openssl_tls12": ("tls12.example", (), (), 0x0303),
+    "openssl_tls13": ("tls13.example", ("h2", "http/1.1"), (0x0304,), 0x0304),
+    "curl": ("curl.example", ("h2", "http/1.1"), (0x0304, 0x0303, 0x0302, 0x0301), 0x0304),
+    "openssl_no_sni": (None, (), (0x0304, 0x0303, 0x0302, 0x0301), 0x0304),
+    "openssl_large_fragmented": ("large.example", None, (0x0304, 0x0303, 0x0302, 0x0301), 0x0304),
+}
+
+
+def read_all(chunks) -> object:
+    r = ClientHelloReader()
+    result = None
+    for chunk in chunks:
+        got = r.feed(chunk)
+        result = result or got
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_real_hellos(name):
+    data = (HELLOS / f"{name}.bin").read_bytes()
+    hello = read_all([data])
+    sni, alpn, versions, highest = EXPECTED[name]
+    assert hello.sni == sni
+    if alpn is not None:
+        assert hello.alpn == alpn
+    assert hello.versions == versions
+    assert hello.highest_version == highest
+    assert hello.size == len(data)
+    assert not hello.ech
+
+
+def test_large_hello_spans_several_records():
+    data = (HELLOS / "openssl_large_fragmented.bin").read_bytes()
+    assert len(data) > 2048 and data[3:5] == b"\x02\x00"  # 512-byte records
+    hello = read_all([data])
+    assert len(hello.alpn) == 100
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_split_gives_the_same_result(name):
+    data = (HELLOS / f"{name}.bin").read_bytes()
+    whole = read_all([data])
+    for i in range(1, len(data)):
+        r = ClientHelloReader()
+        first = r.feed(data[:i])
+        assert first is None, f"complete after {i} of {len(data)} bytes"
+        assert r.feed(data[i:]) == whole
+    assert read_all([data[i : i + 1] for i in range(len(data))]) == whole
+
+
+@given(st.lists(st.integers(1, 300), min_size=1, max_size=40))
+def test_any_segmentation_gives_the_same_result(cuts):
+    data = (HELLOS / "curl.bin").read_bytes()
+    chunks, pos = [], 0
+    for n in cuts:
+        chunks.append(data[pos : pos + n])
+        pos += n
+    chunks.append(data[pos:])
+    assert read_all(chunks) == read_all([data])
+
+
+def test_bytes_after_the_hello_are_kept_for_the_server():
+    data = (HELLOS / "curl.bin").read_bytes()
+    r = ClientHelloReader()
+    assert r.feed(data + b"\x17\x03\x03\x00\x01x") is not None
+    r.feed(b"more")
+    assert bytes(r.buffer) == data + b"\x17\x03\x03\x00\x01x" + b"more"
+
+
+# --- crafted hellos --------------------------------------------------------------------------
+
+
+def ext(ext_type: int, body: bytes) -> bytes:
+    return struct.pack("!HH", ext_type, len(body)) + body
+
+
+def sni_ext(*names: bytes, name_type: int = 0) -> bytes:
+    entries = b"".join(struct.pack("!BH", name_type, len(n)) + n for n in names)
+    return ext(0, struct.pack("!H", len(entries)) + entries)
+
+
+def hello(
+    extensions: bytes | None = b"",
+    version: int = 0x0303,
+    suites: bytes = b"\x13\x01",
+    session: bytes = b"",
+    compression: bytes = b"\x00",
+    record_version: int = 0x0301,
+    handshake_type: int = 1,
+    trailing: bytes = b"",
+) -> bytes:
+    body = struct.pack("!H", version) + bytes(32)
+    body += bytes([len(session)]) + session
+    body += struct.pack("!H", len(suites)) + suites
+    body += bytes([len(compression)]) + compression
+    if extensions is not None:
+        body += struct.pack("!H", len(extensions)) + extensions
+    body += trailing
+    hs = bytes([handshake_type]) + len(body).to_bytes(3, "big") + body
+    return struct.pack("!BHH", 22, record_version, len(hs)) + hs
+
+
+def test_crafted_valid_hello():
+    h = read_all([hello(sni_ext(b"WWW.Example.COM") + ext(16, b"\x00\x03\x02h2"))])
+    assert h.sni == "www.example.com" and h.alpn == ("h2",)
+
+
+def test_ech_is_reported():
+    h = read_all([hello(sni_ext(b"public.example") + ext(0xFE0D, b"\x00" * 8))])
+    assert h.ech and h.sni == "public.example"
+
+
+def test_no_extensions_at_all_is_a_hello_without_sni():
+    h = read_all([hello(None)])
+    assert h.sni is None and h.alpn == ()
+
+
+MALFORMED = [
+    ("sslv2 hello", b"\x80\x2e\x01\x00\x02" + bytes(43), "SSLv2"),
+    ("application data first", b"\x17\x03\x03\x00\x05hello", "record of type 23"),
+    ("alert first", b"\x15\x03\x03\x00\x02\x02\x28", "record of type 21"),
+    ("http instead of tls", b"GET / HTTP/1.1\r\n\r\n", "record of type 71"),
+    ("server hello", hello(handshake_type=2), "handshake message 2"),
+    ("record version 2.0", hello(record_version=0x0200), "record version"),
+    ("record version too new", hello(record_version=0x0305), "record version"),
+    ("empty record", b"\x16\x03\x01\x00\x00", "record length 0"),
+    ("oversized record", b"\x16\x03\x01\x40\x01" + bytes(16385), "record length 16385"),
+    ("sslv3 client version", hello(version=0x0300), "offers SSLv3"),
+    ("odd cipher suites", hello(suites=b"\x13\x01\x13"), "odd length"),
+    ("no cipher suites", hello(suites=b""), "cipher suites has a bad length"),
+    ("no compression", hello(compression=b""), "compression methods has a bad length"),
+    ("session id too long", hello(session=bytes(33)), "session id has a bad length"),
+    ("duplicate extension", hello(sni_ext(b"a.example") + sni_ext(b"b.example")), "duplicate"),
+    ("duplicate other extension", hello(ext(16, b"\x00\x03\x02h2") * 2), "duplicate extension 16"),
+    ("two server names", hello(sni_ext(b"a.example", b"b.example")), "2 server names"),
+    ("empty name list", hello(ext(0, b"\x00\x00")), "server name list has a bad length"),
+    ("unknown name type", hello(sni_ext(b"a.example", name_type=1)), "unknown type 1"),
+    ("bad characters", hello(sni_ext(b"bad_name!.example")), "invalid server name"),
+    ("leading hyphen", hello(sni_ext(b"-a.example")), "invalid server name"),
+    ("trailing dot", hello(sni_ext(b"a.example.")), "invalid server name"),
+    ("empty label", hello(sni_ext(b"a..example")), "invalid server name"),
+    ("ip literal", hello(sni_ext(b"192.0.2.1")), "is an IP address"),
+    ("non ascii", hello(sni_ext("é.example".encode())), "not ASCII"),
+    ("nul in name", hello(sni_ext(b"a\x00.example")), "invalid server name"),
+    ("long label", hello(sni_ext(b"a" * 64 + b".example")), "invalid server name"),
+    ("truncated extension", hello(b"\x00\x00\x00\x09\x00"), "truncated"),
+    ("trailing bytes in sni", hello(ext(0, b"\x00\x04\x00\x00\x01a" + b"zz")), "trailing"),
+    ("bytes after extensions", hello(b"", trailing=b"\x00"), "trailing"),
+    ("empty alpn protocol", hello(ext(16, b"\x00\x01\x00")), "ALPN"),
+    ("odd supported versions", hello(ext(43, b"\x03\x03\x04\x03")), "odd length"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "reason"), MALFORMED, ids=[m[0] for m in MALFORMED])
+def test_malformed_hellos_are_rejected(case, data, reason):
+    with pytest.raises(TlsViolation, match=reason):
+        r = ClientHelloReader()
+        r.feed(data)
+        raise AssertionError(f"{case}: accepted")
+
+
+def test_second_handshake_message_in_the_same_records_is_rejected():
+    data = hello(sni_ext(b"a.example"))
+    record = data[5:]
+    doubled = struct.pack("!BHH", 22, 0x0301, 2 * len(record)) + record + record
+    with pytest.raises(TlsViolation, match="more handshake data"):
+        ClientHelloReader().feed(doubled)
+
+
+def test_size_limit():
+    big = hello(ext(16, struct.pack("!H", 3000) + (b"\x09" + b"x" * 9) * 300))
+    with pytest.raises(TlsViolation, match="exceeds 2048"):
+        ClientHelloReader(max_size=2048).feed(big)
+    assert ClientHelloReader(max_size=4096).feed(big) is not None

@@ -1,0 +1,1 @@
+"""TLS, as far as a blind tunnel needs it: reading the ClientHello (sans-IO)."""
