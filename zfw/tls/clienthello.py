@@ -243,7 +243,7 @@ class ClientHelloReader:
             raise TlsViolation(f"handshake message {hs[0]} instead of ClientHello")
         length = int.from_bytes(hs[1:4], "big")
         if length > self.max_size:
-            raise TlsViolation(f"ClientHello of {length} bytes exceeds {self.max_size}")
+            raise TlsViolation(f"ClientHello larger than {self.max_size} bytes ({length})")
         if len(hs) < 4 + length:
             return None
         if len(hs) > 4 + length:
