@@ -1,14 +1,237 @@
-"""The blind TLS tunnel that decides by SNI (not carried by this version yet)."""
+"""TlsTunnelProxy: a blind TLS tunnel that decides by the ClientHello.
+
+It reads the client's ClientHello (sans-IO, :mod:`zfw.tls.clienthello`),
+decides by the server name (SNI), ALPN and the zones, and then sends the
+buffered hello to the server unchanged and relays the encrypted bytes
+untouched (PlugProxy's relay). Nothing reaches the server before the
+decision.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import socket
+from typing import Any, ClassVar
 
-from zfw.proxy.base import UnavailableProxy
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import describe_failure
+from zfw.proxy.base import Proxy
+from zfw.proxy.relay import Relay
+from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
 
 
-class TlsTunnelProxy(UnavailableProxy):
-    """The blind TLS tunnel; a policy may name it, sessions are refused."""
+def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``name`` is one of ``patterns``: exact names, or ``*.example.com``
+    for any name below example.com (not example.com itself). Case-insensitive."""
+    name = name.lower()
+    for p in patterns:
+        p = p.lower()
+        if p.startswith("*."):
+            if name.endswith(p[1:]):
+                return True
+        elif name == p:
+            return True
+    return False
+
+
+class TlsTunnelProxy(Proxy):
+    """Tunnels TLS blindly to servers whose name the policy permits.
+
+    Attributes a policy may set in ``config()``:
+
+    - ``allowed_names``: exact names or ``*.example.com`` patterns; when not
+      empty, only these names pass (default: any name);
+    - ``denied_names``: names that never pass (checked first);
+    - ``allow_no_sni``: let a hello without a server name through (default False);
+    - ``verify_destination``: the name must resolve to the address the client
+      was going to (default False; in the spirit of Squid's host_verify_strict);
+    - ``hello_timeout`` (10 s), ``max_hello_size`` (16384 bytes),
+      ``timeout`` (idle seconds after the handshake, 600), ``connect_timeout`` (30 s).
+
+    For more, override :meth:`check_hello`.
+    """
 
     log_tag: ClassVar[str] = "tls"
     default_ports: ClassVar[tuple[int, ...]] = (443,)
+    allowed_names: tuple[str, ...] = ()
+    denied_names: tuple[str, ...] = ()
+    allow_no_sni: bool = False
+    verify_destination: bool = False
+    hello_timeout: float = 10.0
+    max_hello_size: int = 16384
+    timeout: float = 600.0
+    connect_timeout: float = 30.0
+
+    def check_hello(self, hello: ClientHello) -> bool | str:
+        """Policy hook: True to tunnel, or a reason (or False) to close.
+
+        ``self.session`` tells the zones (``client_zone``, ``server_zone``) and
+        the original destination (``destination``).
+        """
+        if hello.sni is None:
+            return True if self.allow_no_sni else "no server name (SNI)"
+        if name_matches(hello.sni, self.denied_names):
+            return f"{hello.sni} is denied"
+        if self.allowed_names and not name_matches(hello.sni, self.allowed_names):
+            return f"{hello.sni} is not in the allowed names"
+        return True
+
+    def resolve(self, name: str) -> Any:
+        """Deferred list of the addresses ``name`` resolves to (in a thread)."""
+
+        def lookup() -> list[str]:
+            infos = socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)
+            return [info[4][0] for info in infos]
+
+        return deferToThread(lookup)
+
+    # --- the session -----------------------------------------------------------------------
+
+    def start(self, client: Endpoint) -> None:
+        """Read the ClientHello, with a deadline, before anything else."""
+        self.client = client
+        self.hello: ClientHello | None = None
+        self.decision = "pending"
+        self._reader = ClientHelloReader(self.max_hello_size)
+        self._connector: Any = None
+        self._relay: Relay | None = None
+        client.on_data = self._hello_data
+        client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello")
+        client.on_lost = lambda _ep, _r: self._refuse("client left before its ClientHello")
+        self._deadline = self.session.reactor.callLater(self.hello_timeout, self._late)
+        self.session.abort = self._abort
+
+    def _late(self) -> None:
+        self._deadline = None
+        self._violation(f"no complete ClientHello within {self.hello_timeout:g} s")
+
+    def _hello_data(self, data: bytes) -> None:
+        try:
+            hello = self._reader.feed(data)
+        except TlsViolation as e:
+            self._violation(str(e))
+            return
+        if hello is None:
+            return
+        self._cancel_deadline()
+        self.client.transport.pauseProducing()
+        self.client.on_data = self._reader.feed  # (paused: nothing more arrives)
+        self.hello = hello
+        if hello.ech:
+            self.log(
+                "info",
+                4,
+                f"encrypted ClientHello (ECH): deciding on the outer name "
+                f"{hello.sni!r}; the inner name is hidden",
+            )
+        try:
+            verdict = self.check_hello(hello)
+        except Exception as e:  # policy code
+            self.log("error", 1, f"check_hello failed: {type(e).__name__}: {e}")
+            verdict = "policy error"
+        if verdict is not True:
+            self._refuse(verdict or "denied by policy")
+            return
+        if self.verify_destination and hello.sni is not None:
+            d = self.resolve(hello.sni)
+            d.addCallbacks(self._verified, self._unresolved)
+            return
+        self._connect()
+
+    def _verified(self, addresses: list[str]) -> None:
+        dest = self.session.destination[0]
+        if dest not in addresses:
+            self._refuse(f"{self.hello.sni} does not resolve to {dest}")  # type: ignore[union-attr]
+            return
+        self._connect()
+
+    def _unresolved(self, reason: Failure) -> None:
+        self._refuse(
+            f"{self.hello.sni} does not resolve: "  # type: ignore[union-attr]
+            f"{describe_failure(reason)}"
+        )
+
+    def _connect(self) -> None:
+        if self.client.lost:
+            self.session.close()
+            return
+        self.decision = "accept"
+        self.client.on_lost = self._lost_while_connecting
+        self._connector = self.session.connect_server(
+            self.connect_timeout, self._connected, self._failed
+        )
+
+    def _lost_while_connecting(self, _ep: Endpoint, _reason: Failure) -> None:
+        if self._connector is not None and self._connector.state == "connecting":
+            self._connector.stopConnecting()
+
+    def _failed(self, reason: Failure) -> None:
+        if not self.client.lost:
+            self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
+            self.client.transport.loseConnection()
+        self._end("server unreachable", 0, 0)
+
+    def _connected(self, server: Endpoint) -> None:
+        if self.client.lost:
+            server.transport.loseConnection()
+            self._end("client left", 0, 0)
+            return
+        self._relay = Relay(
+            self.client, server, self.session.idle_watch, self.timeout, self._relay_done
+        )
+        self.session.abort = self._relay.abort
+        self._relay.start(to_server=bytes(self._reader.buffer))
+
+    def _relay_done(self, relay: Relay, reason: str) -> None:
+        self._end(reason, relay.client.received, relay.server.received, relay.duration)
+
+    # --- endings ---------------------------------------------------------------------------
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _violation(self, reason: str) -> None:
+        self.log("violation", 1, f"closing: {reason}")
+        self.decision = "violation"
+        self._close_client(reason)
+
+    def _refuse(self, reason: str) -> None:
+        if self.decision == "pending":
+            self.decision = "reject"
+        self._close_client(reason)
+
+    def _close_client(self, reason: str) -> None:
+        self._cancel_deadline()
+        if not self.client.lost:
+            self.client.transport.abortConnection()
+        self._end(reason, self.client.received, 0)
+
+    def _abort(self) -> None:
+        self._cancel_deadline()
+        if self._connector is not None and self._connector.state == "connecting":
+            self._connector.stopConnecting()
+        if not self.client.lost:
+            self.client.transport.abortConnection()
+
+    def _end(
+        self, reason: str, client_bytes: int, server_bytes: int, duration: float | None = None
+    ) -> None:
+        if self.session.closed:
+            return
+        h = self.hello
+        self.log(
+            "info",
+            3,
+            f"{self.decision}: {reason}",
+            sni=(h.sni if h else None) or "-",
+            alpn=",".join(h.alpn) if h and h.alpn else "-",
+            version=version_name(h.highest_version) if h else "-",
+            client_bytes=client_bytes,
+            server_bytes=server_bytes,
+            duration=f"{duration:.3f}" if duration is not None else "-",
+        )
+        self.session.close()

@@ -1,0 +1,123 @@
+"""TlsTunnelProxy's decisions, without sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from zfw.engine.decision import Decision
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import Session
+from zfw.log import Log, LogSpec
+from zfw.model import Service
+from zfw.proxy.tls import TlsTunnelProxy, name_matches
+
+HELLOS = Path(__file__).parent.parent / "tls" / "hellos"
+
+
+@pytest.mark.parametrize(
+    ("name", "patterns", "expected"),
+    [
+        ("a.example", ["a.example"], True),
+        ("A.Example", ["a.example"], True),
+        ("b.a.example", ["*.a.example"], True),
+        ("c.b.a.example", ["*.a.example"], True),
+        ("a.example", ["*.a.example"], False),
+        ("xa.example", ["*.a.example"], False),
+        ("a.example", [], False),
+    ],
+)
+def test_name_patterns(name, patterns, expected):
+    assert name_matches(name, patterns) is expected
+
+
+class Harness:
+    def __init__(self, proxy_class=TlsTunnelProxy, **attrs):
+        import io
+
+        self.clock = Clock()
+        self.out = io.StringIO()
+        self.closed = []
+        self.connects = []
+        session = Session(
+            "i/tls:1",
+            Service("tls", proxy_class),
+            None,
+            ("192.0.2.2", 5000),
+            ("198.51.100.2", 443),
+            Decision(True, "ok", target=("198.51.100.2", 443)),
+            Log(LogSpec.parse("*:9"), self.out),
+            self.clock,
+            self.closed.append,
+        )
+        session.connect_server = lambda *a: self.connects.append(a) or _Connector()
+        self.proxy = proxy_class(session)
+        for k, v in attrs.items():
+            setattr(self.proxy, k, v)
+        self.client = Endpoint("client")
+        self.client.makeConnection(StringTransport())
+        self.proxy.start(self.client)
+
+    def log(self):
+        return self.out.getvalue()
+
+
+class _Connector:
+    state = "connecting"
+
+    def stopConnecting(self):
+        self.state = "disconnected"
+
+
+def test_allowed_hello_connects_and_nothing_before():
+    h = Harness(allowed_names=["curl.example"])
+    data = (HELLOS / "curl.bin").read_bytes()
+    h.client.dataReceived(data[:100])
+    assert not h.connects
+    h.client.dataReceived(data[100:])
+    assert len(h.connects) == 1 and not h.closed
+
+
+def test_denied_hello_is_closed_and_logged():
+    h = Harness(allowed_names=["other.example"])
+    h.client.dataReceived((HELLOS / "curl.bin").read_bytes())
+    assert not h.connects and h.closed
+    assert "reject: curl.example is not in the allowed names" in h.log()
+    assert "sni=curl.example" in h.log() and "alpn=h2,http/1.1" in h.log()
+
+
+def test_hello_deadline():
+    h = Harness(hello_timeout=5)
+    h.client.dataReceived((HELLOS / "curl.bin").read_bytes()[:50])
+    h.clock.advance(5)
+    assert h.closed and "no complete ClientHello within 5 s" in h.log()
+    assert "tls.violation(1)" in h.log()
+
+
+def test_policy_hook_sees_the_zones_and_may_refuse():
+    class Hook(TlsTunnelProxy):
+        def check_hello(self, hello):
+            return "h2 only" if "h2" not in hello.alpn else True
+
+    h = Harness(Hook)
+    h.client.dataReceived((HELLOS / "openssl_tls12.bin").read_bytes())
+    assert "reject: h2 only" in h.log() and not h.connects
+
+
+@pytest.mark.parametrize(
+    ("addresses", "connects"), [(["198.51.100.2"], True), (["203.0.113.9"], False)]
+)
+def test_verify_destination(addresses, connects):
+    class Fixed(TlsTunnelProxy):
+        def resolve(self, name):
+            return defer.succeed(addresses)
+
+    h = Harness(Fixed, verify_destination=True)
+    h.client.dataReceived((HELLOS / "curl.bin").read_bytes())
+    assert bool(h.connects) is connects
+    if not connects:
+        assert "curl.example does not resolve to 198.51.100.2" in h.log()
