@@ -1,7 +1,7 @@
 """The classic three-zone firewall: intranet, DMZ, internet.
 
-- from the intranet: HTTP, FTP and TLS (by SNI) to the internet, and SSH
-  relayed by the plug proxy;
+- from the intranet: HTTP, FTP and TLS (a blind tunnel that decides by the
+  server name) to the internet, and SSH relayed by the plug proxy;
 - from the internet: HTTP and FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
@@ -15,11 +15,18 @@ include_zones("../zones/example.py")
 LocalService("fw_ssh", 22, zones=["admin"])
 
 
+class IntraTls(TlsTunnelProxy):
+    """TLS out of the intranet, by server name; no name, no tunnel."""
+
+    def config(self):
+        self.denied_names = ["*.tracker.example"]
+
+
 def intra():
     """Clients of the intranet going out."""
     Service("intra_http", HttpProxy)
     Service("intra_ftp", FtpProxy)
-    Service("intra_tls", TlsTunnelProxy)
+    Service("intra_tls", IntraTls)
     Service("intra_ssh", PlugProxy)
     Listener(SockAddrInet("", 50080), "intra_http")  # intercepts port 80
     Listener(SockAddrInet("", 50021), "intra_ftp")  # port 21

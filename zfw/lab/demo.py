@@ -6,7 +6,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, SERVER4, SERVER6, Lab, LabError
@@ -28,6 +30,50 @@ except OSError as e:
 """
 
 
+def start_tls_server(lab: Lab) -> subprocess.Popen[str]:
+    """openssl s_server on port 443 of the server, with a certificate made now."""
+    d = tempfile.mkdtemp()
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=www.example.org",
+            "-keyout",
+            f"{d}/key.pem",
+            "-out",
+            f"{d}/cert.pem",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    proc = lab.popen(
+        "server",
+        [
+            "openssl",
+            "s_server",
+            "-quiet",
+            "-accept",
+            "443",
+            "-cert",
+            f"{d}/cert.pem",
+            "-key",
+            f"{d}/key.pem",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    time.sleep(0.3)
+    return proc
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -45,12 +91,14 @@ def main() -> int:
         return 1
     zfw = None
     server = None
+    tls_server = None
     try:
         say("== packet filter: zfw rules apply policies/example.py (in the firewall namespace)")
         lab.apply_rules(os.path.abspath(POLICY))
         server = lab.popen("server", [sys.executable, "-m", "zfw.lab.tools", "whoami", "22"])
         assert server.stdout is not None
         server.stdout.readline()
+        tls_server = start_tls_server(lab)
         say("== zfw: twistd -n zfw --policy policies/example.py --instance intra")
         zfw = lab.start_zfw(os.path.abspath(POLICY), "intra", "--log-spec", "core.*:4")
         say("== traffic from the client namespace")
@@ -63,10 +111,36 @@ def main() -> int:
         ):
             out = lab.run("client", ["python3", "-c", CLIENT, host, str(port), source]).stdout
             say(f"  {source} -> {host}:{port}  {what}\n      client got: {out.strip()}")
+        for name, what in (
+            ("www.example.org", "TLS with a server name: tunnelled blindly"),
+            ("ads.tracker.example", "TLS to a denied name: closed before reaching the server"),
+        ):
+            out = lab.run(
+                "client",
+                [
+                    "openssl",
+                    "s_client",
+                    "-connect",
+                    f"{SERVER4}:443",
+                    "-servername",
+                    name,
+                    "-brief",
+                ],
+                input="",
+                check=False,
+            )
+            got = (
+                "handshake completed"
+                if "CONNECTION ESTABLISHED" in out.stderr
+                else ("no handshake: connection closed")
+            )
+            say(f"  {CLIENT4} -> {SERVER4}:443 (SNI {name})  {what}\n      client got: {got}")
         time.sleep(0.3)
     finally:
         if zfw is not None:
             zfw.stop()
+        if tls_server is not None:
+            tls_server.kill()
         if server is not None:
             server.kill()
             out = server.stdout.read() if server.stdout else ""
