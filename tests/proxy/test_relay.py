@@ -61,7 +61,7 @@ def test_half_close_is_passed_on_and_both_ends_finish():
     s.dataReceived(b"still answering")
     assert c.transport.value() == b"still answering"
     s.readConnectionLost()
-    assert c.transport.write_closed
+    assert c.transport.disconnecting  # both directions over: closed at once
     assert done == ["closed by both sides"]
 
 

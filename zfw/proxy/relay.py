@@ -63,15 +63,19 @@ class Relay:
 
     def _eof_from(self, ep: Endpoint) -> None:
         """``ep``'s peer will send no more: pass the half-close on."""
-        other = self._other(ep)
         self._eof.add(ep.side)
+        if len(self._eof) == 2:
+            # Both directions are over: close at once rather than half-close first.
+            self._finish("closed by both sides")
+            return
+        other = self._other(ep)
         if not other.lost:
             other.transport.unregisterProducer()
             other.transport.loseWriteConnection()
-        if len(self._eof) == 2:
-            self._finish("closed by both sides")
 
     def _lost(self, ep: Endpoint, reason: Failure) -> None:
+        if self._done:
+            return
         self._finish(f"{ep.side} connection lost" if ep.side not in self._eof else "closed")
 
     def abort(self, reason: str = "aborted") -> None:
