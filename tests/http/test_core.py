@@ -1,0 +1,398 @@
+"""The strict HTTP/1.1 core: valid messages, every rejection, any segmentation."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from zfw.http.core import (
+    LAST_CHUNK,
+    Data,
+    EndOfMessage,
+    HttpViolation,
+    Limits,
+    Parser,
+    Request,
+    Response,
+    chunk,
+    end_to_end,
+    serialize_request,
+    serialize_response,
+)
+
+
+def parse(data: bytes, role: str = "request", methods=(), limits=None) -> list[object]:
+    p = Parser(role, limits)
+    for m in methods:
+        p.expect(m)
+    return p.feed(data)
+
+
+def merged(events):
+    """Events with adjacent Data joined (segmentation decides how Data is cut)."""
+    out = []
+    for e in events:
+        if isinstance(e, Data) and out and isinstance(out[-1], Data):
+            out[-1] = Data(out[-1].data + e.data)
+        elif not (isinstance(e, Data) and not e.data):
+            out.append(e)
+    return out
+
+
+def test_simple_get():
+    (req, end) = parse(b"GET /a?b=c HTTP/1.1\r\nHost: example.org\r\nAccept: */*\r\n\r\n")
+    assert req == Request(
+        b"GET", b"/a?b=c", (1, 1), ((b"Host", b"example.org"), (b"Accept", b"*/*"))
+    )
+    assert end == EndOfMessage()
+
+
+def test_values_are_trimmed_and_empty_values_allowed():
+    (req, _e) = parse(b"GET / HTTP/1.1\r\nHost:  a \r\nX-Empty:\r\n\r\n")
+    assert req.headers == ((b"Host", b"a"), (b"X-Empty", b""))
+
+
+def test_content_length_body_and_pipelining():
+    data = (
+        b"POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"
+        b"GET /2 HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    events = parse(data)
+    assert [type(e).__name__ for e in events] == [
+        "Request",
+        "Data",
+        "EndOfMessage",
+        "Request",
+        "EndOfMessage",
+    ]
+    assert events[1] == Data(b"hello") and events[3].target == b"/2"
+
+
+def test_chunked_body_with_extensions_and_trailers():
+    data = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n"
+        b'5;name=value\r\nhello\r\n6 ; q="x y"\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n'
+    )
+    events = merged(parse(data))
+    assert events[1] == Data(b"hello world")
+    assert events[2] == EndOfMessage(((b"X-Sum", b"1"),))
+    assert (b"X-Sum", b"1") not in events[0].headers  # trailers never merge into headers
+
+
+def test_http10_without_host():
+    (req, _e) = parse(b"GET / HTTP/1.0\r\n\r\n")
+    assert req.version == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "head", "body_expected"),
+    [
+        (b"HEAD", 200, b"Content-Length: 10\r\n", False),
+        (b"GET", 204, b"", False),
+        (b"GET", 304, b"Content-Length: 10\r\n", False),
+        (b"GET", 200, b"Content-Length: 0\r\n", False),
+        (b"GET", 200, b"Content-Length: 3\r\n", True),
+    ],
+)
+def test_responses_without_bodies(method, status, head, body_expected):
+    data = b"HTTP/1.1 %d X\r\n%s\r\nabc" % (status, head)
+    events = parse(data, "response", [method])
+    assert isinstance(events[0], Response) and events[0].status == status
+    if body_expected:
+        assert events[1:] == [Data(b"abc"), EndOfMessage()]
+    else:
+        assert events[1] == EndOfMessage()
+
+
+def test_close_delimited_response():
+    p = Parser("response")
+    p.expect(b"GET")
+    events = p.feed(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\nsome")
+    events += p.feed(b" data")
+    assert merged(events)[1:] == [Data(b"some data")]
+    assert p.close() == [EndOfMessage()]
+
+
+def test_interim_response_then_final():
+    events = parse(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx",
+        "response",
+        [b"POST"],
+    )
+    assert [getattr(e, "status", None) for e in events] == [100, None, 200, None, None]
+
+
+def test_close_mid_message_is_an_error():
+    p = Parser("request")
+    p.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    with pytest.raises(HttpViolation):
+        p.close()
+
+
+H = b"Host: a\r\n"
+
+MALFORMED_REQUESTS = [
+    # framing
+    (
+        "CL and TE",
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+        400,
+    ),
+    (
+        "TE and CL",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+        400,
+    ),
+    (
+        "duplicate CL",
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    ("CL list", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 3, 3\r\n\r\nabc", 400),
+    ("CL plus sign", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: +5\r\n\r\nabcde", 400),
+    ("CL hex", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 0x5\r\n\r\nabcde", 400),
+    ("CL empty", b"POST / HTTP/1.1\r\n" + H + b"Content-Length:\r\n\r\n", 400),
+    ("CL negative", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400),
+    (
+        "CL overflow",
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 99999999999999999999999\r\n\r\n",
+        400,
+    ),
+    ("CL space inside", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 2\r\n\r\n", 400),
+    ("TE gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501),
+    (
+        "TE gzip chunked",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n",
+        501,
+    ),
+    (
+        "TE chunked twice",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n",
+        501,
+    ),
+    (
+        "TE two headers",
+        b"POST / HTTP/1.1\r\n"
+        + H
+        + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        501,
+    ),
+    ("TE identity", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: identity\r\n\r\n", 501),
+    ("TE in HTTP/1.0", b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    (
+        "TE with vertical tab",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: \x0bchunked\r\n\r\n",
+        400,
+    ),
+    # header syntax
+    ("space before colon", b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+    ("tab before colon", b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", 400),
+    ("obs-fold", b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n b\r\n\r\n", 400),
+    ("obs-fold tab", b"GET / HTTP/1.1\r\n" + H + b"X: a\r\n\tb\r\n\r\n", 400),
+    ("leading whitespace line", b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400),
+    ("bare LF line ends", b"GET / HTTP/1.1\nHost: a\n\n\r\n\r\n", 400),
+    ("bare LF in header", b"GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n", 400),
+    ("bare CR in header", b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", 400),
+    ("NUL in value", b"GET / HTTP/1.1\r\n" + H + b"X: a\x00b\r\n\r\n", 400),
+    ("DEL in value", b"GET / HTTP/1.1\r\n" + H + b"X: a\x7fb\r\n\r\n", 400),
+    ("ESC in value", b"GET / HTTP/1.1\r\n" + H + b"X: a\x1bb\r\n\r\n", 400),
+    ("no colon", b"GET / HTTP/1.1\r\n" + H + b"X-No-Colon\r\n\r\n", 400),
+    ("empty name", b"GET / HTTP/1.1\r\n" + H + b": value\r\n\r\n", 400),
+    ("bad name char", b"GET / HTTP/1.1\r\n" + H + b"X(y): 1\r\n\r\n", 400),
+    ("non-ascii name", b"GET / HTTP/1.1\r\n" + H + "Ä: 1\r\n\r\n".encode(), 400),
+    # Host
+    ("no Host in 1.1", b"GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400),
+    ("two Hosts", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    ("two Hosts in 1.0", b"GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", 400),
+    # request line
+    ("two spaces after method", b"GET  / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("two spaces after target", b"GET /  HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("tab separator", b"GET\t/ HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("trailing space", b"GET / HTTP/1.1 \r\n" + H + b"\r\n", 400),
+    ("missing version", b"GET /\r\n" + H + b"\r\n", 400),
+    ("lower-case version", b"GET / http/1.1\r\n" + H + b"\r\n", 400),
+    ("HTTP/2 line", b"GET / HTTP/2.0\r\n" + H + b"\r\n", 505),
+    ("HTTP/0.9 style", b"GET /\r\n\r\n", 400),
+    ("space in target", b"GET /a b HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("control in target", b"GET /a\x01b HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("bad method char", b"G(T / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    ("leading empty line", b"\r\nGET / HTTP/1.1\r\n" + H + b"\r\n", 400),
+    # chunked bodies
+    (
+        "bad chunk size",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        400,
+    ),
+    (
+        "chunk size plus",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n",
+        400,
+    ),
+    (
+        "chunk size 0x",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n",
+        400,
+    ),
+    (
+        "chunk size too long",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n" + b"1" * 17 + b"\r\n",
+        400,
+    ),
+    (
+        "chunk size space",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n",
+        400,
+    ),
+    (
+        "bad chunk extension",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;\r\nhello\r\n",
+        400,
+    ),
+    (
+        "chunk ext control",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;a=\x01\r\nhello\r\n",
+        400,
+    ),
+    (
+        "chunk ext bare LF",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n",
+        400,
+    ),
+    (
+        "chunk without CRLF",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
+        400,
+    ),
+    (
+        "chunk bare LF end",
+        b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "bad trailer",
+        b"POST / HTTP/1.1\r\n"
+        + H
+        + b"Transfer-Encoding: chunked\r\n\r\n0\r\nBad Trailer: x\r\n\r\n",
+        400,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "data", "status"), MALFORMED_REQUESTS, ids=[c[0] for c in MALFORMED_REQUESTS]
+)
+def test_malformed_requests_are_rejected(case, data, status):
+    with pytest.raises(HttpViolation) as info:
+        parse(data)
+    assert info.value.status == status, info.value.reason
+
+
+MALFORMED_RESPONSES = [
+    ("CL and TE", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"),
+    ("duplicate CL", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+    ("malformed CL", b"HTTP/1.1 200 OK\r\nContent-Length: 3a\r\n\r\n"),
+    ("obs-fold", b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n"),
+    ("bare LF", b"HTTP/1.1 200 OK\nX: a\n\n"),
+    ("status two digits", b"HTTP/1.1 20 OK\r\n\r\n"),
+    ("status letters", b"HTTP/1.1 2xx OK\r\n\r\n"),
+    ("no space after status", b"HTTP/1.1 200\r\n\r\n"),
+    ("HTTP/2 status line", b"HTTP/2 200 OK\r\n\r\n"),
+    ("CTL in reason", b"HTTP/1.1 200 O\x00K\r\n\r\n"),
+    ("TE gzip", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n"),
+    ("space before colon", b"HTTP/1.1 200 OK\r\nServer : x\r\n\r\n"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "data"), MALFORMED_RESPONSES, ids=[c[0] for c in MALFORMED_RESPONSES]
+)
+def test_malformed_responses_are_rejected(case, data):
+    with pytest.raises(HttpViolation):
+        parse(data, "response", [b"GET"])
+
+
+def test_limits():
+    with pytest.raises(HttpViolation) as info:
+        parse(b"GET /" + b"a" * 100 + b" HTTP/1.1\r\n" + H + b"\r\n", limits=Limits(max_target=50))
+    assert info.value.status == 414
+    with pytest.raises(HttpViolation) as info:
+        parse(b"GET / HTTP/1.1\r\n" + H + b"X: y\r\n" * 10 + b"\r\n", limits=Limits(max_headers=5))
+    assert info.value.status == 431
+    with pytest.raises(HttpViolation) as info:
+        Parser("request", Limits(max_head=100)).feed(b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 30)
+    assert info.value.status == 431
+    with pytest.raises(HttpViolation) as info:
+        parse(
+            b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 100\r\n\r\n", limits=Limits(max_body=10)
+        )
+    assert info.value.status == 413
+    with pytest.raises(HttpViolation) as info:
+        parse(
+            b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nff\r\n",
+            limits=Limits(max_body=10),
+        )
+    assert info.value.status == 413
+
+
+def test_malformed_tables_are_big_enough():
+    assert len(MALFORMED_REQUESTS) + len(MALFORMED_RESPONSES) >= 40
+
+
+# --- any segmentation gives the same events ---------------------------------------------------
+
+tokens = st.text("abcdefghijklmnopqrstuvwxyz-", min_size=1, max_size=12).map(str.encode)
+values = st.text("abcdefghijklmnopqrstuvwxyz0123456789 ;=,/", max_size=20).map(
+    lambda s: s.strip().encode()
+)
+bodies = st.binary(max_size=300)
+
+
+@st.composite
+def requests(draw):
+    method = draw(st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE"]))
+    path = b"/" + draw(tokens)
+    headers = [(b"X-" + n, v) for n, v in draw(st.lists(st.tuples(tokens, values), max_size=5))]
+    body = draw(bodies)
+    head = method + b" " + path + b" HTTP/1.1\r\nHost: example.org\r\n"
+    head += b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+    if draw(st.booleans()):
+        pieces = draw(st.lists(st.integers(1, 50), max_size=5))
+        encoded, pos = b"", 0
+        for n in pieces:
+            encoded += chunk(body[pos : pos + n])
+            pos += n
+        encoded += chunk(body[pos:]) + LAST_CHUNK
+        return head + b"Transfer-Encoding: chunked\r\n\r\n" + encoded
+    return head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=3), st.data())
+def test_byte_by_byte_equals_all_at_once(msgs, data):
+    stream = b"".join(msgs)
+    whole = merged(parse(stream))
+    p = Parser("request")
+    pieces = []
+    for i in range(len(stream)):
+        pieces += p.feed(stream[i : i + 1])
+    assert merged(pieces) == whole
+    assert p.idle
+    assert sum(isinstance(e, EndOfMessage) for e in whole) == len(msgs)
+
+
+def test_serialize_round_trip_and_hop_by_hop():
+    (req, _e) = parse(
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Private\r\n"
+        b"X-Private: 1\r\nKeep-Alive: 5\r\nAccept: */*\r\n\r\n"
+    )
+    kept = end_to_end(req.headers)
+    assert kept == ((b"Host", b"a"), (b"Accept", b"*/*"))
+    out = serialize_request(
+        Request(req.method, req.target, req.version, kept), ((b"Content-Length", b"0"),)
+    )
+    assert out == b"GET / HTTP/1.1\r\nHost: a\r\nAccept: */*\r\nContent-Length: 0\r\n\r\n"
+    resp = Response(200, b"OK", (1, 1), ((b"Server", b"x"),))
+    assert parse(serialize_response(resp, ((b"Content-Length", b"0"),)), "response", [b"GET"])[
+        0
+    ].headers == ((b"Server", b"x"), (b"Content-Length", b"0"))

@@ -1,0 +1,446 @@
+"""A strict sans-IO HTTP/1.1 message parser and serializer: bytes in, events out.
+
+Strict means that anything invalid or ambiguous is an :class:`HttpViolation`
+(with the status a proxy answers: 400, 413, 414, 431, 501, 505), never a
+guess: no obs-fold, no bare CR or LF, no whitespace before the colon, no
+control characters in values, exactly one well-formed Content-Length, only
+a final ``chunked`` Transfer-Encoding (and none in HTTP/1.0), never both,
+exactly one Host in HTTP/1.1, a request line of exactly METHOD SP TARGET SP
+VERSION. Bodies stream as :class:`Data` events as they arrive; trailers come
+apart from the headers. After :class:`EndOfMessage` the next (pipelined)
+message follows. No Twisted here.
+
+zfw parses the head itself instead of using a general-purpose parser: it must
+see the request line and each header line exactly as sent (llhttp, for one,
+accepts several spaces in the request line), and the grammar is small enough
+to check completely; the table of malformed messages in the tests is the
+specification.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import attrs
+
+TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
+_STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3}) ([\t\x20-\x7e\x80-\xff]*)")
+_HEADER = re.compile(rb"(" + TOKEN + rb"):[ \t]*(.*?)[ \t]*")
+_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CHUNK_EXT = (
+    rb"(?:[ \t]*;[ \t]*"
+    + TOKEN
+    + rb"(?:[ \t]*=[ \t]*(?:"
+    + TOKEN
+    + rb'|"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*'
+)
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(" + _CHUNK_EXT + rb")")
+_DIGITS = re.compile(rb"[0-9]{1,19}")
+_BARE_CR_LF = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class HttpViolation(Exception):
+    """A message zfw will not pass on; ``status`` is what the client is answered."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
+@attrs.frozen
+class Request:
+    """A request head."""
+
+    method: bytes
+    target: bytes
+    version: tuple[int, int]
+    headers: Headers
+
+
+@attrs.frozen
+class Response:
+    """A response head."""
+
+    status: int
+    reason: bytes
+    version: tuple[int, int]
+    headers: Headers
+
+
+@attrs.frozen
+class Data:
+    """A piece of a message body."""
+
+    data: bytes
+
+
+@attrs.frozen
+class EndOfMessage:
+    """The message is complete; trailers (chunked bodies only) are kept apart."""
+
+    trailers: Headers = ()
+
+
+@attrs.frozen
+class Limits:
+    """What a parser accepts; every limit has a safe default."""
+
+    max_line: int = 8192
+    max_target: int = 8192
+    max_headers: int = 100
+    max_head: int = 65536
+    max_body: int | None = None
+    max_chunk_line: int = 1024
+
+
+def header_values(headers: Headers, name: bytes) -> list[bytes]:
+    """Every value of a (lower-case) header name."""
+    return [v for n, v in headers if n.lower() == name]
+
+
+def _lines(head: bytes) -> list[bytes]:
+    if _BARE_CR_LF.search(head):
+        raise HttpViolation(400, "bare CR or LF in the head")
+    return head.split(b"\r\n")
+
+
+Index = dict[bytes, list[bytes]]
+
+
+def _headers(lines: list[bytes], limits: Limits) -> tuple[Headers, Index]:
+    """The header fields, and their values by lower-case name."""
+    if len(lines) > limits.max_headers:
+        raise HttpViolation(431, f"more than {limits.max_headers} header fields")
+    out = []
+    index: Index = {}
+    match = _HEADER.fullmatch
+    for line in lines:
+        m = match(line)
+        if m is None:
+            if line[:1] in (b" ", b"\t"):
+                raise HttpViolation(400, "obsolete line folding in a header")
+            raise HttpViolation(400, f"malformed header line {line[:40]!r}")
+        name, value = m.groups()
+        if _BAD_VALUE.search(value):
+            raise HttpViolation(400, f"control character in header {name.decode()}")
+        out.append((name, value))
+        index.setdefault(name.lower(), []).append(value)
+    return tuple(out), index
+
+
+def _content_length(index: Index, limits: Limits) -> int | None:
+    values = index.get(b"content-length")
+    if not values:
+        return None
+    if len(values) > 1:
+        raise HttpViolation(400, "more than one Content-Length")
+    if not _DIGITS.fullmatch(values[0]):
+        raise HttpViolation(400, f"malformed Content-Length {values[0][:20]!r}")
+    n = int(values[0])
+    if limits.max_body is not None and n > limits.max_body:
+        raise HttpViolation(413, f"body of {n} bytes exceeds {limits.max_body}")
+    return n
+
+
+def _chunked(index: Index, version: tuple[int, int]) -> bool:
+    values = index.get(b"transfer-encoding")
+    if not values:
+        return False
+    if version < (1, 1):
+        raise HttpViolation(400, "Transfer-Encoding in HTTP/1.0")
+    if len(values) > 1 or values[0].lower() != b"chunked":
+        raise HttpViolation(501, f"unsupported Transfer-Encoding {b', '.join(values)[:40]!r}")
+    return True
+
+
+class Parser:
+    """Parses a stream of requests (``role='request'``) or responses.
+
+    For responses, tell it the request method of each response in order with
+    :meth:`expect` (HEAD responses have no body; neither do 1xx, 204, 304).
+    """
+
+    def __init__(self, role: str, limits: Limits | None = None):
+        assert role in ("request", "response")
+        self.role = role
+        self.limits = limits or Limits()
+        self._buf = bytearray()
+        self._state = "head"
+        self._left = 0  # body bytes left (length mode) or in the current chunk
+        self._body = 0
+        self._methods: list[bytes] = []
+        self._closed = False
+
+    def expect(self, method: bytes) -> None:
+        """The next response answers a request with ``method``."""
+        self._methods.append(method)
+
+    def feed(self, data: bytes) -> list[object]:
+        """Add bytes; the events they complete."""
+        self._buf += data
+        return list(self._events())
+
+    def close(self) -> list[object]:
+        """The peer closed: ends a close-delimited body, or is an error mid-message."""
+        self._closed = True
+        if self._state == "until-close":
+            self._state = "done"
+            return [EndOfMessage()]
+        if self._state == "head" and not self._buf:
+            return []
+        raise HttpViolation(400, "connection closed in the middle of a message")
+
+    @property
+    def idle(self) -> bool:
+        """Between messages, with nothing buffered."""
+        return self._state == "head" and not self._buf
+
+    def _events(self) -> Iterator[object]:
+        while True:
+            if self._state == "head":
+                event = self._head()
+                if event is None:
+                    return
+                yield event
+                if self._state == "head":  # no body
+                    yield EndOfMessage()
+            elif self._state == "length":
+                if not self._buf:
+                    return
+                piece = bytes(self._buf[: self._left])
+                del self._buf[: len(piece)]
+                self._left -= len(piece)
+                yield Data(piece)
+                if self._left == 0:
+                    self._state = "head"
+                    yield EndOfMessage()
+            elif self._state == "until-close":
+                if not self._buf:
+                    return
+                piece = bytes(self._buf)
+                self._buf.clear()
+                yield Data(piece)
+            elif self._state in ("chunk-size", "chunk-data", "chunk-crlf", "trailers"):
+                event = self._chunk_step()
+                if event is None:
+                    return
+                if event is not True:
+                    yield event
+            else:  # done: a close-delimited response ended the stream
+                if self._buf:
+                    raise HttpViolation(400, "data after the end of the stream")
+                return
+
+    # --- heads -----------------------------------------------------------------------------
+
+    def _head(self) -> Request | Response | None:
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if _BARE_CR_LF.search(self._buf):  # fail now, not when the head limit is hit
+                raise HttpViolation(400, "bare CR or LF in the head")
+            if len(self._buf) > self.limits.max_head:
+                raise HttpViolation(431, f"head larger than {self.limits.max_head} bytes")
+            first = self._buf.find(b"\r\n")
+            if (
+                first < 0 and len(self._buf) > self.limits.max_line
+            ) or first > self.limits.max_line:
+                raise HttpViolation(414 if self.role == "request" else 400, "line too long")
+            return None
+        if end + 4 > self.limits.max_head:
+            raise HttpViolation(431, f"head larger than {self.limits.max_head} bytes")
+        head = bytes(self._buf[:end])
+        del self._buf[: end + 4]
+        lines = _lines(head)
+        if max(map(len, lines)) > self.limits.max_line:
+            raise HttpViolation(414 if self.role == "request" else 400, "line too long")
+        if self.role == "request":
+            return self._request(lines)
+        return self._response(lines)
+
+    def _request(self, lines: list[bytes]) -> Request:
+        m = _REQUEST_LINE.fullmatch(lines[0])
+        if m is None:
+            raise HttpViolation(400, f"malformed request line {lines[0][:60]!r}")
+        method, target = m.group(1), m.group(2)
+        version = (int(m.group(3)), int(m.group(4)))
+        if version not in ((1, 0), (1, 1)):
+            raise HttpViolation(505, f"HTTP/{version[0]}.{version[1]} is not supported")
+        if len(target) > self.limits.max_target:
+            raise HttpViolation(414, f"request target longer than {self.limits.max_target}")
+        headers, index = _headers(lines[1:], self.limits)
+        hosts = index.get(b"host", ())
+        if len(hosts) > 1:
+            raise HttpViolation(400, "more than one Host")
+        if version == (1, 1) and not hosts:
+            raise HttpViolation(400, "HTTP/1.1 request without Host")
+        self._framing(index, version, body_allowed=True)
+        return Request(method, target, version, headers)
+
+    def _response(self, lines: list[bytes]) -> Response:
+        m = _STATUS_LINE.fullmatch(lines[0])
+        if m is None:
+            raise HttpViolation(400, f"malformed status line {lines[0][:60]!r}")
+        version = (int(m.group(1)), int(m.group(2)))
+        if version not in ((1, 0), (1, 1)):
+            raise HttpViolation(400, f"response in HTTP/{version[0]}.{version[1]}")
+        status = int(m.group(3))
+        if status < 100:
+            raise HttpViolation(400, f"status {status}")
+        headers, index = _headers(lines[1:], self.limits)
+        interim = 100 <= status < 200
+        method = self._methods[0] if self._methods else b"GET"
+        if not interim and self._methods:
+            self._methods.pop(0)
+        no_body = interim or status in (204, 304) or method == b"HEAD"
+        self._framing(index, version, body_allowed=not no_body, response=True)
+        return Response(status, m.group(4), version, headers)
+
+    def _framing(
+        self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
+    ) -> None:
+        chunked = _chunked(index, version)
+        length = _content_length(index, self.limits)
+        if chunked and length is not None:
+            raise HttpViolation(400, "both Content-Length and Transfer-Encoding")
+        self._body = 0
+        if not body_allowed:
+            self._state = "head"
+        elif chunked:
+            self._state = "chunk-size"
+        elif length:
+            self._state, self._left = "length", length
+        elif length == 0 or not response:
+            self._state = "head"
+        else:
+            self._state = "until-close"
+
+    # --- chunked bodies --------------------------------------------------------------------
+
+    def _chunk_step(self) -> object | None:
+        """One step of chunked decoding: an event, True (progress, no event) or None (wait)."""
+        if self._state == "chunk-size":
+            end = self._buf.find(b"\r\n")
+            if end < 0:
+                if len(self._buf) > self.limits.max_chunk_line:
+                    raise HttpViolation(400, "chunk size line too long")
+                return None
+            line = bytes(self._buf[:end])
+            del self._buf[: end + 2]
+            if b"\r" in line or b"\n" in line:
+                raise HttpViolation(400, "bare CR or LF in a chunk size line")
+            m = _CHUNK_LINE.fullmatch(line)
+            if m is None:
+                raise HttpViolation(400, f"malformed chunk size line {line[:40]!r}")
+            size = int(m.group(1), 16)
+            self._body += size
+            if self.limits.max_body is not None and self._body > self.limits.max_body:
+                raise HttpViolation(413, f"body exceeds {self.limits.max_body} bytes")
+            if size == 0:
+                self._state = "trailers"
+            else:
+                self._state, self._left = "chunk-data", size
+            return True
+        if self._state == "chunk-data":
+            if not self._buf:
+                return None
+            piece = bytes(self._buf[: self._left])
+            del self._buf[: len(piece)]
+            self._left -= len(piece)
+            if self._left == 0:
+                self._state = "chunk-crlf"
+            return Data(piece)
+        if self._state == "chunk-crlf":
+            if len(self._buf) < 2:
+                return None
+            if self._buf[:2] != b"\r\n":
+                raise HttpViolation(400, "chunk data not followed by CRLF")
+            del self._buf[:2]
+            self._state = "chunk-size"
+            return True
+        # trailers: header lines up to an empty line
+        if self._buf[:2] == b"\r\n":
+            del self._buf[:2]
+            self._state = "head"
+            return EndOfMessage()
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > self.limits.max_head:
+                raise HttpViolation(431, "trailers too large")
+            return None
+        block = bytes(self._buf[:end])
+        del self._buf[: end + 4]
+        trailers, _index = _headers(_lines(block), self.limits)
+        self._state = "head"
+        return EndOfMessage(trailers)
+
+
+# --- serializing ---------------------------------------------------------------------------
+
+
+def _header_block(headers: Headers) -> bytes:
+    return b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+
+
+def serialize_request(req: Request, framing: Headers = ()) -> bytes:
+    """A request head, canonical: single spaces, CRLF, the given framing header last."""
+    return (
+        req.method
+        + b" "
+        + req.target
+        + b" HTTP/1.1\r\n"
+        + _header_block(req.headers)
+        + _header_block(framing)
+        + b"\r\n"
+    )
+
+
+def serialize_response(resp: Response, framing: Headers = ()) -> bytes:
+    """A response head, canonical."""
+    return (
+        b"HTTP/1.1 "
+        + str(resp.status).encode()
+        + b" "
+        + resp.reason
+        + b"\r\n"
+        + _header_block(resp.headers)
+        + _header_block(framing)
+        + b"\r\n"
+    )
+
+
+def chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return b"%x\r\n" % len(data) + data + b"\r\n" if data else b""
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+_DROP = HOP_BY_HOP | {b"content-length"}
+
+
+def end_to_end(headers: Headers) -> Headers:
+    """``headers`` without hop-by-hop fields, the framing ones and those named in Connection."""
+    drop = _DROP
+    for n, v in headers:
+        if n.lower() == b"connection":
+            drop = drop | {t.strip().lower() for t in v.split(b",")}
+    return tuple((n, v) for n, v in headers if n.lower() not in drop)
