@@ -127,6 +127,9 @@ class Lab:
             "net.ipv4.conf.default.rp_filter=0",
             "net.ipv4.conf.cl0.rp_filter=0",
             "net.ipv4.conf.sv0.rp_filter=0",
+            # zfw's outgoing connections take ephemeral ports on the clients' addresses:
+            # keep them below the listener ports (50000 and up) used in the lab.
+            "net.ipv4.ip_local_port_range=10000 49999",
         ]
         _run(["ip", "netns", "exec", f, "sysctl", "-q", "-w", *sysctls])
         self.routing(ROUTING)
