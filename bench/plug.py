@@ -27,34 +27,14 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from zfw.lab import SERVER4, Lab
+from zfw.lab.servers import pinned, start_nginx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORTS = {80: 50080, 9: 50080}
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    server {{
-        listen 80 reuseport backlog=4096;
-        location / {{ return 200 "hello\\n"; }}
-    }}
-}}
-"""
-
-
-def pinned(cpu: int, args: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *args]
+NGINX_HTTP = "    access_log off;\n    keepalive_requests 1000000;"
+NGINX_SERVER = """        listen 80 reuseport backlog=4096;
+        location / { return 200 "hello\\n"; }"""
 
 
 def wrk(lab: Lab, seconds: int, close: bool) -> float:
@@ -102,19 +82,9 @@ def start_proxy(lab: Lab, name: str):
     if name == "minimal":
         args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
     else:
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        args = [
-            twistd,
-            "-n",
-            "--pidfile=",
-            "zfw",
-            "--policy",
-            os.path.join(HERE, "plug_policy.py"),
-            "--instance",
-            "bench",
-            "--log-file",
-            "/dev/null",
-        ]
+        args = lab.zfw_command(
+            os.path.join(HERE, "plug_policy.py"), "bench", "--log-file", "/dev/null"
+        )
     proc = lab.popen("fw", pinned(0, args), stderr=subprocess.DEVNULL)
     time.sleep(2)
     return proc
@@ -162,10 +132,7 @@ def main() -> None:
                     "net.ipv4.tcp_tw_reuse=1",
                 ],
             )
-        tmp = tempfile.mkdtemp()
-        with open(os.path.join(tmp, "nginx.conf"), "w") as f:
-            f.write(NGINX_CONF.format(dir=tmp))
-        nginx = lab.popen("server", pinned(1, ["nginx", "-c", os.path.join(tmp, "nginx.conf")]))
+        nginx = start_nginx(lab, tempfile.mkdtemp(), NGINX_SERVER, NGINX_HTTP, 4096, cpu=1)
         sink = lab.popen(
             "server",
             pinned(

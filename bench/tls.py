@@ -23,36 +23,9 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from zfw.lab import SERVER4, Lab
+from zfw.lab.servers import pinned, self_signed_cert, start_nginx, tls_server_lines
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NGINX = """
-user root;
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    sendfile on;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    server {{
-        listen 443 ssl;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_certificate {dir}/cert.pem;
-        ssl_certificate_key {dir}/key.pem;
-        root {dir};
-    }}
-}}
-"""
-
-
-def pinned(cpu: int, args: list[str]) -> list[str]:
-    return ["taskset", "-c", str(cpu), *args]
 
 
 def bulk(lab: Lab, gib: int) -> float:
@@ -100,34 +73,12 @@ def main() -> None:
     results: dict[tuple[str, str], list[float]] = {}
     try:
         d = tempfile.mkdtemp()
-        subprocess.run(
-            [
-                "openssl",
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "1",
-                "-subj",
-                "/CN=bench.example",
-                "-keyout",
-                f"{d}/key.pem",
-                "-out",
-                f"{d}/cert.pem",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self_signed_cert(d, "bench.example")
         subprocess.run(["truncate", "-s", f"{a.gib}G", f"{d}/big"], check=True)
-        with open(f"{d}/nginx.conf", "w") as f:
-            f.write(NGINX.format(dir=d))
-        nginx = lab.popen("server", pinned(1, ["nginx", "-c", f"{d}/nginx.conf"]))
+        nginx = start_nginx(
+            lab, d, tls_server_lines(d, d), "    access_log off;\n    sendfile on;", cpu=1
+        )
         time.sleep(1)
-        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         policy = os.path.join(HERE, "tls_policy.py")
         for r in range(a.rounds):
             for name in ("routing", "zfw"):
@@ -137,21 +88,7 @@ def main() -> None:
                     lab.apply_rules(policy)
                     proc = lab.popen(
                         "fw",
-                        pinned(
-                            0,
-                            [
-                                twistd,
-                                "-n",
-                                "--pidfile=",
-                                "zfw",
-                                "--policy",
-                                policy,
-                                "--instance",
-                                "bench",
-                                "--log-file",
-                                "/dev/null",
-                            ],
-                        ),
+                        pinned(0, lab.zfw_command(policy, "bench", "--log-file", "/dev/null")),
                     )
                     time.sleep(2)
                 try:

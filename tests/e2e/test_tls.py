@@ -4,78 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 
 import pytest
 
 from zfw.lab import CLIENT4, CLIENT6, SERVER4, SERVER6, Lab
+from zfw.lab.servers import s_client, self_signed_cert, start_nginx, tls_server_lines
 
 HERE = os.path.dirname(__file__)
 TLS_POLICY = os.path.join(HERE, "policies", "tls.py")
 SIZE = 100 * 2**20
 
-NGINX = """
-user root;
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 256; }}
-http {{
-    log_format peer '$remote_addr $ssl_server_name $request $status $body_bytes_sent';
-    access_log {dir}/access.log peer;
-    client_body_temp_path {dir};
-    proxy_temp_path {dir};
-    fastcgi_temp_path {dir};
-    uwsgi_temp_path {dir};
-    scgi_temp_path {dir};
-    server {{
-        listen 443 ssl;
-        listen [::]:443 ssl;
-        ssl_protocols TLSv1.2 TLSv1.3;
-        ssl_certificate {dir}/cert.pem;
-        ssl_certificate_key {dir}/key.pem;
-        root {dir}/www;
-    }}
-}}
-"""
+ACCESS_LOG = """    log_format peer '$remote_addr $ssl_server_name $request $status $body_bytes_sent';
+    access_log {dir}/access.log peer;"""
 
 
 @pytest.fixture(scope="module")
 def tls_lab(lab: Lab, tmp_path_factory):
     d = tmp_path_factory.mktemp("nginx-tls")
     (d / "www").mkdir()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=allowed.example",
-            "-addext",
-            "subjectAltName=DNS:allowed.example,DNS:*.allowed.example,DNS:denied.example",
-            "-keyout",
-            str(d / "key.pem"),
-            "-out",
-            str(d / "cert.pem"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed_cert(str(d), "allowed.example", ["*.allowed.example", "denied.example"])
     block = hashlib.sha256(b"zfw tls").digest() * (2**20 // 32)
     h = hashlib.sha256()
     with open(d / "www" / "big.bin", "wb") as f:
         for _ in range(SIZE // len(block)):
             f.write(block)
             h.update(block)
-    (d / "nginx.conf").write_text(NGINX.format(dir=d))
-    nginx = lab.popen("server", ["nginx", "-c", str(d / "nginx.conf")])
+    nginx = start_nginx(
+        lab, str(d), tls_server_lines(str(d), f"{d}/www"), ACCESS_LOG.format(dir=d), 256
+    )
     time.sleep(0.5)
     lab.tproxy({}, divert="none")
     lab.apply_rules(TLS_POLICY)
@@ -139,21 +96,7 @@ def test_allowed_name_transfers_100_mb_intact(tls_lab):
 @pytest.mark.parametrize("version", ["1.2", "1.3"])
 def test_openssl_s_client_handshakes_through_the_tunnel(tls_lab, version):
     lab, _z, _d, _ = tls_lab
-    out = lab.run(
-        "client",
-        [
-            "openssl",
-            "s_client",
-            "-connect",
-            f"{SERVER4}:443",
-            "-servername",
-            "www.allowed.example",
-            "-tls" + version.replace(".", "_"),
-            "-brief",
-        ],
-        input="",
-        check=False,
-    ).stderr
+    out = s_client(lab, f"{SERVER4}:443", "www.allowed.example", "-tls" + version.replace(".", "_"))
     assert "CONNECTION ESTABLISHED" in out and f"Protocol version: TLSv{version}" in out
 
 
@@ -186,12 +129,7 @@ def test_no_sni_is_denied_by_default(tls_lab):
     lab, z, _d, _ = tls_lab
     before = passive_opens(lab)
     mark = len(z.lines)
-    out = lab.run(
-        "client",
-        ["openssl", "s_client", "-connect", f"{SERVER4}:443", "-noservername", "-brief"],
-        input="",
-        check=False,
-    ).stderr
+    out = s_client(lab, f"{SERVER4}:443", None)
     assert "CONNECTION ESTABLISHED" not in out
     assert "reject: no server name (SNI)" in z.wait_for("tls.info", start=mark)
     assert passive_opens(lab) == before

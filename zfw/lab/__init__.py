@@ -261,10 +261,11 @@ class Lab:
         if proc.returncode != 0:
             raise LabError(f"zfw rules apply: {proc.stderr.strip()}")
 
-    def start_zfw(self, policy: str, instance: str, *extra: str, ready: float = 20) -> ZfwProcess:
-        """Run ``twistd -n zfw`` in the firewall; wait until its listeners are up."""
+    @staticmethod
+    def zfw_command(policy: str, instance: str, *extra: str) -> list[str]:
+        """The ``twistd -n zfw`` command line for ``policy`` and ``instance``."""
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-        args = [
+        return [
             twistd,
             "--nodaemon",
             "--pidfile=",
@@ -275,7 +276,10 @@ class Lab:
             instance,
             *extra,
         ]
-        return ZfwProcess(self.popen("fw", args), ready)
+
+    def start_zfw(self, policy: str, instance: str, *extra: str, ready: float = 20) -> ZfwProcess:
+        """Run ``twistd -n zfw`` in the firewall; wait until its listeners are up."""
+        return ZfwProcess(self.popen("fw", self.zfw_command(policy, instance, *extra)), ready)
 
 
 class ZfwProcess:

@@ -12,6 +12,7 @@ import tempfile
 import time
 
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, SERVER4, SERVER6, Lab, LabError
+from zfw.lab.servers import s_client, self_signed_cert
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "policies", "example.py")
 
@@ -33,28 +34,7 @@ except OSError as e:
 def start_tls_server(lab: Lab) -> subprocess.Popen[str]:
     """openssl s_server on port 443 of the server, with a certificate made now."""
     d = tempfile.mkdtemp()
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=www.example.org",
-            "-keyout",
-            f"{d}/key.pem",
-            "-out",
-            f"{d}/cert.pem",
-        ],
-        check=True,
-        capture_output=True,
-    )
+    self_signed_cert(d, "www.example.org")
     proc = lab.popen(
         "server",
         [
@@ -115,23 +95,10 @@ def main() -> int:
             ("www.example.org", "TLS with a server name: tunnelled blindly"),
             ("ads.tracker.example", "TLS to a denied name: closed before reaching the server"),
         ):
-            out = lab.run(
-                "client",
-                [
-                    "openssl",
-                    "s_client",
-                    "-connect",
-                    f"{SERVER4}:443",
-                    "-servername",
-                    name,
-                    "-brief",
-                ],
-                input="",
-                check=False,
-            )
+            out = s_client(lab, f"{SERVER4}:443", name)
             got = (
                 "handshake completed"
-                if "CONNECTION ESTABLISHED" in out.stderr
+                if "CONNECTION ESTABLISHED" in out
                 else ("no handshake: connection closed")
             )
             say(f"  {CLIENT4} -> {SERVER4}:443 (SNI {name})  {what}\n      client got: {got}")
