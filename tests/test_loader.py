@@ -234,6 +234,13 @@ ERRORS = [
         "unexpected keyword argument 'outbond_services'",
     ),
     ("include missing", "include_zones('nope.py')\n", 2, "no such file"),
+    (
+        "service and local service",
+        "LocalService('p', 22, zones=['a'])\nInetZone('a', '10.0.0.0/8')\n"
+        "def i():\n    Service('p', PlugProxy)\n",
+        2,
+        "'p' is both a service and a local service",
+    ),
 ]
 
 

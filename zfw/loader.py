@@ -29,7 +29,6 @@ from zfw.model import (
     PacketFilterOptions,
     Policy,
     Service,
-    TransparentRouter,
 )
 from zfw.zones import WILDCARD, Location, Zone, ZoneTable
 
@@ -273,9 +272,8 @@ def _finish(
                     z.location, f"zone {z.name!r} names unknown service {svc_name!r}{hint}"
                 )
     for ls in builder.local_services:
-        clash = local_names & set(services)
-        if clash:
-            raise _error(ls.location, f"{sorted(clash)[0]!r} is both a service and a local service")
+        if ls.name in services:
+            raise _error(ls.location, f"{ls.name!r} is both a service and a local service")
         for zn in ls.zones:
             if zn not in zones.zones:
                 raise _error(ls.location, f"local service {ls.name!r} names unknown zone {zn!r}")
@@ -297,4 +295,4 @@ def _error(loc: Location | None, message: str) -> PolicyError:
     return PolicyError(message, loc.filename if loc else None, loc.lineno if loc else None)
 
 
-__all__ = ["PolicyBuilder", "TransparentRouter", "current_builder", "include_zones", "load_policy"]
+__all__ = ["PolicyBuilder", "current_builder", "include_zones", "load_policy"]
