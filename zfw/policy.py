@@ -18,6 +18,24 @@ from collections.abc import Iterable
 from zfw import loader
 from zfw.addr import SockAddrInet
 from zfw.errors import PolicyError
+from zfw.http.policy import (
+    HTTP_HDR_ABORT,
+    HTTP_HDR_ACCEPT,
+    HTTP_HDR_DROP,
+    HTTP_HDR_INSERT,
+    HTTP_HDR_POLICY,
+    HTTP_HDR_REPLACE,
+    HTTP_REQ_ABORT,
+    HTTP_REQ_ACCEPT,
+    HTTP_REQ_DENY,
+    HTTP_REQ_POLICY,
+    HTTP_REQ_REJECT,
+    HTTP_RSP_ABORT,
+    HTTP_RSP_ACCEPT,
+    HTTP_RSP_DENY,
+    HTTP_RSP_POLICY,
+    HTTP_RSP_REJECT,
+)
 from zfw.model import (
     DirectedRouter,
     PortRange,
@@ -47,6 +65,22 @@ from zfw.zones import Zone as _Zone
 from zfw.zones import check_zone_name, parse_networks
 
 __all__ = [
+    "HTTP_HDR_ABORT",
+    "HTTP_HDR_ACCEPT",
+    "HTTP_HDR_DROP",
+    "HTTP_HDR_INSERT",
+    "HTTP_HDR_POLICY",
+    "HTTP_HDR_REPLACE",
+    "HTTP_REQ_ABORT",
+    "HTTP_REQ_ACCEPT",
+    "HTTP_REQ_DENY",
+    "HTTP_REQ_POLICY",
+    "HTTP_REQ_REJECT",
+    "HTTP_RSP_ABORT",
+    "HTTP_RSP_ACCEPT",
+    "HTTP_RSP_DENY",
+    "HTTP_RSP_POLICY",
+    "HTTP_RSP_REJECT",
     "DirectedRouter",
     "FtpProxy",
     "HttpProxy",

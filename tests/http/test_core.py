@@ -120,7 +120,7 @@ def test_interim_response_then_final():
         "response",
         [b"POST"],
     )
-    assert [getattr(e, "status", None) for e in events] == [100, None, 200, None, None]
+    assert [getattr(e, "status", None) for e in events] == [100, 200, None, None]
 
 
 def test_close_mid_message_is_an_error():

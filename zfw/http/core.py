@@ -8,7 +8,8 @@ a final ``chunked`` Transfer-Encoding (and none in HTTP/1.0), never both,
 exactly one Host in HTTP/1.1, a request line of exactly METHOD SP TARGET SP
 VERSION. Bodies stream as :class:`Data` events as they arrive; trailers come
 apart from the headers. After :class:`EndOfMessage` the next (pipelined)
-message follows. No Twisted here.
+message follows; an interim (1xx) response comes without EndOfMessage. No
+Twisted here.
 
 zfw parses the head itself instead of using a general-purpose parser: it must
 see the request line and each header line exactly as sent (llhttp, for one,
@@ -208,6 +209,12 @@ class Parser:
             return []
         raise HttpViolation(400, "connection closed in the middle of a message")
 
+    def take_buffer(self) -> bytes:
+        """Bytes received but not parsed (after an upgrade they belong to the new protocol)."""
+        data = bytes(self._buf)
+        self._buf.clear()
+        return data
+
     @property
     def idle(self) -> bool:
         """Between messages, with nothing buffered."""
@@ -220,8 +227,8 @@ class Parser:
                 if event is None:
                     return
                 yield event
-                if self._state == "head":  # no body
-                    yield EndOfMessage()
+                if self._state == "head" and not (type(event) is Response and event.status < 200):
+                    yield EndOfMessage()  # no body (an interim response is no message)
             elif self._state == "length":
                 if not self._buf:
                     return

@@ -1,14 +1,861 @@
-"""The HTTP/1.1 application proxy (not carried by this version yet)."""
+"""HttpProxy: a strict HTTP/1.1 application proxy with Zorp-style policy tables.
+
+The protocol work is done by the sans-IO core (:mod:`zfw.http.core`); this
+module connects it to the two connections of a session. One transaction at a
+time: the next (pipelined) request is read only after the response to the
+previous one has been delivered, so answers go back in order. Bodies stream
+with backpressure both ways (:class:`~zfw.proxy.valve.Valve`); framing is
+rewritten canonically toward each side, and each side keeps its connection
+alive independently.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+import ipaddress
+import socket
+import time
+from collections import deque
+from typing import Any, ClassVar
 
-from zfw.proxy.base import UnavailableProxy
+import attrs
+from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
+
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import describe_failure
+from zfw.http import errorpage
+from zfw.http.core import (
+    LAST_CHUNK,
+    Data,
+    HttpViolation,
+    Limits,
+    Parser,
+    Request,
+    Response,
+    chunk,
+    end_to_end,
+    header_values,
+    serialize_request,
+    serialize_response,
+)
+from zfw.http.policy import (
+    HTTP_REQ_ACCEPT,
+    HTTP_REQ_REJECT,
+    HTTP_RSP_ACCEPT,
+    HeaderAbort,
+    PolicyValueError,
+    Verdict,
+    filter_headers,
+    request_entry,
+    response_entry,
+    verdict,
+)
+from zfw.proxy.base import Proxy
+from zfw.proxy.relay import Relay
+from zfw.proxy.valve import Valve
+
+_TARGET_CHARS = frozenset(range(0x21, 0x7F))
+#: A method the request table does not list (not even with "*"): closed by default.
+_UNLISTED = Verdict("reject", 405, "This method is not permitted.")
 
 
-class HttpProxy(UnavailableProxy):
-    """The HTTP/1.1 application proxy; a policy may name it, sessions are refused."""
+@attrs.define
+class HttpRequest:
+    """A request as the policy sees it; ``url`` and ``headers`` may be changed."""
+
+    method: str
+    url: str
+    version: str
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        name = name.lower()
+        for n, v in self.headers:
+            if n.lower() == name:
+                return v
+        return None
+
+
+@attrs.define
+class HttpResponse:
+    """A response as the policy sees it; ``headers`` may be changed."""
+
+    status: int
+    reason: str
+    version: str
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        name = name.lower()
+        for n, v in self.headers:
+            if n.lower() == name:
+                return v
+        return None
+
+
+def _text(headers: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:
+    return [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]
+
+
+def _raw(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in headers)
+
+
+def _tokens(headers: tuple[tuple[bytes, bytes], ...], name: bytes) -> set[bytes]:
+    return {
+        t.strip().lower() for v in header_values(headers, name) for t in v.split(b",") if t.strip()
+    }
+
+
+def _version(v: tuple[int, int]) -> str:
+    return f"HTTP/{v[0]}.{v[1]}"
+
+
+@attrs.define(eq=False)
+class Transaction:
+    """One request and its response."""
+
+    head: Request
+    method: str
+    url: str
+    started: float
+    client_keep: bool
+    req_chunked: bool = False
+    state: str = "head"  # head -> connecting -> body -> sent
+    upgrade: bytes | None = None
+    resp_started: bool = False
+    resp_chunked: bool = False
+    server_keep: bool = True
+    status: int = 0
+    sent: int = 0  # response body bytes to the client
+
+
+class HttpProxy(Proxy):
+    """The strict HTTP/1.1 proxy; transparent by default.
+
+    Policy tables (see :mod:`zfw.http.policy`): ``request``, ``response``,
+    ``request_header``, ``response_header``. Attributes a policy may set in
+    ``config()``, with their defaults:
+
+    - limits: ``max_line_length`` 8192, ``max_url_length`` 8192,
+      ``max_header_lines`` 100, ``max_header_size`` 65536 (the whole head),
+      ``max_body_length`` None (unlimited; bodies stream), ``max_keepalive_requests`` 1000;
+    - timeouts (seconds): ``header_timeout`` 10 (a request head must be
+      complete: slowloris), ``keepalive_timeout`` 60 (idle between requests),
+      ``response_timeout`` 60 (request sent, no response head), ``timeout``
+      300 (no traffic during a body), ``connect_timeout`` 30;
+    - ``verify_host`` False: the Host header must name the original destination
+      (an address literal, or a name resolving to it), else 409;
+    - ``permit_upgrade`` (): protocols (``"websocket"``, ``"h2c"``) that may be
+      switched to; the connection then becomes a byte relay;
+    - ``error_files_dir`` None (built-in page) or a directory of
+      ``<status>.html``/``default.html`` templates; ``error_silent`` False.
+    """
 
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
+
+    max_line_length: int = 8192
+    max_url_length: int = 8192
+    max_header_lines: int = 100
+    max_header_size: int = 65536
+    max_body_length: int | None = None
+    max_keepalive_requests: int = 1000
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    response_timeout: float = 60.0
+    timeout: float = 300.0
+    connect_timeout: float = 30.0
+    verify_host: bool = False
+    permit_upgrade: tuple[str, ...] = ()
+    error_files_dir: str | None = None
+    error_silent: bool = False
+
+    def __init__(self, session: Any):
+        super().__init__(session)
+        self.request: dict[str, Any] = {
+            "GET": HTTP_REQ_ACCEPT,
+            "HEAD": HTTP_REQ_ACCEPT,
+            "POST": HTTP_REQ_ACCEPT,
+            "*": (HTTP_REQ_REJECT, 405, "This method is not permitted."),
+        }
+        self.response: dict[Any, Any] = {}
+        self.request_header: dict[str, Any] = {}
+        self.response_header: dict[str, Any] = {}
+
+    # --- the session -----------------------------------------------------------------------
+
+    def start(self, client: Endpoint) -> None:
+        """Read requests from the client."""
+        self.client = client
+        self.client_valve = Valve(client.transport)
+        self.server_valve = Valve()
+        self.reader = Parser("request", self._limits())
+        self.events: deque[object] = deque()
+        self.server: Endpoint | None = None
+        self.server_reader: Parser | None = None
+        self._connector: Any = None
+        self.tx: Transaction | None = None
+        self.requests = 0
+        self.client_eof = False
+        self.closing = False
+        self._server_bytes = 0
+        self._relay: Relay | None = None
+        self._timer: Any = None
+        self._timer_kind = ""
+        client.on_data = self._from_client
+        client.on_eof = self._client_eof
+        client.on_lost = self._client_lost
+        client.transport.registerProducer(self.server_valve, True)
+        self._arm("head", self.header_timeout)
+        self.session.abort = self._abort
+        if self.timeout and self.session.idle_watch is not None:
+            self.session.idle_watch.add(self)
+
+    def _limits(self) -> Limits:
+        return Limits(
+            max_line=self.max_line_length,
+            max_target=self.max_url_length,
+            max_headers=self.max_header_lines,
+            max_head=self.max_header_size,
+            max_body=self.max_body_length,
+        )
+
+    # --- for the idle watch ----------------------------------------------------------------
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without traffic before the session is dropped."""
+        return self.timeout
+
+    def traffic(self) -> int:
+        """Bytes received so far from both sides."""
+        server = self.server.received if self.server is not None else 0
+        return self.client.received + self._server_bytes + server
+
+    def expire(self, reason: str) -> None:
+        """No traffic for too long."""
+        self.log("info", 4, f"closing: {reason}")
+        self._abort()
+
+    # --- timers ----------------------------------------------------------------------------
+
+    def _arm(self, kind: str, seconds: float) -> None:
+        self._disarm()
+        self._timer_kind = kind
+        self._timer = self.session.reactor.callLater(seconds, self._timer_fired)
+
+    def _disarm(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._timer_kind = ""
+
+    def _timer_fired(self) -> None:
+        kind, self._timer, self._timer_kind = self._timer_kind, None, ""
+        if kind == "keepalive":
+            self.log("info", 5, "keep-alive connection idle; closing")
+            self._close_client()
+        elif kind == "head":
+            if self.reader.idle and self.requests == 0 and self.client.received == 0:
+                self.log("info", 4, "client sent no request; closing")
+                self._close_client()
+            else:
+                self._client_violation(
+                    408, f"request head not complete within {self.header_timeout:g} s"
+                )
+        elif kind == "response":
+            self._server_failed(504, f"no response within {self.response_timeout:g} s")
+
+    # --- from the client -------------------------------------------------------------------
+
+    def _from_client(self, data: bytes) -> None:
+        if self._timer_kind == "keepalive":
+            self._arm("head", self.header_timeout)
+        try:
+            self.events.extend(self.reader.feed(data))
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        self._pump()
+
+    def _blocked(self) -> bool:
+        tx = self.tx
+        return self.closing or (tx is not None and tx.state != "body")
+
+    def _pump(self) -> None:
+        events = self.events
+        while events and not self._blocked():
+            event = events.popleft()
+            if type(event) is Data:
+                self._request_data(event.data)  # type: ignore[union-attr]
+            elif type(event) is Request:
+                self._request_head(event)  # type: ignore[arg-type]
+            else:
+                self._request_end()
+        if self.closing:
+            return
+        if events or self._blocked():
+            self.client_valve.hold("wait")
+        else:
+            self.client_valve.release("wait")
+
+    def _client_eof(self, _ep: Endpoint) -> None:
+        self.client_eof = True
+        try:
+            self.events.extend(self.reader.close())
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        if self.tx is None and not self.events:
+            self._close_client()
+        else:
+            self._pump()
+
+    def _client_lost(self, _ep: Endpoint, _reason: Failure) -> None:
+        if self.tx is not None and self.tx.state != "head":
+            self.log("info", 4, "client left in the middle of a transaction")
+        self._end()
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _request_head(self, head: Request) -> None:
+        self._disarm()
+        self.requests += 1
+        method = head.method.decode("ascii")
+        url = head.target.decode("ascii")
+        keep = (
+            head.version == (1, 1)
+            and b"close" not in _tokens(head.headers, b"connection")
+            and self.requests < self.max_keepalive_requests
+            and not self.client_eof
+        )
+        tx = Transaction(head, method, url, time.monotonic(), keep)
+        tx.req_chunked = bool(header_values(head.headers, b"transfer-encoding"))
+        self.tx = tx
+        view = HttpRequest(method, url, _version(head.version), [])
+        try:
+            v = verdict(
+                request_entry(self.request, method) or _UNLISTED,
+                lambda fn: fn(self._full_view(view, head)),
+                f"request[{method!r}]",
+            )
+            if not v.accepted:
+                self._refuse(v, 405 if v.action == "reject" else 403, "request")
+                return
+            if view.url != url:
+                self._check_url(view.url)
+                tx.url = view.url
+            if not (tx.url.startswith("/") or (method == "OPTIONS" and tx.url == "*")):
+                raise HttpViolation(400, "transparent mode expects an origin-form request target")
+            headers = self._request_headers(head, view)
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        except HeaderAbort as e:
+            self._refuse(Verdict("reject", 400, str(e)), 400, "request")
+            return
+        except PolicyValueError as e:
+            self._policy_error(str(e))
+            return
+        except Exception as e:  # policy code
+            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
+            return
+        framing = self._request_framing(head)
+        tx.state = "connecting"
+        self._out_head = serialize_request(
+            Request(head.method, tx.url.encode("ascii"), (1, 1), headers), framing
+        )
+        if self.verify_host:
+            self._verify_host(head)
+        else:
+            self._to_server()
+
+    def _full_view(self, view: HttpRequest, head: Request) -> HttpRequest:
+        """The view with its end-to-end headers (built only when a policy function asks)."""
+        if not view.headers:
+            view.headers = _text(end_to_end(head.headers))
+        return view
+
+    def _check_url(self, url: str) -> None:
+        if not url or not set(url.encode("latin-1")) <= _TARGET_CHARS:
+            raise PolicyValueError(f"the policy set an invalid URL {url[:60]!r}")
+
+    def _request_headers(self, head: Request, view: HttpRequest) -> tuple[tuple[bytes, bytes], ...]:
+        tx = self.tx
+        assert tx is not None
+        if view.headers or self.request_header:
+            fields = filter_headers(
+                self.request_header,
+                self._full_view(view, head).headers,
+                lambda fn, n, v: fn(n, v),
+                "request_header",
+            )
+            headers = _raw(fields)
+        else:
+            headers = end_to_end(head.headers)
+        if head.version == (1, 0) and not header_values(headers, b"host"):
+            host, port = self.session.destination
+            host = f"[{host}]" if ":" in host else host
+            headers += ((b"Host", (host if port == 80 else f"{host}:{port}").encode()),)
+        upgrade = _tokens(head.headers, b"upgrade")
+        if upgrade and b"upgrade" in _tokens(head.headers, b"connection"):
+            wanted = {p.lower().encode() for p in self.permit_upgrade}
+            names = {u.split(b"/")[0] for u in upgrade}
+            if names <= wanted and len(upgrade) == 1:
+                tx.upgrade = next(iter(upgrade))
+                headers += ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade))
+                tx.client_keep = False
+            else:
+                self.log(
+                    "info",
+                    4,
+                    f"upgrade to {b', '.join(sorted(upgrade)).decode('latin-1')} not permitted; "
+                    "header removed",
+                )
+        return headers
+
+    def _request_framing(self, head: Request) -> tuple[tuple[bytes, bytes], ...]:
+        tx = self.tx
+        assert tx is not None
+        if tx.req_chunked:
+            return ((b"Transfer-Encoding", b"chunked"),)
+        length = header_values(head.headers, b"content-length")
+        if length:
+            return ((b"Content-Length", length[0]),)
+        return ()
+
+    def _verify_host(self, head: Request) -> None:
+        dest_host, dest_port = self.session.destination
+        value = header_values(head.headers, b"host")
+        if not value:  # HTTP/1.0 without Host: nothing to check
+            self._to_server()
+            return
+        host, port = split_host(value[0].decode("latin-1"))
+        if host is None or (port or 80) != dest_port:
+            self._conflict(f"Host {value[0][:60]!r} does not name the destination")
+            return
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            d = deferToThread(_addresses, host)
+            d.addCallbacks(
+                lambda found: self._host_checked(host, dest_host in found),
+                lambda f: self._host_checked(host, False, describe_failure(f)),
+            )
+            return
+        self._host_checked(host, str(literal) == dest_host)
+
+    def _host_checked(self, host: str, ok: bool, error: str = "") -> None:
+        if self.closing or self.tx is None:
+            return
+        if ok:
+            self._to_server()
+            return
+        why = f"does not resolve: {error}" if error else "is not the destination"
+        self._conflict(f"Host {host} {why} {self.session.destination[0]}")
+
+    def _conflict(self, reason: str) -> None:
+        self.log("violation", 1, reason)
+        self._send_error(409, "The requested host does not match the destination.")
+
+    def _to_server(self) -> None:
+        """Send the request head: on the kept server connection, or on a new one."""
+        tx = self.tx
+        assert tx is not None
+        if self.server is not None and not self.server.lost:
+            self._send_head()
+            return
+        self._connector = self.session.connect_server(
+            self.connect_timeout, self._connected, self._connect_failed
+        )
+
+    def _connected(self, server: Endpoint) -> None:
+        self._connector = None
+        if self.closing or self.tx is None:
+            server.transport.loseConnection()
+            return
+        self.server = server
+        self.server_reader = Parser("response", self._limits())
+        server.on_data = self._from_server
+        server.on_eof = self._server_closed
+        server.on_lost = self._server_closed
+        self.server_valve.attach(server.transport)
+        server.transport.registerProducer(self.client_valve, True)
+        self._send_head()
+
+    def _connect_failed(self, reason: Failure) -> None:
+        self._connector = None
+        self._server_failed(502, f"connecting to the server failed: {describe_failure(reason)}")
+
+    def _send_head(self) -> None:
+        tx = self.tx
+        assert tx is not None and self.server is not None and self.server_reader is not None
+        self.server_reader.expect(tx.head.method)
+        self.server.transport.write(self._out_head)
+        tx.state = "body"
+        self._pump()
+
+    def _request_data(self, data: bytes) -> None:
+        assert self.server is not None and self.tx is not None
+        self.server.transport.write(chunk(data) if self.tx.req_chunked else data)
+
+    def _request_end(self) -> None:
+        tx = self.tx
+        assert self.server is not None and tx is not None
+        if tx.req_chunked:
+            self.server.transport.write(LAST_CHUNK)
+        tx.state = "sent"
+        if tx.status == 0:
+            self._arm("response", self.response_timeout)
+
+    # --- from the server -------------------------------------------------------------------
+
+    def _from_server(self, data: bytes) -> None:
+        assert self.server_reader is not None
+        try:
+            events = self.server_reader.feed(data)
+        except HttpViolation as e:
+            self._server_violation(e.reason)
+            return
+        self._server_events(events)
+
+    def _server_events(self, events: list[object]) -> None:
+        last = len(events) - 1
+        for i, event in enumerate(events):
+            tx = self.tx
+            if tx is None or self.closing:
+                if tx is None and not self.closing:
+                    self._drop_server("the server sent data outside a transaction")
+                return
+            if type(event) is Data:
+                self._response_data(event.data)  # type: ignore[union-attr]
+            elif type(event) is Response:
+                self._response_head(event)  # type: ignore[arg-type]
+            else:
+                if i < last:  # more after the response: never reuse this connection
+                    tx.server_keep = False
+                    self.log("violation", 2, "the server sent more than one response")
+                self._response_end()
+                return
+
+    def _server_closed(self, ep: Endpoint, _reason: Failure | None = None) -> None:
+        if ep is not self.server:
+            return
+        self._server_bytes += ep.received
+        self.server = None
+        reader, self.server_reader = self.server_reader, None
+        if not ep.lost:
+            ep.transport.loseConnection()
+        if self._relay is not None or self.closing:
+            return
+        tx = self.tx
+        try:
+            events = reader.close() if reader is not None else []
+        except HttpViolation as e:
+            if tx is not None:
+                self._server_violation(e.reason)
+            return
+        if events:
+            self._server_events(events)
+        elif tx is not None and tx.state != "connecting":
+            self._server_failed(502, "the server closed the connection without a response")
+
+    def _response_head(self, resp: Response) -> None:
+        tx = self.tx
+        assert tx is not None
+        if resp.status < 200:
+            self._interim(resp)
+            return
+        self._disarm()
+        tx.status = resp.status
+        view = HttpResponse(resp.status, resp.reason.decode("latin-1"), _version(resp.version), [])
+        try:
+            v = verdict(
+                response_entry(self.response, tx.method, resp.status) or HTTP_RSP_ACCEPT,
+                lambda fn: fn(self._request_view(), self._response_view(view, resp)),
+                f"response[({tx.method!r}, {resp.status})]",
+            )
+            if not v.accepted:
+                tx.status = 0
+                self._refuse(v, 502, "response")
+                return
+            if view.headers or self.response_header:
+                fields = filter_headers(
+                    self.response_header,
+                    self._response_view(view, resp).headers,
+                    lambda fn, n, v: fn(n, v),
+                    "response_header",
+                )
+                headers = _raw(fields)
+            else:
+                headers = end_to_end(resp.headers)
+        except HeaderAbort as e:
+            tx.status = 0
+            self._refuse(Verdict("reject", 502, str(e)), 502, "response")
+            return
+        except PolicyValueError as e:
+            tx.status = 0
+            self._policy_error(str(e))
+            return
+        except Exception as e:  # policy code
+            tx.status = 0
+            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
+            return
+        conn = _tokens(resp.headers, b"connection")
+        chunked = bool(header_values(resp.headers, b"transfer-encoding"))
+        length = header_values(resp.headers, b"content-length")
+        no_body = tx.method == "HEAD" or resp.status in (204, 304)
+        close_delimited = not no_body and not chunked and not length
+        tx.server_keep = resp.version == (1, 1) and b"close" not in conn and not close_delimited
+        framing: tuple[tuple[bytes, bytes], ...] = ()
+        if no_body:
+            if length and resp.status != 204:
+                framing = ((b"Content-Length", length[0]),)
+        elif length and not chunked:
+            framing = ((b"Content-Length", length[0]),)
+        elif tx.head.version == (1, 1):
+            framing = ((b"Transfer-Encoding", b"chunked"),)
+            tx.resp_chunked = True
+        else:
+            tx.client_keep = False
+        if tx.state != "sent":  # answered before the whole request arrived
+            tx.client_keep = False
+        if not tx.client_keep:
+            framing += ((b"Connection", b"close"),)
+        tx.resp_started = True
+        self.client.transport.write(
+            serialize_response(Response(resp.status, resp.reason, (1, 1), headers), framing)
+        )
+
+    def _request_view(self) -> HttpRequest:
+        tx = self.tx
+        assert tx is not None
+        return HttpRequest(
+            tx.method, tx.url, _version(tx.head.version), _text(end_to_end(tx.head.headers))
+        )
+
+    def _response_view(self, view: HttpResponse, resp: Response) -> HttpResponse:
+        if not view.headers:
+            view.headers = _text(end_to_end(resp.headers))
+        return view
+
+    def _interim(self, resp: Response) -> None:
+        tx = self.tx
+        assert tx is not None
+        if resp.status == 101:
+            if tx.upgrade is None or _tokens(resp.headers, b"upgrade") != {tx.upgrade}:
+                self._server_violation("101 Switching Protocols without a permitted upgrade")
+                return
+            self._switch(resp)
+            return
+        if tx.head.version == (1, 0):
+            return  # HTTP/1.0 clients do not expect interim responses
+        self.client.transport.write(
+            serialize_response(Response(resp.status, resp.reason, (1, 1), end_to_end(resp.headers)))
+        )
+
+    def _switch(self, resp: Response) -> None:
+        """101: from now on the connection carries another protocol; relay bytes."""
+        tx = self.tx
+        assert tx is not None and self.server is not None and self.server_reader is not None
+        self._disarm()
+        tx.status = 101
+        if tx.state != "sent" or self.events:
+            self._server_violation("the client sent data before the protocol switch")
+            return
+        head = serialize_response(
+            Response(101, resp.reason, (1, 1), end_to_end(resp.headers)),
+            ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade or b"")),
+        )
+        self._log_request(tx)
+        self.log("info", 4, f"switched to {tx.upgrade.decode('latin-1')}")  # type: ignore[union-attr]
+        to_client = head + self.server_reader.take_buffer()
+        to_server = self.reader.take_buffer()
+        self.client.transport.unregisterProducer()
+        self.server.transport.unregisterProducer()
+        self.client_valve.release("wait")
+        self._relay = Relay(
+            self.client, self.server, self.session.idle_watch, None, self._relay_done
+        )
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        self.session.abort = self._relay.abort
+        self._relay.start(to_server=to_server, to_client=to_client)
+
+    def _relay_done(self, relay: Relay, reason: str) -> None:
+        self.log("info", 4, f"upgraded connection ended: {reason}")
+        self.session.close()
+
+    def _response_data(self, data: bytes) -> None:
+        tx = self.tx
+        assert tx is not None
+        tx.sent += len(data)
+        self.client.transport.write(chunk(data) if tx.resp_chunked else data)
+
+    def _response_end(self) -> None:
+        tx = self.tx
+        assert tx is not None
+        if tx.resp_chunked:
+            self.client.transport.write(LAST_CHUNK)
+        self._log_request(tx)
+        if tx.state != "sent":  # the rest of the request is not wanted: close after this
+            tx.client_keep = False
+        self._finish()
+
+    def _finish(self) -> None:
+        """The transaction is over: keep or close each side."""
+        tx = self.tx
+        assert tx is not None
+        self.tx = None
+        if self.server is not None and not (
+            tx.server_keep and self.server_reader is not None and self.server_reader.idle
+        ):
+            self._drop_server()
+        if not tx.client_keep or self.client_eof:
+            self._close_client()
+            return
+        if self.events or not self.reader.idle:
+            self._arm("head", self.header_timeout)
+        else:
+            self._arm("keepalive", self.keepalive_timeout)
+        self._pump()
+
+    def _drop_server(self, why: str = "") -> None:
+        if why:
+            self.log("violation", 2, why)
+        server, self.server = self.server, None
+        self.server_reader = None
+        if server is not None:
+            self._server_bytes += server.received
+            server.on_eof = server.on_lost = lambda *_a: None
+            server.transport.unregisterProducer()
+            server.transport.loseConnection()
+        self.client_valve.release("backpressure")
+        self.server_valve.attach(None)
+
+    # --- endings ---------------------------------------------------------------------------
+
+    def _log_request(self, tx: Transaction) -> None:
+        self.log(
+            "request",
+            3,
+            f"{tx.method} {tx.url} -> {tx.status}",
+            client=f"{self.session.client[0]}",
+            bytes=tx.sent,
+            duration=f"{time.monotonic() - tx.started:.3f}",
+        )
+
+    def _refuse(self, v: Verdict, default_status: int, what: str) -> None:
+        tx = self.tx
+        if v.action == "abort":
+            self.log("policy", 3, f"{what} aborted by policy")
+            self._abort()
+            return
+        status = v.status or default_status
+        info = v.info or ("Forbidden by policy." if v.action == "deny" else "Rejected by policy.")
+        method = tx.method if tx else "-"
+        self.log("policy", 3, f"{what} {v.action}ed: {method} {status}: {info}")
+        self._send_error(status, info)
+
+    def _policy_error(self, reason: str) -> None:
+        self.log("error", 1, reason)
+        self._send_error(500, "The firewall policy failed on this request.")
+
+    def _client_violation(self, status: int, reason: str) -> None:
+        self.log("violation", 1, f"request: {reason}")
+        self._send_error(status, reason)
+
+    def _server_violation(self, reason: str) -> None:
+        self.log("violation", 1, f"response: {reason}")
+        self._server_failed(502, "The server sent an invalid response.", logged=True)
+
+    def _server_failed(self, status: int, reason: str, logged: bool = False) -> None:
+        if not logged:
+            self.log("error", 3, reason)
+        self._drop_server()
+        tx = self.tx
+        if tx is not None and tx.resp_started:
+            self._abort()  # the client has part of a response: it must see it broken
+            return
+        self._send_error(status, reason if not logged else "The server sent an invalid response.")
+
+    def _send_error(self, status: int, info: str) -> None:
+        """Answer with an error page and close the client connection."""
+        if self.closing:
+            return
+        tx = self.tx
+        if tx is not None and tx.resp_started:
+            self._abort()
+            return
+        self._disarm()
+        self.client.transport.write(
+            errorpage.response(
+                status, info, self.session.id, self.error_files_dir, self.error_silent
+            )
+        )
+        if tx is not None:
+            tx.status = status
+            self._log_request(tx)
+        else:
+            self.log("request", 3, f"- - -> {status}", client=self.session.client[0])
+        self._drop_server()
+        self._close_client()
+
+    def _close_client(self) -> None:
+        """Close the client side once its write buffer is out; the session ends with it."""
+        self.closing = True
+        self._disarm()
+        if self._connector is not None and self._connector.state == "connecting":
+            self._connector.stopConnecting()
+        self._drop_server()
+        self.client.transport.unregisterProducer()
+        self.client.transport.loseConnection()
+
+    def _abort(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self._connector is not None and self._connector.state == "connecting":
+            self._connector.stopConnecting()
+        if self.server is not None:
+            self.server.on_eof = self.server.on_lost = lambda *_a: None
+            self.server.transport.abortConnection()
+            self.server = None
+        if not self.client.lost:
+            self.client.transport.abortConnection()
+
+    def _end(self) -> None:
+        self.closing = True
+        self._disarm()
+        if self._connector is not None and self._connector.state == "connecting":
+            self._connector.stopConnecting()
+        if self.server is not None:
+            self._drop_server()
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        self.session.close()
+
+
+def split_host(value: str) -> tuple[str | None, int | None]:
+    """``host`` and ``port`` of a Host header value (None when malformed)."""
+    if value.startswith("["):
+        end = value.find("]")
+        if end < 0:
+            return None, None
+        host, rest = value[1:end], value[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return None, None
+        port = rest[1:] if rest else ""
+    else:
+        host, _sep, port = value.partition(":")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        return None, None
+    if not host:
+        return None, None
+    return host.lower(), int(port) if port else None
+
+
+def _addresses(name: str) -> list[str]:
+    return [i[4][0] for i in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)]

@@ -1,0 +1,470 @@
+"""HttpProxy's behaviour with in-memory transports: framing, policy, errors, timers."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from zfw.engine.decision import Decision
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import Session
+from zfw.http.policy import (
+    HTTP_HDR_DROP,
+    HTTP_HDR_INSERT,
+    HTTP_HDR_POLICY,
+    HTTP_HDR_REPLACE,
+    HTTP_REQ_ACCEPT,
+    HTTP_REQ_ABORT,
+    HTTP_REQ_POLICY,
+    HTTP_REQ_REJECT,
+    HTTP_RSP_DENY,
+)
+from zfw.log import Log, LogSpec
+from zfw.model import Service
+from zfw.proxy.http import HttpProxy, split_host
+
+GET = b"GET /a HTTP/1.1\r\nHost: www.example\r\n\r\n"
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+
+
+class _Connector:
+    state = "connecting"
+
+    def stopConnecting(self):
+        self.state = "disconnected"
+
+
+class Harness:
+    """A proxy between a fake client and fake servers it 'connects' to."""
+
+    def __init__(self, proxy_class=HttpProxy, **attrs):
+        self.clock = Clock()
+        self.out = io.StringIO()
+        self.closed = []
+        self.pending = []  # (on_connected, on_failed) of connection attempts
+        self.servers = []
+        session = Session(
+            "i/http:1",
+            Service("http", proxy_class),
+            None,
+            ("192.0.2.2", 5000),
+            ("198.51.100.2", 80),
+            Decision(True, "ok", target=("198.51.100.2", 80)),
+            Log(LogSpec.parse("*:9"), self.out),
+            self.clock,
+            self.closed.append,
+        )
+        session.connect_server = self._connect
+        self.proxy = proxy_class(session)
+        for k, v in attrs.items():
+            setattr(self.proxy, k, v)
+        self.proxy.config()
+        self.client = Endpoint("client")
+        self.ct = StringTransport()
+        self.client.makeConnection(self.ct)
+        self.proxy.start(self.client)
+
+    def _connect(self, timeout, on_connected, on_failed):
+        self.pending.append((on_connected, on_failed))
+        return _Connector()
+
+    def connect(self):
+        """Complete the pending connection attempt; the new server transport."""
+        on_connected, _failed = self.pending.pop(0)
+        ep = Endpoint("server")
+        st = StringTransport()
+        ep.makeConnection(st)
+        on_connected(ep)
+        self.servers.append((ep, st))
+        return st
+
+    def send(self, data):
+        self.client.dataReceived(data)
+
+    def reply(self, data, n=-1):
+        ep, _st = self.servers[n]
+        ep.dataReceived(data)
+
+    def to_client(self):
+        data = self.ct.value()
+        self.ct.clear()
+        return data
+
+    def to_server(self, n=-1):
+        _ep, st = self.servers[n]
+        data = st.value()
+        st.clear()
+        return data
+
+    def log(self):
+        return self.out.getvalue()
+
+
+def test_get_relayed_canonically_without_hop_by_hop_headers():
+    h = Harness()
+    h.send(
+        b"GET /a?b=1 HTTP/1.1\r\nHost:www.example\r\nConnection: keep-alive, X-Hop\r\n"
+        b"X-Hop: 1\r\nKeep-Alive: 5\r\nAccept:  */*  \r\n\r\n"
+    )
+    st = h.connect()
+    assert st.value() == b"GET /a?b=1 HTTP/1.1\r\nHost: www.example\r\nAccept: */*\r\n\r\n"
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nProxy-Connection: x\r\n\r\nhi")
+    assert h.to_client() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+    assert "http.request(3): (i/http:1): GET /a?b=1 -> 200; client=192.0.2.2; bytes=2" in h.log()
+
+
+def test_keep_alive_reuses_the_server_connection():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(OK)
+    h.send(GET)
+    assert not h.pending and h.to_server().count(b"GET /a") == 2
+    h.reply(OK)
+    assert h.to_client() == OK * 2 and not h.ct.disconnecting
+
+
+def test_server_connection_close_means_a_new_connection_next_time():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    assert h.servers[0][1].disconnecting
+    h.send(GET)
+    assert h.pending
+    h.connect()
+    assert h.to_server().startswith(b"GET /a")
+
+
+def test_pipelined_requests_are_answered_in_order():
+    h = Harness()
+    h.send(GET + b"HEAD /b HTTP/1.1\r\nHost: www.example\r\n\r\n")
+    st = h.connect()
+    assert st.value().count(b"HTTP/1.1\r\n") == 1  # the second waits for the first answer
+    h.reply(OK)
+    assert h.to_server().endswith(b"HEAD /b HTTP/1.1\r\nHost: www.example\r\n\r\n")
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    assert h.to_client() == OK + b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+
+
+def test_chunked_upload_is_rechunked():
+    h = Harness()
+    h.send(b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n")
+    h.connect()
+    h.send(b"2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n")
+    assert h.to_server() == (
+        b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+
+
+def test_expect_100_continue_is_relayed():
+    h = Harness()
+    h.send(b"POST /p HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+    h.connect()
+    assert b"Expect: 100-continue" in h.to_server()
+    h.reply(b"HTTP/1.1 100 Continue\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    h.send(b"abc")
+    assert h.to_server() == b"abc"
+    h.reply(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 201 Created")
+
+
+def test_head_response_keeps_content_length_and_has_no_body():
+    h = Harness()
+    h.send(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.connect()
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+    h.send(GET)
+    assert h.to_server().endswith(GET)  # the connection is in sync: reused
+
+
+def test_close_delimited_response_is_chunked_to_an_http11_client():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.0 200 OK\r\n\r\nabc")
+    h.servers[-1][0].readConnectionLost()
+    assert h.to_client() == (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    )
+    assert not h.ct.disconnecting
+
+
+def test_http10_client_gets_close_delimited_and_connection_closed():
+    h = Harness()
+    h.send(b"GET / HTTP/1.0\r\n\r\n")
+    h.connect()
+    assert b"Host: 198.51.100.2\r\n" in h.to_server()
+    h.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhi"
+    assert h.ct.disconnecting
+
+
+def test_delete_is_rejected_without_contacting_the_server():
+    h = Harness()
+    h.send(b"DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert not h.pending
+    out = h.to_client()
+    assert out.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"i/http:1" in out and h.ct.disconnecting
+    assert "http.policy(3): (i/http:1): request rejected: DELETE 405" in h.log()
+
+
+def test_policy_function_rewrites_url_and_headers():
+    class P(HttpProxy):
+        def config(self):
+            self.request["GET"] = (HTTP_REQ_POLICY, self.rewrite)
+
+        def rewrite(self, request):
+            assert request.header("host") == "www.example"
+            request.url = "/new" + request.url
+            request.headers.append(("X-Seen", "yes"))
+            return HTTP_REQ_ACCEPT
+
+    h = Harness(P)
+    h.send(GET)
+    h.connect()
+    assert h.to_server() == b"GET /new/a HTTP/1.1\r\nHost: www.example\r\nX-Seen: yes\r\n\r\n"
+
+
+def test_policy_function_answers_with_its_own_error():
+    class P(HttpProxy):
+        def config(self):
+            self.request["GET"] = (HTTP_REQ_POLICY, lambda r: (HTTP_REQ_REJECT, 451, "no"))
+
+    h = Harness(P)
+    h.send(GET)
+    assert h.to_client().startswith(b"HTTP/1.1 451 Unavailable For Legal Reasons")
+
+
+def test_abort_closes_without_an_answer():
+    h = Harness()
+    h.proxy.request["GET"] = HTTP_REQ_ABORT
+    h.send(GET)
+    assert h.to_client() == b"" and h.ct.disconnecting
+
+
+def test_header_tables():
+    h = Harness()
+    h.proxy.request_header.update(
+        {
+            "User-Agent": (HTTP_HDR_REPLACE, "zfw"),
+            "cookie": HTTP_HDR_DROP,
+            "X-Via": (HTTP_HDR_INSERT, "zfw"),
+            "X-Id": (HTTP_HDR_POLICY, lambda n, v: (HTTP_HDR_REPLACE, v.upper())),
+        }
+    )
+    h.send(b"GET / HTTP/1.1\r\nHost: h\r\nuser-agent: curl\r\nCookie: a\r\nX-Id: ab\r\n\r\n")
+    h.connect()
+    assert h.to_server() == (
+        b"GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: zfw\r\nX-Id: AB\r\nX-Via: zfw\r\n\r\n"
+    )
+
+
+def test_policy_cannot_insert_framing_or_bad_values():
+    h = Harness()
+    h.proxy.request_header["Transfer-Encoding"] = (HTTP_HDR_INSERT, "chunked")
+    h.send(GET)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ")
+    assert "Transfer-Encoding is set by zfw" in h.log() and not h.pending
+
+    h = Harness()
+    h.proxy.request_header["X-A"] = (HTTP_HDR_INSERT, "a\r\nX-Injected: 1")
+    h.send(GET)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
+
+
+def test_response_table_with_wildcards():
+    h = Harness()
+    h.proxy.response[("*", 404)] = (HTTP_RSP_DENY, 403, "hidden")
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden")
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+    ],
+)
+def test_invalid_request_is_answered_400_and_never_forwarded(request_bytes):
+    h = Harness()
+    h.send(request_bytes)
+    assert h.to_client().startswith(b"HTTP/1.1 400 Bad Request") and not h.pending
+    assert "http.violation(1)" in h.log()
+
+
+def test_invalid_response_gives_502_and_closes_both():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert h.ct.disconnecting and h.servers[0][1].disconnecting
+    assert "response: more than one Content-Length" in h.log()
+
+
+def test_server_sending_two_responses_is_not_reused():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(OK + OK)
+    assert h.servers[0][1].disconnecting
+    assert h.to_client() == OK
+
+
+def test_slow_request_head_gets_408():
+    h = Harness(header_timeout=5)
+    h.send(b"GET / HTTP/1.1\r\n")
+    h.clock.advance(5)
+    assert h.to_client().startswith(b"HTTP/1.1 408 Request Timeout")
+
+
+def test_silent_client_is_closed_quietly():
+    h = Harness(header_timeout=5)
+    h.clock.advance(5)
+    assert h.to_client() == b"" and h.ct.disconnecting
+
+
+def test_keepalive_idle_then_close():
+    h = Harness(keepalive_timeout=7)
+    h.send(GET)
+    h.connect()
+    h.reply(OK)
+    h.clock.advance(6.9)
+    assert not h.ct.disconnecting
+    h.clock.advance(0.2)
+    assert h.ct.disconnecting
+
+
+def test_response_timeout_gives_504():
+    h = Harness(response_timeout=3)
+    h.send(GET)
+    h.connect()
+    h.clock.advance(3)
+    assert h.to_client().startswith(b"HTTP/1.1 504 Gateway Timeout")
+
+
+def test_connect_failure_gives_502():
+    from twisted.internet.error import ConnectionRefusedError
+    from twisted.python.failure import Failure
+
+    h = Harness()
+    h.send(GET)
+    _ok, failed = h.pending.pop()
+    failed(Failure(ConnectionRefusedError()))
+    assert h.to_client().startswith(b"HTTP/1.1 502 Bad Gateway")
+
+
+def test_upgrade_removed_unless_permitted():
+    up = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    h = Harness()
+    h.send(up)
+    h.connect()
+    assert b"Upgrade" not in h.to_server()
+
+
+def test_permitted_websocket_upgrade_becomes_a_relay():
+    h = Harness(permit_upgrade=("websocket",))
+    h.send(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    h.connect()
+    assert h.to_server().endswith(b"Connection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+    h.reply(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxy"
+    )
+    assert h.to_client() == (
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\nxy"
+    )
+    h.send(b"\x81\x00raw")
+    assert h.to_server() == b"\x81\x00raw"
+
+
+def test_unrequested_101_is_a_violation():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 502 ")
+
+
+def test_error_pages_from_templates_and_silent(tmp_path):
+    (tmp_path / "405.html").write_text("<p>@STATUS@ for @SESSION@: @INFO@</p>")
+    h = Harness(error_files_dir=str(tmp_path))
+    h.proxy.request["DELETE"] = (HTTP_REQ_REJECT, "not <here>")
+    h.send(b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h.to_client().endswith(b"\r\n\r\n<p>405 for i/http:1: not &lt;here&gt;</p>")
+
+    h = Harness(error_silent=True)
+    h.send(b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h.to_client().endswith(
+        b"Content-Length: 0\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "ok"),
+    [
+        (b"198.51.100.2", True),
+        (b"198.51.100.2:80", True),
+        (b"198.51.100.3", False),
+        (b"198.51.100.2:8080", False),
+    ],
+)
+def test_verify_host_with_literals(host, ok):
+    h = Harness(verify_host=True)
+    h.send(b"GET / HTTP/1.1\r\nHost: " + host + b"\r\n\r\n")
+    assert bool(h.pending) is ok
+    if not ok:
+        assert h.to_client().startswith(b"HTTP/1.1 409 Conflict")
+
+
+def test_body_streams_with_backpressure():
+    h = Harness()
+    h.send(GET)
+    st = h.connect()
+    h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    h.ct.producer.pauseProducing()  # the client's buffer is full
+    assert st.producerState == "paused"
+    h.ct.producer.resumeProducing()
+    assert st.producerState == "producing"
+
+
+def test_client_waits_while_a_response_is_pending():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    assert h.ct.producerState == "paused"  # no further requests read meanwhile
+    h.reply(OK)
+    assert h.ct.producerState == "producing"
+
+
+def test_policy_tables_are_per_session():
+    a, b = Harness(), Harness()
+    a.proxy.request["DELETE"] = HTTP_REQ_ACCEPT
+    assert "DELETE" not in b.proxy.request
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("a.example", ("a.example", None)),
+        ("A.example:8080", ("a.example", 8080)),
+        ("[2001:db8::1]:81", ("2001:db8::1", 81)),
+        ("[2001:db8::1]", ("2001:db8::1", None)),
+        ("a:b", (None, None)),
+        (":80", (None, None)),
+        ("[::1", (None, None)),
+    ],
+)
+def test_split_host(value, expected):
+    assert split_host(value) == expected
