@@ -106,7 +106,7 @@ class Log:
                 self._stamp_second = second
                 self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
             sid = f"({session}): " if session else ""
-            extra = "".join(f"; {k}={v}" for k, v in fields.items())
+            extra = "".join([f"; {k}={v}" for k, v in fields.items()]) if fields else ""
             line = (
                 f"{self._stamp}.{int(now % 1 * 1000):03d} {self.program}[{self._pid}]: "
                 f"{tag}({level}): {sid}{message}{extra}"

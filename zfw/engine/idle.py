@@ -1,7 +1,8 @@
-"""One timer for the idle timeouts of every relay of an engine.
+"""One timer for the idle timeouts and deadlines of every session of an engine.
 
-A timer per session costs a heap insertion and a cancellation for every
-connection; one sweep a second costs one pass over the open sessions.
+A timer per session (or per HTTP request) costs a heap insertion and a
+cancellation each time; one sweep a second costs one pass over the open
+sessions. Timeouts therefore fire up to one tick late.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ class Watched(Protocol):
     """What the sweep needs of a relay."""
 
     idle_timeout: float | None
+    #: A deadline in reactor seconds (None: none); past it, ``overdue()`` is called.
+    due: float | None
 
     def traffic(self) -> int:
         """Bytes moved so far, both ways."""
 
     def expire(self, reason: str) -> None:
         """Close: idle for too long."""
+
+    def overdue(self) -> None:
+        """The deadline ``due`` has passed."""
 
 
 class IdleWatch:
@@ -47,12 +53,20 @@ class IdleWatch:
         self._call = None
         now = self.reactor.seconds()
         expired = []
+        overdue = []
         for item, (seen, since) in self._watched.items():
+            if item.due is not None and now >= item.due:
+                overdue.append(item)
+                continue
             total = item.traffic()
             if total != seen:
                 self._watched[item] = (total, now)
             elif item.idle_timeout is not None and now - since >= item.idle_timeout:
                 expired.append(item)
+        for item in overdue:
+            if item in self._watched:
+                item.due = None
+                item.overdue()
         for item in expired:
             self.discard(item)
             item.expire(f"idle for {item.idle_timeout:g} s")

@@ -21,7 +21,6 @@ specification.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import attrs
 
@@ -29,6 +28,19 @@ TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3}) ([\t\x20-\x7e\x80-\xff]*)")
 _HEADER = re.compile(rb"(" + TOKEN + rb"):[ \t]*(.*?)[ \t]*")
+# The whole header block at once (each line ending in CRLF); C does the per-line work.
+_BLOCK = re.compile(rb"(?:" + TOKEN + rb":[^\r\n]*\r\n)*")
+_FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\r\n]*?)[ \t]*\r\n")
+_CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_VALUE_CHARS = rb"[\t\x20-\x7e\x80-\xff]*"
+_BLOCK_CHARS = rb"((?:" + TOKEN + rb":" + _VALUE_CHARS + rb"\r\n)*)\r\n"
+# A whole well-formed head in one match (the common case); anything else takes the
+# line-by-line path, which also says what is wrong.
+_FAST_REQUEST = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.([01])\r\n" + _BLOCK_CHARS)
+_FAST_RESPONSE = re.compile(
+    rb"HTTP/1\.([01]) ([0-9]{3}) (" + _VALUE_CHARS + rb")\r\n" + _BLOCK_CHARS
+)
+_BAD_IN_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|(?<!\r)\n|\r(?!\n)")
 _BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 _CHUNK_EXT = (
     rb"(?:[ \t]*;[ \t]*"
@@ -66,34 +78,39 @@ class HttpViolation(Exception):
 Headers = tuple[tuple[bytes, bytes], ...]
 
 
-@attrs.frozen
+Index = dict[bytes, list[bytes]]
+
+
+@attrs.define
 class Request:
-    """A request head."""
+    """A request head; ``fields`` maps lower-case names to their values."""
 
     method: bytes
     target: bytes
     version: tuple[int, int]
     headers: Headers
+    fields: Index = attrs.field(factory=dict, eq=False, repr=False)
 
 
-@attrs.frozen
+@attrs.define
 class Response:
-    """A response head."""
+    """A response head; ``fields`` maps lower-case names to their values."""
 
     status: int
     reason: bytes
     version: tuple[int, int]
     headers: Headers
+    fields: Index = attrs.field(factory=dict, eq=False, repr=False)
 
 
-@attrs.frozen
+@attrs.define
 class Data:
     """A piece of a message body."""
 
     data: bytes
 
 
-@attrs.frozen
+@attrs.define
 class EndOfMessage:
     """The message is complete; trailers (chunked bodies only) are kept apart."""
 
@@ -123,11 +140,31 @@ def _lines(head: bytes) -> list[bytes]:
     return head.split(b"\r\n")
 
 
-Index = dict[bytes, list[bytes]]
+def _fields(block: bytes, limits: Limits, checked: bool = False) -> tuple[Headers, Index]:
+    """The header fields of ``block`` (lines each ending in CRLF; the head has been
+    checked for bare CR/LF and control characters), and their values by lower-case name.
+
+    ``checked``: the block is known to be well-formed."""
+    if not block:
+        return (), {}
+    if not checked and _BLOCK.fullmatch(block) is None:  # say exactly what is wrong
+        _headers(block[:-2].split(b"\r\n"), limits)
+        raise HttpViolation(400, "malformed header block")
+    found = _FIELD.findall(block)
+    if len(found) > limits.max_headers:
+        raise HttpViolation(431, f"more than {limits.max_headers} header fields")
+    index: Index = {}
+    for name, value in found:
+        key = name.lower()
+        if key in index:
+            index[key].append(value)
+        else:
+            index[key] = [value]
+    return tuple(found), index
 
 
 def _headers(lines: list[bytes], limits: Limits) -> tuple[Headers, Index]:
-    """The header fields, and their values by lower-case name."""
+    """The header fields, and their values by lower-case name (line by line)."""
     if len(lines) > limits.max_headers:
         raise HttpViolation(431, f"more than {limits.max_headers} header fields")
     out = []
@@ -197,7 +234,9 @@ class Parser:
     def feed(self, data: bytes) -> list[object]:
         """Add bytes; the events they complete."""
         self._buf += data
-        return list(self._events())
+        out: list[object] = []
+        self._events(out)
+        return out
 
     def close(self) -> list[object]:
         """The peer closed: ends a close-delimited body, or is an error mid-message."""
@@ -220,37 +259,41 @@ class Parser:
         """Between messages, with nothing buffered."""
         return self._state == "head" and not self._buf
 
-    def _events(self) -> Iterator[object]:
+    def _events(self, out: list[object]) -> None:
+        """Append the events the buffer completes to ``out``."""
+        emit = out.append
         while True:
             if self._state == "head":
+                if not self._buf:
+                    return
                 event = self._head()
                 if event is None:
                     return
-                yield event
+                emit(event)
                 if self._state == "head" and not (type(event) is Response and event.status < 200):
-                    yield EndOfMessage()  # no body (an interim response is no message)
+                    emit(EndOfMessage())  # no body (an interim response is no message)
             elif self._state == "length":
                 if not self._buf:
                     return
                 piece = bytes(self._buf[: self._left])
                 del self._buf[: len(piece)]
                 self._left -= len(piece)
-                yield Data(piece)
+                emit(Data(piece))
                 if self._left == 0:
                     self._state = "head"
-                    yield EndOfMessage()
+                    emit(EndOfMessage())
             elif self._state == "until-close":
                 if not self._buf:
                     return
                 piece = bytes(self._buf)
                 self._buf.clear()
-                yield Data(piece)
+                emit(Data(piece))
             elif self._state in ("chunk-size", "chunk-data", "chunk-crlf", "trailers"):
                 event = self._chunk_step()
                 if event is None:
                     return
                 if event is not True:
-                    yield event
+                    emit(event)
             else:  # done: a close-delimited response ended the stream
                 if self._buf:
                     raise HttpViolation(400, "data after the end of the stream")
@@ -259,6 +302,14 @@ class Parser:
     # --- heads -----------------------------------------------------------------------------
 
     def _head(self) -> Request | Response | None:
+        request = self.role == "request"
+        m = (_FAST_REQUEST if request else _FAST_RESPONSE).match(self._buf)
+        if m is not None and m.end() <= self.limits.max_line and m.end() <= self.limits.max_head:
+            g = m.groups()  # before the buffer changes under the match
+            del self._buf[: m.end()]
+            if request:
+                return self._request(g[0], g[1], (1, int(g[2])), g[3], True)
+            return self._response(int(g[1]), g[2], (1, int(g[0])), g[3], True)
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
             if _BARE_CR_LF.search(self._buf):  # fail now, not when the head limit is hit
@@ -273,52 +324,82 @@ class Parser:
             return None
         if end + 4 > self.limits.max_head:
             raise HttpViolation(431, f"head larger than {self.limits.max_head} bytes")
-        head = bytes(self._buf[:end])
+        head = bytes(self._buf[: end + 2])  # each line with its CRLF
         del self._buf[: end + 4]
-        lines = _lines(head)
-        if max(map(len, lines)) > self.limits.max_line:
+        if _BAD_IN_HEAD.search(head):
+            self._bad_head(head)
+        if len(head) > self.limits.max_line and max(map(len, head.split(b"\r\n"))) > (
+            self.limits.max_line
+        ):
             raise HttpViolation(414 if self.role == "request" else 400, "line too long")
-        if self.role == "request":
-            return self._request(lines)
-        return self._response(lines)
-
-    def _request(self, lines: list[bytes]) -> Request:
-        m = _REQUEST_LINE.fullmatch(lines[0])
-        if m is None:
-            raise HttpViolation(400, f"malformed request line {lines[0][:60]!r}")
-        method, target = m.group(1), m.group(2)
-        version = (int(m.group(3)), int(m.group(4)))
+        first_end = head.find(b"\r\n")
+        first, block = head[:first_end], head[first_end + 2 :]
+        if request:
+            r = _REQUEST_LINE.fullmatch(first)
+            if r is None:
+                raise HttpViolation(400, f"malformed request line {first[:60]!r}")
+            version = (int(r.group(3)), int(r.group(4)))
+            if version not in ((1, 0), (1, 1)):
+                raise HttpViolation(505, f"HTTP/{version[0]}.{version[1]} is not supported")
+            return self._request(r.group(1), r.group(2), version, block)
+        r = _STATUS_LINE.fullmatch(first)
+        if r is None:
+            raise HttpViolation(400, f"malformed status line {first[:60]!r}")
+        version = (int(r.group(1)), int(r.group(2)))
         if version not in ((1, 0), (1, 1)):
-            raise HttpViolation(505, f"HTTP/{version[0]}.{version[1]} is not supported")
+            raise HttpViolation(400, f"response in HTTP/{version[0]}.{version[1]}")
+        return self._response(int(r.group(3)), r.group(4), version, block)
+
+    @staticmethod
+    def _bad_head(head: bytes) -> None:
+        """Raise the violation for a head with a bare CR/LF or a control character."""
+        if _BARE_CR_LF.search(head):
+            raise HttpViolation(400, "bare CR or LF in the head")
+        bad = _CTL.search(head)
+        assert bad is not None
+        line_start = head.rfind(b"\n", 0, bad.start()) + 1
+        if line_start == 0:
+            raise HttpViolation(400, "control character in the first line")
+        name = head[line_start : head.find(b":", line_start)][:40]
+        raise HttpViolation(400, f"control character in header {name.decode('latin-1')}")
+
+    def _request(
+        self,
+        method: bytes,
+        target: bytes,
+        version: tuple[int, int],
+        block: bytes,
+        checked: bool = False,
+    ) -> Request:
         if len(target) > self.limits.max_target:
             raise HttpViolation(414, f"request target longer than {self.limits.max_target}")
-        headers, index = _headers(lines[1:], self.limits)
+        headers, index = _fields(block, self.limits, checked)
         hosts = index.get(b"host", ())
         if len(hosts) > 1:
             raise HttpViolation(400, "more than one Host")
         if version == (1, 1) and not hosts:
             raise HttpViolation(400, "HTTP/1.1 request without Host")
         self._framing(index, version, body_allowed=True)
-        return Request(method, target, version, headers)
+        return Request(method, target, version, headers, index)
 
-    def _response(self, lines: list[bytes]) -> Response:
-        m = _STATUS_LINE.fullmatch(lines[0])
-        if m is None:
-            raise HttpViolation(400, f"malformed status line {lines[0][:60]!r}")
-        version = (int(m.group(1)), int(m.group(2)))
-        if version not in ((1, 0), (1, 1)):
-            raise HttpViolation(400, f"response in HTTP/{version[0]}.{version[1]}")
-        status = int(m.group(3))
+    def _response(
+        self,
+        status: int,
+        reason: bytes,
+        version: tuple[int, int],
+        block: bytes,
+        checked: bool = False,
+    ) -> Response:
         if status < 100:
             raise HttpViolation(400, f"status {status}")
-        headers, index = _headers(lines[1:], self.limits)
+        headers, index = _fields(block, self.limits, checked)
         interim = 100 <= status < 200
         method = self._methods[0] if self._methods else b"GET"
         if not interim and self._methods:
             self._methods.pop(0)
         no_body = interim or status in (204, 304) or method == b"HEAD"
         self._framing(index, version, body_allowed=not no_body, response=True)
-        return Response(status, m.group(4), version, headers)
+        return Response(status, reason, version, headers, index)
 
     def _framing(
         self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
@@ -403,7 +484,7 @@ class Parser:
 
 
 def _header_block(headers: Headers) -> bytes:
-    return b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+    return b"".join([b"%s: %s\r\n" % h for h in headers])
 
 
 def serialize_request(req: Request, framing: Headers = ()) -> bytes:
@@ -444,10 +525,20 @@ LAST_CHUNK = b"0\r\n\r\n"
 _DROP = HOP_BY_HOP | {b"content-length"}
 
 
-def end_to_end(headers: Headers) -> Headers:
-    """``headers`` without hop-by-hop fields, the framing ones and those named in Connection."""
+def end_to_end(headers: Headers, fields: Index | None = None) -> Headers:
+    """``headers`` without hop-by-hop fields, the framing ones and those named in Connection.
+
+    ``fields`` (the parser's index of the same headers) makes the common case cheap.
+    """
     drop = _DROP
-    for n, v in headers:
-        if n.lower() == b"connection":
-            drop = drop | {t.strip().lower() for t in v.split(b",")}
-    return tuple((n, v) for n, v in headers if n.lower() not in drop)
+    if fields is not None:
+        if not _DROP.intersection(fields):
+            return headers
+        named = {t.strip().lower() for v in fields.get(b"connection", ()) for t in v.split(b",")}
+        if named - _DROP:
+            drop = drop | named
+    else:
+        for n, v in headers:
+            if n.lower() == b"connection":
+                drop = drop | {t.strip().lower() for t in v.split(b",")}
+    return tuple(h for h in headers if h[0].lower() not in drop)

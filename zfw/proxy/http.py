@@ -27,15 +27,15 @@ from zfw.http import errorpage
 from zfw.http.core import (
     LAST_CHUNK,
     Data,
+    Headers,
     HttpViolation,
     Limits,
     Parser,
     Request,
     Response,
+    _header_block,
     chunk,
     end_to_end,
-    header_values,
-    serialize_request,
     serialize_response,
 )
 from zfw.http.policy import (
@@ -103,10 +103,15 @@ def _raw(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
     return tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in headers)
 
 
-def _tokens(headers: tuple[tuple[bytes, bytes], ...], name: bytes) -> set[bytes]:
-    return {
-        t.strip().lower() for v in header_values(headers, name) for t in v.split(b",") if t.strip()
-    }
+_NONE: list[bytes] = []
+
+
+def _tokens(fields: dict[bytes, list[bytes]], name: bytes) -> set[bytes]:
+    """The comma-separated tokens of header ``name`` in a parser's field index, lower-case."""
+    values = fields.get(name)
+    if not values:
+        return set()
+    return {t.strip().lower() for v in values for t in v.split(b",") if t.strip()}
 
 
 def _version(v: tuple[int, int]) -> str:
@@ -203,15 +208,16 @@ class HttpProxy(Proxy):
         self.closing = False
         self._server_bytes = 0
         self._relay: Relay | None = None
-        self._timer: Any = None
+        self.due: float | None = None
         self._timer_kind = ""
+        self._now = self.session.reactor.seconds
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
         client.transport.registerProducer(self.server_valve, True)
         self._arm("head", self.header_timeout)
         self.session.abort = self._abort
-        if self.timeout and self.session.idle_watch is not None:
+        if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
 
     def _limits(self) -> Limits:
@@ -228,7 +234,7 @@ class HttpProxy(Proxy):
     @property
     def idle_timeout(self) -> float | None:
         """Seconds without traffic before the session is dropped."""
-        return self.timeout
+        return self.timeout or None
 
     def traffic(self) -> int:
         """Bytes received so far from both sides."""
@@ -242,19 +248,20 @@ class HttpProxy(Proxy):
 
     # --- timers ----------------------------------------------------------------------------
 
+    # The engine's idle watch calls overdue() once a second after ``due``: a deadline
+    # is two attribute stores, not a reactor timer per request.
+
     def _arm(self, kind: str, seconds: float) -> None:
-        self._disarm()
         self._timer_kind = kind
-        self._timer = self.session.reactor.callLater(seconds, self._timer_fired)
+        self.due = self._now() + seconds
 
     def _disarm(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self.due = None
         self._timer_kind = ""
 
-    def _timer_fired(self) -> None:
-        kind, self._timer, self._timer_kind = self._timer_kind, None, ""
+    def overdue(self) -> None:
+        """A deadline passed: the request head, the response or the keep-alive idle time."""
+        kind, self._timer_kind = self._timer_kind, ""
         if kind == "keepalive":
             self.log("info", 5, "keep-alive connection idle; closing")
             self._close_client()
@@ -297,9 +304,11 @@ class HttpProxy(Proxy):
                 self._request_end()
         if self.closing:
             return
-        if events or self._blocked():
+        # Stop reading only when requests pile up (pipelining), not for every response:
+        # a paused client costs two epoll changes.
+        if events:
             self.client_valve.hold("wait")
-        else:
+        elif self.client_valve.reasons:
             self.client_valve.release("wait")
 
     def _client_eof(self, _ep: Endpoint) -> None:
@@ -328,23 +337,26 @@ class HttpProxy(Proxy):
         url = head.target.decode("ascii")
         keep = (
             head.version == (1, 1)
-            and b"close" not in _tokens(head.headers, b"connection")
+            and b"close" not in _tokens(head.fields, b"connection")
             and self.requests < self.max_keepalive_requests
             and not self.client_eof
         )
         tx = Transaction(head, method, url, time.monotonic(), keep)
-        tx.req_chunked = bool(header_values(head.headers, b"transfer-encoding"))
+        tx.req_chunked = b"transfer-encoding" in head.fields
         self.tx = tx
-        view = HttpRequest(method, url, _version(head.version), [])
+        view = HttpRequest(method, url, "", [])
         try:
-            v = verdict(
-                request_entry(self.request, method) or _UNLISTED,
-                lambda fn: fn(self._full_view(view, head)),
-                f"request[{method!r}]",
-            )
-            if not v.accepted:
-                self._refuse(v, 405 if v.action == "reject" else 403, "request")
-                return
+            entry = request_entry(self.request, method)
+            if entry != HTTP_REQ_ACCEPT:
+                view.version = _version(head.version)
+                v = verdict(
+                    entry or _UNLISTED,
+                    lambda fn: fn(self._full_view(view, head)),
+                    f"request[{method!r}]",
+                )
+                if not v.accepted:
+                    self._refuse(v, 405 if v.action == "reject" else 403, "request")
+                    return
             if view.url != url:
                 self._check_url(view.url)
                 tx.url = view.url
@@ -365,8 +377,11 @@ class HttpProxy(Proxy):
             return
         framing = self._request_framing(head)
         tx.state = "connecting"
-        self._out_head = serialize_request(
-            Request(head.method, tx.url.encode("ascii"), (1, 1), headers), framing
+        self._out_head = b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
+            head.method,
+            tx.url.encode("ascii") if tx.url != url else head.target,
+            _header_block(headers),
+            _header_block(framing),
         )
         if self.verify_host:
             self._verify_host(head)
@@ -376,7 +391,7 @@ class HttpProxy(Proxy):
     def _full_view(self, view: HttpRequest, head: Request) -> HttpRequest:
         """The view with its end-to-end headers (built only when a policy function asks)."""
         if not view.headers:
-            view.headers = _text(end_to_end(head.headers))
+            view.headers = _text(end_to_end(head.headers, head.fields))
         return view
 
     def _check_url(self, url: str) -> None:
@@ -395,13 +410,13 @@ class HttpProxy(Proxy):
             )
             headers = _raw(fields)
         else:
-            headers = end_to_end(head.headers)
-        if head.version == (1, 0) and not header_values(headers, b"host"):
+            headers = end_to_end(head.headers, head.fields)
+        if head.version == (1, 0) and b"host" not in head.fields:
             host, port = self.session.destination
             host = f"[{host}]" if ":" in host else host
             headers += ((b"Host", (host if port == 80 else f"{host}:{port}").encode()),)
-        upgrade = _tokens(head.headers, b"upgrade")
-        if upgrade and b"upgrade" in _tokens(head.headers, b"connection"):
+        upgrade = _tokens(head.fields, b"upgrade")
+        if upgrade and b"upgrade" in _tokens(head.fields, b"connection"):
             wanted = {p.lower().encode() for p in self.permit_upgrade}
             names = {u.split(b"/")[0] for u in upgrade}
             if names <= wanted and len(upgrade) == 1:
@@ -422,14 +437,14 @@ class HttpProxy(Proxy):
         assert tx is not None
         if tx.req_chunked:
             return ((b"Transfer-Encoding", b"chunked"),)
-        length = header_values(head.headers, b"content-length")
+        length = head.fields.get(b"content-length", _NONE)
         if length:
             return ((b"Content-Length", length[0]),)
         return ()
 
     def _verify_host(self, head: Request) -> None:
         dest_host, dest_port = self.session.destination
-        value = header_values(head.headers, b"host")
+        value = head.fields.get(b"host", _NONE)
         if not value:  # HTTP/1.0 without Host: nothing to check
             self._to_server()
             return
@@ -453,6 +468,7 @@ class HttpProxy(Proxy):
             return
         if ok:
             self._to_server()
+            self._pump()
             return
         why = f"does not resolve: {error}" if error else "is not the destination"
         self._conflict(f"Host {host} {why} {self.session.destination[0]}")
@@ -485,6 +501,7 @@ class HttpProxy(Proxy):
         self.server_valve.attach(server.transport)
         server.transport.registerProducer(self.client_valve, True)
         self._send_head()
+        self._pump()
 
     def _connect_failed(self, reason: Failure) -> None:
         self._connector = None
@@ -496,7 +513,6 @@ class HttpProxy(Proxy):
         self.server_reader.expect(tx.head.method)
         self.server.transport.write(self._out_head)
         tx.state = "body"
-        self._pump()
 
     def _request_data(self, data: bytes) -> None:
         assert self.server is not None and self.tx is not None
@@ -571,42 +587,15 @@ class HttpProxy(Proxy):
             return
         self._disarm()
         tx.status = resp.status
-        view = HttpResponse(resp.status, resp.reason.decode("latin-1"), _version(resp.version), [])
-        try:
-            v = verdict(
-                response_entry(self.response, tx.method, resp.status) or HTTP_RSP_ACCEPT,
-                lambda fn: fn(self._request_view(), self._response_view(view, resp)),
-                f"response[({tx.method!r}, {resp.status})]",
-            )
-            if not v.accepted:
-                tx.status = 0
-                self._refuse(v, 502, "response")
+        if self.response or self.response_header:
+            headers = self._response_policy(tx, resp)
+            if headers is None:
                 return
-            if view.headers or self.response_header:
-                fields = filter_headers(
-                    self.response_header,
-                    self._response_view(view, resp).headers,
-                    lambda fn, n, v: fn(n, v),
-                    "response_header",
-                )
-                headers = _raw(fields)
-            else:
-                headers = end_to_end(resp.headers)
-        except HeaderAbort as e:
-            tx.status = 0
-            self._refuse(Verdict("reject", 502, str(e)), 502, "response")
-            return
-        except PolicyValueError as e:
-            tx.status = 0
-            self._policy_error(str(e))
-            return
-        except Exception as e:  # policy code
-            tx.status = 0
-            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
-            return
-        conn = _tokens(resp.headers, b"connection")
-        chunked = bool(header_values(resp.headers, b"transfer-encoding"))
-        length = header_values(resp.headers, b"content-length")
+        else:
+            headers = end_to_end(resp.headers, resp.fields)
+        conn = _tokens(resp.fields, b"connection")
+        chunked = bool(resp.fields.get(b"transfer-encoding", _NONE))
+        length = resp.fields.get(b"content-length", _NONE)
         no_body = tx.method == "HEAD" or resp.status in (204, 304)
         close_delimited = not no_body and not chunked and not length
         tx.server_keep = resp.version == (1, 1) and b"close" not in conn and not close_delimited
@@ -627,26 +616,65 @@ class HttpProxy(Proxy):
             framing += ((b"Connection", b"close"),)
         tx.resp_started = True
         self.client.transport.write(
-            serialize_response(Response(resp.status, resp.reason, (1, 1), headers), framing)
+            b"HTTP/1.1 %d %s\r\n%s%s\r\n"
+            % (resp.status, resp.reason, _header_block(headers), _header_block(framing))
         )
+
+    def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
+        """The response and response_header tables; the headers to send, or None if refused."""
+        view = HttpResponse(resp.status, resp.reason.decode("latin-1"), _version(resp.version), [])
+        try:
+            entry = response_entry(self.response, tx.method, resp.status) if self.response else None
+            if entry is not None and entry != HTTP_RSP_ACCEPT:
+                v = verdict(
+                    entry,
+                    lambda fn: fn(self._request_view(), self._response_view(view, resp)),
+                    f"response[({tx.method!r}, {resp.status})]",
+                )
+                if not v.accepted:
+                    tx.status = 0
+                    self._refuse(v, 502, "response")
+                    return None
+            if view.headers or self.response_header:
+                fields = filter_headers(
+                    self.response_header,
+                    self._response_view(view, resp).headers,
+                    lambda fn, n, v: fn(n, v),
+                    "response_header",
+                )
+                return _raw(fields)
+            return end_to_end(resp.headers, resp.fields)
+        except HeaderAbort as e:
+            tx.status = 0
+            self._refuse(Verdict("reject", 502, str(e)), 502, "response")
+        except PolicyValueError as e:
+            tx.status = 0
+            self._policy_error(str(e))
+        except Exception as e:  # policy code
+            tx.status = 0
+            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
+        return None
 
     def _request_view(self) -> HttpRequest:
         tx = self.tx
         assert tx is not None
         return HttpRequest(
-            tx.method, tx.url, _version(tx.head.version), _text(end_to_end(tx.head.headers))
+            tx.method,
+            tx.url,
+            _version(tx.head.version),
+            _text(end_to_end(tx.head.headers, tx.head.fields)),
         )
 
     def _response_view(self, view: HttpResponse, resp: Response) -> HttpResponse:
         if not view.headers:
-            view.headers = _text(end_to_end(resp.headers))
+            view.headers = _text(end_to_end(resp.headers, resp.fields))
         return view
 
     def _interim(self, resp: Response) -> None:
         tx = self.tx
         assert tx is not None
         if resp.status == 101:
-            if tx.upgrade is None or _tokens(resp.headers, b"upgrade") != {tx.upgrade}:
+            if tx.upgrade is None or _tokens(resp.fields, b"upgrade") != {tx.upgrade}:
                 self._server_violation("101 Switching Protocols without a permitted upgrade")
                 return
             self._switch(resp)
@@ -654,7 +682,9 @@ class HttpProxy(Proxy):
         if tx.head.version == (1, 0):
             return  # HTTP/1.0 clients do not expect interim responses
         self.client.transport.write(
-            serialize_response(Response(resp.status, resp.reason, (1, 1), end_to_end(resp.headers)))
+            serialize_response(
+                Response(resp.status, resp.reason, (1, 1), end_to_end(resp.headers, resp.fields))
+            )
         )
 
     def _switch(self, resp: Response) -> None:
@@ -667,7 +697,7 @@ class HttpProxy(Proxy):
             self._server_violation("the client sent data before the protocol switch")
             return
         head = serialize_response(
-            Response(101, resp.reason, (1, 1), end_to_end(resp.headers)),
+            Response(101, resp.reason, (1, 1), end_to_end(resp.headers, resp.fields)),
             ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade or b"")),
         )
         self._log_request(tx)
@@ -739,14 +769,16 @@ class HttpProxy(Proxy):
     # --- endings ---------------------------------------------------------------------------
 
     def _log_request(self, tx: Transaction) -> None:
-        self.log(
-            "request",
-            3,
-            f"{tx.method} {tx.url} -> {tx.status}",
-            client=f"{self.session.client[0]}",
-            bytes=tx.sent,
-            duration=f"{time.monotonic() - tx.started:.3f}",
-        )
+        session = self.session
+        if session.log_enabled("http.request", 3):
+            session.log(
+                "http.request",
+                3,
+                f"{tx.method} {tx.url} -> {tx.status}",
+                client=session.client[0],
+                bytes=tx.sent,
+                duration=f"{time.monotonic() - tx.started:.3f}",
+            )
 
     def _refuse(self, v: Verdict, default_status: int, what: str) -> None:
         tx = self.tx

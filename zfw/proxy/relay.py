@@ -22,6 +22,8 @@ from zfw.engine.idle import IdleWatch
 class Relay:
     """Copies bytes both ways between ``client`` and ``server`` until both are done."""
 
+    due: float | None = None  # no deadlines, only the idle timeout
+
     def __init__(
         self,
         client: Endpoint,

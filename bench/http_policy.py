@@ -1,0 +1,18 @@
+"""The HTTP benchmark's policy: port 80 of the lab's server through HttpProxy or PlugProxy."""
+
+from zfw.policy import *
+
+InetZone("lan", ["192.0.2.0/24"], outbound_services=["*"])
+InetZone("servers", ["198.51.100.0/24"], inbound_services=["*"])
+
+
+def http():
+    InstanceOptions(max_sessions=100000)
+    Service("http", HttpProxy, max_sessions=100000)
+    Listener(SockAddrInet("", 50080), "http")
+
+
+def plug():
+    InstanceOptions(max_sessions=100000)
+    Service("plug", PlugProxy, max_sessions=100000)
+    Listener(SockAddrInet("", 50081), "plug", intercept=80)
