@@ -15,6 +15,14 @@ include_zones("../zones/example.py")
 LocalService("fw_ssh", 22, zones=["admin"])
 
 
+class IntraHttp(HttpProxy):
+    """Web out of the intranet: GET, HEAD and POST (the default), never DELETE."""
+
+    def config(self):
+        self.request["DELETE"] = (HTTP_REQ_REJECT, 405, "Deleting is not permitted from here.")
+        self.request_header["Via"] = (HTTP_HDR_INSERT, "1.1 zfw")
+
+
 class IntraTls(TlsTunnelProxy):
     """TLS out of the intranet, by server name; no name, no tunnel."""
 
@@ -24,7 +32,7 @@ class IntraTls(TlsTunnelProxy):
 
 def intra():
     """Clients of the intranet going out."""
-    Service("intra_http", HttpProxy)
+    Service("intra_http", IntraHttp)
     Service("intra_ftp", FtpProxy)
     Service("intra_tls", IntraTls)
     Service("intra_ssh", PlugProxy)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -396,3 +398,40 @@ def test_serialize_round_trip_and_hop_by_hop():
     assert parse(serialize_response(resp, ((b"Content-Length", b"0"),)), "response", [b"GET"])[
         0
     ].headers == ((b"Server", b"x"), (b"Content-Length", b"0"))
+
+
+# The fast path (one regex over a well-formed head) must agree with the line-by-line
+# path on anything: same events, or a violation with the same status.
+_HEAD_PARTS = st.sampled_from(
+    [b"GET", b"POST", b" ", b"  ", b"/", b"/a?b", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0",
+     b"\r\n", b"\n", b"\r", b"Host", b": ", b":", b"h", b"Content-Length", b"5", b"\t",
+     b"Transfer-Encoding", b"chunked", b"\x00", b"\x7f", b"\xff", b"X", b" :", b"200 OK",
+     b"HTTP/1.1 ", b"204 No Content"]
+)  # fmt: skip
+
+
+def _outcome(data: bytes, role: str):
+    p = Parser(role)
+    if role == "response":
+        p.expect(b"GET")
+    try:
+        return ("ok", p.feed(data))
+    except HttpViolation as e:
+        return ("violation", e.status)
+
+
+@given(st.lists(_HEAD_PARTS, max_size=14), st.sampled_from(["request", "response"]))
+@settings(max_examples=400, deadline=None)
+def test_fast_and_slow_paths_agree(parts, role):
+    import zfw.http.core as core
+
+    data = b"".join(parts) + b"\r\n\r\n"
+    fast = _outcome(data, role)
+    never = re.compile(rb"(?!)")
+    saved = core._FAST_REQUEST, core._FAST_RESPONSE
+    core._FAST_REQUEST = core._FAST_RESPONSE = never
+    try:
+        slow = _outcome(data, role)
+    finally:
+        core._FAST_REQUEST, core._FAST_RESPONSE = saved
+    assert fast == slow

@@ -483,7 +483,8 @@ class Parser:
 # --- serializing ---------------------------------------------------------------------------
 
 
-def _header_block(headers: Headers) -> bytes:
+def header_block(headers: Headers) -> bytes:
+    """Header lines, each ending in CRLF."""
     return b"".join([b"%s: %s\r\n" % h for h in headers])
 
 
@@ -494,8 +495,8 @@ def serialize_request(req: Request, framing: Headers = ()) -> bytes:
         + b" "
         + req.target
         + b" HTTP/1.1\r\n"
-        + _header_block(req.headers)
-        + _header_block(framing)
+        + header_block(req.headers)
+        + header_block(framing)
         + b"\r\n"
     )
 
@@ -508,8 +509,8 @@ def serialize_response(resp: Response, framing: Headers = ()) -> bytes:
         + b" "
         + resp.reason
         + b"\r\n"
-        + _header_block(resp.headers)
-        + _header_block(framing)
+        + header_block(resp.headers)
+        + header_block(framing)
         + b"\r\n"
     )
 

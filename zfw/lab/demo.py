@@ -12,7 +12,7 @@ import tempfile
 import time
 
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, SERVER4, SERVER6, Lab, LabError
-from zfw.lab.servers import s_client, self_signed_cert
+from zfw.lab.servers import s_client, self_signed_cert, start_nginx
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "policies", "example.py")
 
@@ -54,6 +54,39 @@ def start_tls_server(lab: Lab) -> subprocess.Popen[str]:
     return proc
 
 
+HTTP_LOG = """    log_format demo '$remote_addr "$request" $status via="$http_via"';
+    access_log {dir}/access.log demo;"""
+
+SMUGGLE = """
+import socket
+s = socket.create_connection(("198.51.100.2", 80), timeout=5)
+s.sendall(b"POST / HTTP/1.1\\r\\nHost: a\\r\\nContent-Length: 4\\r\\n"
+          b"Transfer-Encoding: chunked\\r\\n\\r\\n0\\r\\n\\r\\nGET /admin HTTP/1.1\\r\\n\\r\\n")
+print(s.recv(100).split(b"\\r\\n")[0].decode())
+"""
+
+
+def start_web_server(lab: Lab) -> tuple[subprocess.Popen[str], str]:
+    """nginx on port 80 of the server, logging the peer address it sees."""
+    d = tempfile.mkdtemp()
+    os.makedirs(f"{d}/www")
+    with open(f"{d}/www/index.html", "w") as f:
+        f.write("hello from the web server\n")
+    conf = f"        listen 80;\n        listen [::]:80;\n        root {d}/www;"
+    proc = start_nginx(lab, d, conf, HTTP_LOG.format(dir=d), 64)
+    time.sleep(0.3)
+    return proc, d
+
+
+def curl(lab: Lab, *args: str) -> str:
+    """curl from the client: status line and body, or the error."""
+    proc = lab.run(
+        "client", ["curl", "-sS", "--max-time", "5", "-w", " [HTTP %{http_code}]", *args],
+        check=False,
+    )  # fmt: skip
+    return (proc.stdout.strip().splitlines() or [""])[-1] or proc.stderr.strip()
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -72,6 +105,8 @@ def main() -> int:
     zfw = None
     server = None
     tls_server = None
+    web = None
+    web_dir = ""
     try:
         say("== packet filter: zfw rules apply policies/example.py (in the firewall namespace)")
         lab.apply_rules(os.path.abspath(POLICY))
@@ -79,6 +114,7 @@ def main() -> int:
         assert server.stdout is not None
         server.stdout.readline()
         tls_server = start_tls_server(lab)
+        web, web_dir = start_web_server(lab)
         say("== zfw: twistd -n zfw --policy policies/example.py --instance intra")
         zfw = lab.start_zfw(os.path.abspath(POLICY), "intra", "--log-spec", "core.*:4")
         say("== traffic from the client namespace")
@@ -86,11 +122,19 @@ def main() -> int:
             (SERVER4, 22, CLIENT4, "SSH port from the admin zone (IPv4), relayed by PlugProxy"),
             (SERVER6, 22, CLIENT6, "the same over IPv6"),
             (SERVER4, 22, CLIENT4_OTHER, "SSH port from the intranet"),
-            (SERVER4, 80, CLIENT4, "HTTP (HttpProxy is not in this version yet: refused)"),
             (SERVER4, 25, CLIENT4, "SMTP: no service for it, the packet filter drops it"),
         ):
             out = lab.run("client", ["python3", "-c", CLIENT, host, str(port), source]).stdout
             say(f"  {source} -> {host}:{port}  {what}\n      client got: {out.strip()}")
+        for args, what in (
+            ([f"http://{SERVER4}/"], "HTTP GET through HttpProxy"),
+            ([f"http://[{SERVER6}]/"], "the same over IPv6"),
+            (["-X", "DELETE", f"http://{SERVER4}/"], "HTTP DELETE: the policy rejects it"),
+        ):
+            say(f"  curl {' '.join(args)}  {what}\n      client got: {curl(lab, *args)}")
+        out = lab.run("client", ["python3", "-c", SMUGGLE], check=False).stdout.strip()
+        say(f"  request smuggling attempt (Content-Length and Transfer-Encoding)\n"
+            f"      client got: {out or '(closed)'}")  # fmt: skip
         for name, what in (
             ("www.example.org", "TLS with a server name: tunnelled blindly"),
             ("ads.tracker.example", "TLS to a denied name: closed before reaching the server"),
@@ -108,6 +152,16 @@ def main() -> int:
             zfw.stop()
         if tls_server is not None:
             tls_server.kill()
+        if web is not None:
+            web.kill()
+            web.wait()
+            say("== the web server's log (peer address, request, status, Via header):")
+            try:
+                with open(f"{web_dir}/access.log") as f:
+                    for line in f:
+                        say(f"  {line.rstrip()}")
+            except OSError:
+                pass
         if server is not None:
             server.kill()
             out = server.stdout.read() if server.stdout else ""

@@ -33,9 +33,9 @@ from zfw.http.core import (
     Parser,
     Request,
     Response,
-    _header_block,
     chunk,
     end_to_end,
+    header_block,
     serialize_response,
 )
 from zfw.http.policy import (
@@ -380,8 +380,8 @@ class HttpProxy(Proxy):
         self._out_head = b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
             head.method,
             tx.url.encode("ascii") if tx.url != url else head.target,
-            _header_block(headers),
-            _header_block(framing),
+            header_block(headers),
+            header_block(framing),
         )
         if self.verify_host:
             self._verify_host(head)
@@ -617,7 +617,7 @@ class HttpProxy(Proxy):
         tx.resp_started = True
         self.client.transport.write(
             b"HTTP/1.1 %d %s\r\n%s%s\r\n"
-            % (resp.status, resp.reason, _header_block(headers), _header_block(framing))
+            % (resp.status, resp.reason, header_block(headers), header_block(framing))
         )
 
     def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
@@ -832,7 +832,7 @@ class HttpProxy(Proxy):
             tx.status = status
             self._log_request(tx)
         else:
-            self.log("request", 3, f"- - -> {status}", client=self.session.client[0])
+            self.log("request", 3, f"(invalid request) -> {status}", client=self.session.client[0])
         self._drop_server()
         self._close_client()
 
