@@ -81,11 +81,14 @@ def million(lab: Lab) -> None:
     finally:
         proc.kill()
         proc.wait()
-    first, last = samples[0], samples[-1]
+    first, half, last = samples[0], samples[len(samples) // 2], samples[-1]
     per_request = (last[1] - first[1]) * 1024 / max(1, last[0] - first[0])
-    print(f"  {done} requests in {time.monotonic() - start:.0f} s; RSS {first[1] / 1024:.1f} MiB "
-          f"after {first[0]}, {last[1] / 1024:.1f} MiB after {last[0]}: "
-          f"{per_request:.4f} bytes per request")  # fmt: skip
+    second_half = (last[1] - half[1]) * 1024 / max(1, last[0] - half[0])
+    print(
+        f"  {done} requests in {time.monotonic() - start:.0f} s; RSS {first[1] / 1024:.1f} MiB "
+        f"after {first[0]}, {last[1] / 1024:.1f} MiB after {last[0]}: "
+        f"{per_request:.2f} bytes per request overall, {second_half:.2f} in the second half"
+    )
 
 
 def main() -> None:
