@@ -708,7 +708,7 @@ class HttpProxy(Proxy):
         self.server.transport.unregisterProducer()
         self.client_valve.release("wait")
         self._relay = Relay(
-            self.client, self.server, self.session.idle_watch, None, self._relay_done
+            self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
         if self.session.idle_watch is not None:
             self.session.idle_watch.discard(self)
