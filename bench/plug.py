@@ -60,8 +60,9 @@ def wrk(lab: Lab, seconds: int, close: bool) -> float:
         print(f"      (wrk failed, exit {proc.returncode}; this round counts 0)", flush=True)
         return 0.0
     errors = re.search(r"Socket errors: (.*)", proc.stdout)
-    if errors:
-        print(f"      (wrk: socket errors {errors.group(1)})")
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", proc.stdout)
+    if errors or non2xx:
+        print(f"      (wrk: {errors and errors.group(1)}; non-2xx {non2xx and non2xx.group(1)})")
     return float(m.group(1))
 
 

@@ -59,8 +59,20 @@ _TARGET_CHARS = frozenset(range(0x21, 0x7F))
 _UNLISTED = Verdict("reject", 405, "This method is not permitted.")
 
 
+class _Message:
+    headers: list[tuple[str, str]]
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (any case), or None."""
+        name = name.lower()
+        for n, v in self.headers:
+            if n.lower() == name:
+                return v
+        return None
+
+
 @attrs.define
-class HttpRequest:
+class HttpRequest(_Message):
     """A request as the policy sees it; ``url`` and ``headers`` may be changed."""
 
     method: str
@@ -68,31 +80,15 @@ class HttpRequest:
     version: str
     headers: list[tuple[str, str]]
 
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (any case), or None."""
-        name = name.lower()
-        for n, v in self.headers:
-            if n.lower() == name:
-                return v
-        return None
-
 
 @attrs.define
-class HttpResponse:
+class HttpResponse(_Message):
     """A response as the policy sees it; ``headers`` may be changed."""
 
     status: int
     reason: str
     version: str
     headers: list[tuple[str, str]]
-
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (any case), or None."""
-        name = name.lower()
-        for n, v in self.headers:
-            if n.lower() == name:
-                return v
-        return None
 
 
 def _text(headers: tuple[tuple[bytes, bytes], ...]) -> list[tuple[str, str]]:

@@ -1,6 +1,6 @@
 """HttpProxy against PlugProxy and plain kernel routing, in the lab.
 
-    sudo .venv/bin/python bench/http.py [--seconds 5] [--rounds 3] [--million]
+    sudo .venv/bin/python bench/http_proxy.py [--seconds 5] [--rounds 3] [--million]
 
 - keep-alive requests/s with small responses (wrk, 32 connections, against nginx);
 - new connections/s (wrk with ``Connection: close``);
@@ -21,34 +21,13 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from zfw.lab import SERVER4, Lab
+from plug import NGINX_HTTP, NGINX_SERVER, wrk  # the same load against the same server
+
+from zfw.lab import Lab
 from zfw.lab.servers import pinned, start_nginx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY = os.path.join(HERE, "http_policy.py")
-
-NGINX_HTTP = "    access_log off;\n    keepalive_requests 1000000;"
-NGINX_SERVER = """        listen 80 reuseport backlog=4096;
-        location / { return 200 "hello\\n"; }"""
-
-
-def wrk(lab: Lab, seconds: int, close: bool, connections: int = 32) -> float:
-    args = ["timeout", "-s", "KILL", str(seconds + 20), "wrk", "-t1", f"-c{connections}",
-            f"-d{seconds}s", "--timeout", "2s"]  # fmt: skip
-    if close:
-        args += ["-H", "Connection: close"]
-    proc = lab.run(
-        "client", pinned(1, [*args, f"http://{SERVER4}/"]), check=False, timeout=seconds + 60
-    )
-    m = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
-    if not m:
-        print(f"      (wrk failed, exit {proc.returncode}; this round counts 0)", flush=True)
-        return 0.0
-    errors = re.search(r"Socket errors: (.*)", proc.stdout)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", proc.stdout)
-    if errors or non2xx:
-        print(f"      (wrk: {errors and errors.group(1)}; non-2xx {non2xx and non2xx.group(1)})")
-    return float(m.group(1))
 
 
 def start_zfw(lab: Lab, instance: str):
