@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_tls import passive_opens
+from tests.e2e.helpers import big_file, passive_opens, zfw_in_front
 from zfw.lab import CLIENT4, CLIENT6, SERVER4, SERVER6, Lab
 from zfw.lab.servers import start_nginx
 from zfw.lab.tools import pattern_block
@@ -48,24 +48,11 @@ def http_lab(lab: Lab, tmp_path_factory):
         (d / sub).mkdir()
     (d / "www" / "small.txt").write_text("hello through zfw\n")
     (d / "www" / "dav" / "keep.txt").write_text("do not delete\n")
-    block = pattern_block()
-    h = hashlib.sha256()
-    with open(d / "www" / "big.bin", "wb") as f:
-        for _ in range(SIZE // len(block)):
-            f.write(block)
-            h.update(block)
+    digest = big_file(d / "www" / "big.bin", SIZE, pattern_block())
     nginx = start_nginx(lab, str(d), SERVER_LINES.format(dir=d), HTTP_LINES.format(dir=d), 256)
     time.sleep(0.5)
-    lab.tproxy({}, divert="none")
-    lab.apply_rules(HTTP_POLICY)
-    z = lab.start_zfw(HTTP_POLICY, "http", "--log-spec", "http.*:4")
-    try:
-        yield lab, z, d, h.hexdigest()
-    finally:
-        z.stop()
-        nginx.kill()
-        nginx.wait()
-        lab.tproxy({}, divert="none")
+    with zfw_in_front(lab, nginx, HTTP_POLICY, "http", "http.*:4") as z:
+        yield lab, z, d, digest
 
 
 def curl(lab: Lab, *args: str, timeout: float = 60):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.e2e.helpers import big_file, passive_opens, zfw_in_front
 from zfw.lab import CLIENT4, CLIENT6, SERVER4, SERVER6, Lab
 from zfw.lab.servers import s_client, self_signed_cert, start_nginx, tls_server_lines
 
@@ -24,32 +25,13 @@ def tls_lab(lab: Lab, tmp_path_factory):
     d = tmp_path_factory.mktemp("nginx-tls")
     (d / "www").mkdir()
     self_signed_cert(str(d), "allowed.example", ["*.allowed.example", "denied.example"])
-    block = hashlib.sha256(b"zfw tls").digest() * (2**20 // 32)
-    h = hashlib.sha256()
-    with open(d / "www" / "big.bin", "wb") as f:
-        for _ in range(SIZE // len(block)):
-            f.write(block)
-            h.update(block)
+    digest = big_file(d / "www" / "big.bin", SIZE, hashlib.sha256(b"zfw tls").digest() * 32768)
     nginx = start_nginx(
         lab, str(d), tls_server_lines(str(d), f"{d}/www"), ACCESS_LOG.format(dir=d), 256
     )
     time.sleep(0.5)
-    lab.tproxy({}, divert="none")
-    lab.apply_rules(TLS_POLICY)
-    z = lab.start_zfw(TLS_POLICY, "tls", "--log-spec", "tls.*:4")
-    try:
-        yield lab, z, d, h.hexdigest()
-    finally:
-        z.stop()
-        nginx.kill()
-        nginx.wait()
-        lab.tproxy({}, divert="none")
-
-
-def passive_opens(lab: Lab) -> int:
-    lines = lab.run("server", ["cat", "/proc/net/snmp"]).stdout.splitlines()
-    tcp = [ln.split() for ln in lines if ln.startswith("Tcp:")]
-    return int(tcp[1][tcp[0].index("PassiveOpens")])
+    with zfw_in_front(lab, nginx, TLS_POLICY, "tls", "tls.*:4") as z:
+        yield lab, z, d, digest
 
 
 def curl(lab: Lab, name: str, path: str = "/", server: str = SERVER4, *extra: str):

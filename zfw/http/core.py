@@ -488,31 +488,34 @@ def header_block(headers: Headers) -> bytes:
     return b"".join([b"%s: %s\r\n" % h for h in headers])
 
 
-def serialize_request(req: Request, framing: Headers = ()) -> bytes:
-    """A request head, canonical: single spaces, CRLF, the given framing header last."""
-    return (
-        req.method
-        + b" "
-        + req.target
-        + b" HTTP/1.1\r\n"
-        + header_block(req.headers)
-        + header_block(framing)
-        + b"\r\n"
+def request_head(method: bytes, target: bytes, headers: Headers, framing: Headers = ()) -> bytes:
+    """A request head, canonical: single spaces, CRLF, HTTP/1.1, the framing headers last."""
+    return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
+        method,
+        target,
+        header_block(headers),
+        header_block(framing),
     )
+
+
+def response_head(status: int, reason: bytes, headers: Headers, framing: Headers = ()) -> bytes:
+    """A response head, canonical."""
+    return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (
+        status,
+        reason,
+        header_block(headers),
+        header_block(framing),
+    )
+
+
+def serialize_request(req: Request, framing: Headers = ()) -> bytes:
+    """The canonical head of ``req``."""
+    return request_head(req.method, req.target, req.headers, framing)
 
 
 def serialize_response(resp: Response, framing: Headers = ()) -> bytes:
-    """A response head, canonical."""
-    return (
-        b"HTTP/1.1 "
-        + str(resp.status).encode()
-        + b" "
-        + resp.reason
-        + b"\r\n"
-        + header_block(resp.headers)
-        + header_block(framing)
-        + b"\r\n"
-    )
+    """The canonical head of ``resp``."""
+    return response_head(resp.status, resp.reason, resp.headers, framing)
 
 
 def chunk(data: bytes) -> bytes:

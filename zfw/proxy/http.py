@@ -35,8 +35,8 @@ from zfw.http.core import (
     Response,
     chunk,
     end_to_end,
-    header_block,
-    serialize_response,
+    request_head,
+    response_head,
 )
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
@@ -373,12 +373,8 @@ class HttpProxy(Proxy):
             return
         framing = self._request_framing(head)
         tx.state = "connecting"
-        self._out_head = b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
-            head.method,
-            tx.url.encode("ascii") if tx.url != url else head.target,
-            header_block(headers),
-            header_block(framing),
-        )
+        target = tx.url.encode("ascii") if tx.url != url else head.target
+        self._out_head = request_head(head.method, target, headers, framing)
         if self.verify_host:
             self._verify_host(head)
         else:
@@ -611,10 +607,7 @@ class HttpProxy(Proxy):
         if not tx.client_keep:
             framing += ((b"Connection", b"close"),)
         tx.resp_started = True
-        self.client.transport.write(
-            b"HTTP/1.1 %d %s\r\n%s%s\r\n"
-            % (resp.status, resp.reason, header_block(headers), header_block(framing))
-        )
+        self.client.transport.write(response_head(resp.status, resp.reason, headers, framing))
 
     def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
         """The response and response_header tables; the headers to send, or None if refused."""
@@ -678,9 +671,7 @@ class HttpProxy(Proxy):
         if tx.head.version == (1, 0):
             return  # HTTP/1.0 clients do not expect interim responses
         self.client.transport.write(
-            serialize_response(
-                Response(resp.status, resp.reason, (1, 1), end_to_end(resp.headers, resp.fields))
-            )
+            response_head(resp.status, resp.reason, end_to_end(resp.headers, resp.fields))
         )
 
     def _switch(self, resp: Response) -> None:
@@ -692,8 +683,10 @@ class HttpProxy(Proxy):
         if tx.state != "sent" or self.events:
             self._server_violation("the client sent data before the protocol switch")
             return
-        head = serialize_response(
-            Response(101, resp.reason, (1, 1), end_to_end(resp.headers, resp.fields)),
+        head = response_head(
+            101,
+            resp.reason,
+            end_to_end(resp.headers, resp.fields),
             ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade or b"")),
         )
         self._log_request(tx)
@@ -808,7 +801,7 @@ class HttpProxy(Proxy):
         if tx is not None and tx.resp_started:
             self._abort()  # the client has part of a response: it must see it broken
             return
-        self._send_error(status, reason if not logged else "The server sent an invalid response.")
+        self._send_error(status, reason)
 
     def _send_error(self, status: int, info: str) -> None:
         """Answer with an error page and close the client connection."""
