@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import errno
+import random
 import socket
 import struct
 from typing import Any
@@ -55,6 +56,32 @@ def check_capability() -> None:
         s.close()
 
 
+def _listening_socket(host: str, port: int, transparent: bool, backlog: int) -> socket.socket:
+    """A bound, listening, non-blocking socket; OSError if ``host:port`` is taken."""
+    family = family_of(host)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if transparent:
+            set_transparent(sock)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _adopt(reactor: IReactorSocket, sock: socket.socket, factory: Any) -> IListeningPort:
+    try:
+        return reactor.adoptStreamPort(sock.fileno(), sock.family, factory)
+    finally:
+        sock.close()  # the reactor has its own duplicate
+
+
 def listen(
     reactor: IReactorSocket,
     host: str,
@@ -68,23 +95,38 @@ def listen(
     A transparent socket also accepts connections that TPROXY diverts to it
     and, bound to a foreign address, connections to that address.
     """
-    family = family_of(host)
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        if transparent:
-            set_transparent(sock)
+        sock = _listening_socket(host, port, transparent, backlog)
+    except OSError as e:
+        raise NetError(f"cannot listen on {fmt_addr(host, port)}: {e.strerror}") from None
+    return _adopt(reactor, sock, factory)
+
+
+def listen_in_range(
+    reactor: IReactorSocket,
+    host: str,
+    ports: tuple[int, int],
+    factory: Any,
+    backlog: int = 4,
+) -> IListeningPort:
+    """Listen transparently on ``host`` (foreign or not) at a free port of ``ports``.
+
+    Ports are tried from a random start, so that the next data port cannot
+    be guessed from the last one.
+    """
+    low, high = ports
+    count = high - low + 1
+    first = random.randrange(count)
+    for i in range(min(count, 64)):
+        port = low + (first + i * 7919) % count  # a prime stride visits distinct ports
         try:
-            sock.bind((host, port))
+            sock = _listening_socket(host, port, True, backlog)
         except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                continue
             raise NetError(f"cannot listen on {fmt_addr(host, port)}: {e.strerror}") from None
-        sock.listen(backlog)
-        sock.setblocking(False)
-        return reactor.adoptStreamPort(sock.fileno(), family, factory)
-    finally:
-        sock.close()  # the reactor has its own duplicate
+        return _adopt(reactor, sock, factory)
+    raise NetError(f"no free port in {low}-{high} on {host}")
 
 
 def original_destination(sock: socket.socket, redirected: bool = False) -> tuple[str, int]:
@@ -120,7 +162,10 @@ class _TransparentClient(tcp.Client):
 
 class _TransparentConnector(tcp.Connector):
     def _makeTransport(self) -> tcp.Client:
-        return _TransparentClient(self.host, self.port, self.bindAddress, self, self.reactor)
+        host, port = self.bindAddress
+        # A fixed source port (FTP's 20) is shared by the connections to many peers.
+        binding = tcp.makeBinding(host, port, reuseAddress=bool(port))
+        return _TransparentClient(self.host, self.port, binding, self, self.reactor)
 
 
 def connect(

@@ -18,6 +18,19 @@ from collections.abc import Iterable
 from zfw import loader
 from zfw.addr import SockAddrInet
 from zfw.errors import PolicyError
+from zfw.ftp.policy import (
+    FTP_DATA_ACTIVE,
+    FTP_DATA_KEEP,
+    FTP_DATA_PASSIVE,
+    FTP_REQ_ABORT,
+    FTP_REQ_ACCEPT,
+    FTP_REQ_POLICY,
+    FTP_REQ_REJECT,
+    FTP_RSP_ABORT,
+    FTP_RSP_ACCEPT,
+    FTP_RSP_POLICY,
+    FTP_RSP_REJECT,
+)
 from zfw.http.policy import (
     HTTP_HDR_ABORT,
     HTTP_HDR_ACCEPT,
@@ -57,7 +70,7 @@ from zfw.model import (
     Service as _Service,
 )
 from zfw.proxy.base import Proxy
-from zfw.proxy.ftp import FtpProxy
+from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyAnonRW, FtpProxyRO, FtpProxyRW
 from zfw.proxy.http import HttpProxy
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.tls import TlsTunnelProxy
@@ -65,6 +78,17 @@ from zfw.zones import Zone as _Zone
 from zfw.zones import check_zone_name, parse_networks
 
 __all__ = [
+    "FTP_DATA_ACTIVE",
+    "FTP_DATA_KEEP",
+    "FTP_DATA_PASSIVE",
+    "FTP_REQ_ABORT",
+    "FTP_REQ_ACCEPT",
+    "FTP_REQ_POLICY",
+    "FTP_REQ_REJECT",
+    "FTP_RSP_ABORT",
+    "FTP_RSP_ACCEPT",
+    "FTP_RSP_POLICY",
+    "FTP_RSP_REJECT",
     "HTTP_HDR_ABORT",
     "HTTP_HDR_ACCEPT",
     "HTTP_HDR_DROP",
@@ -83,6 +107,10 @@ __all__ = [
     "HTTP_RSP_REJECT",
     "DirectedRouter",
     "FtpProxy",
+    "FtpProxyAnonRO",
+    "FtpProxyAnonRW",
+    "FtpProxyRO",
+    "FtpProxyRW",
     "HttpProxy",
     "InetZone",
     "InstanceOptions",

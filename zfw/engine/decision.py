@@ -28,7 +28,7 @@ class Decision:
     source: Address | None = None
 
 
-def _plain(host: str) -> str:
+def plain_host(host: str) -> str:
     """``host`` without an IPv4-mapped IPv6 prefix or a scope."""
     if ":" not in host:
         return host
@@ -57,8 +57,8 @@ def decide(
     policy: Policy, listener: Listener, service: Service, client: Address, destination: Address
 ) -> Decision:
     """Decide a new connection from ``client`` that was going to ``destination``."""
-    client = (_plain(client[0]), client[1])
-    destination = (_plain(destination[0]), destination[1])
+    client = (plain_host(client[0]), client[1])
+    destination = (plain_host(destination[0]), destination[1])
     if not listener.transparent and not isinstance(service.router, DirectedRouter):
         return Decision(False, "a non-transparent listener needs a DirectedRouter")
     czone = policy.zones.lookup(client[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -150,4 +151,6 @@ def describe_failure(reason: Failure) -> str:
     """A short text for a connection failure."""
     value = reason.value
     text = getattr(value, "osError", None) or str(value) or type(value).__name__
+    if isinstance(text, int):
+        text = os.strerror(text)
     return str(text).strip().rstrip(".")

@@ -1,14 +1,656 @@
-"""The FTP proxy with transparent data channels (not carried by this version yet)."""
+"""FtpProxy: the FTP control channel under policy, data channels on foreign addresses.
+
+A thin Twisted adapter over the sans-IO core (:mod:`zfw.ftp.core`). Commands
+are handled one at a time in order (``ABOR`` during a transfer jumps the
+queue); each command is decided by ``self.request`` and each final reply by
+``self.response``. The proxy answers the data-channel commands itself and
+prepares a :class:`~zfw.proxy.ftpdata.DataChannel`:
+
+- client ``PASV``/``EPSV``: zfw listens on the **server's** address (the
+  client's original destination), so the client sees the server;
+- client ``PORT``/``EPRT``: zfw connects to the client **from the server's
+  address**, port 20 where it can;
+- toward the server, ``data_mode`` chooses passive, active or as the client
+  did; with ``forge_addr`` the server sees the client's address on the data
+  connection as on the control connection.
+
+The final reply of a transfer (``226``) reaches the client only after the
+data has been delivered.
+"""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections import deque
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from zfw.proxy.base import UnavailableProxy
+from twisted.python.failure import Failure
+
+from zfw import net
+from zfw.engine.decision import plain_host
+from zfw.engine.endpoint import Endpoint
+from zfw.engine.session import describe_failure
+from zfw.errors import NetError
+from zfw.ftp.addresses import (
+    format_eprt,
+    format_epsv_reply,
+    format_pasv_reply,
+    format_port,
+    parse_eprt,
+    parse_epsv_reply,
+    parse_pasv_reply,
+    parse_port,
+)
+from zfw.ftp.core import (
+    TRANSFER_COMMANDS,
+    BadCommand,
+    Command,
+    CommandReader,
+    Conversation,
+    FtpViolation,
+    Reply,
+    ReplyReader,
+    format_reply,
+)
+from zfw.ftp.policy import (
+    ANONYMOUS_USERS,
+    DEFAULT_FEATURES,
+    FTP_DATA_ACTIVE,
+    FTP_DATA_KEEP,
+    FTP_DATA_PASSIVE,
+    FTP_REQ_ACCEPT,
+    FTP_REQ_POLICY,
+    FTP_REQ_REJECT,
+    TLS_COMMANDS,
+    WRITE_COMMANDS,
+    FtpVerdict,
+    PolicyValueError,
+    default_requests,
+    filter_features,
+    request_entry,
+    response_entry,
+    verdict,
+)
+from zfw.proxy.base import Proxy
+from zfw.proxy.ftpdata import DataChannel
+
+ReplyHandler = Callable[[Command, Reply], None]
 
 
-class FtpProxy(UnavailableProxy):
-    """The FTP proxy; a policy may name it, sessions are refused."""
+class FtpProxy(Proxy):
+    """A strict FTP proxy; subclass it and override ``config()``.
+
+    Attributes a policy may set in ``config()`` (defaults in brackets):
+
+    - ``request`` / ``response``: the policy tables (see :mod:`zfw.ftp.policy`);
+    - ``data_mode``: ``FTP_DATA_KEEP`` (server side as the client did),
+      ``FTP_DATA_PASSIVE`` or ``FTP_DATA_ACTIVE``;
+    - ``data_port_min``/``data_port_max``: the ports zfw listens on for data
+      (40000-40999); ``active_source_port``: source of active data
+      connections to the client (20; another is used when it is busy);
+    - ``permit_low_data_ports``: allow ``PORT``/``EPRT`` below 1024 (False);
+    - ``features``: the ``FEAT`` lines passed on (by first word);
+    - ``max_line_length`` (255), ``max_reply_line_length`` (2048),
+      ``max_continuation_lines`` (100), ``max_username_length`` (64),
+      ``max_password_length`` (128);
+    - ``timeout`` (idle seconds, control and data, 300), ``data_timeout``
+      (seconds a prepared data channel waits for its connections, 60),
+      ``connect_timeout`` (30).
+    """
 
     log_tag: ClassVar[str] = "ftp"
     default_ports: ClassVar[tuple[int, ...]] = (21,)
+    data_mode: int = FTP_DATA_KEEP
+    data_port_min: int = 40000
+    data_port_max: int = 40999
+    active_source_port: int = 20
+    permit_low_data_ports: bool = False
+    features: frozenset[str] = DEFAULT_FEATURES
+    max_line_length: int = 255
+    max_reply_line_length: int = 2048
+    max_continuation_lines: int = 100
+    max_username_length: int = 64
+    max_password_length: int = 128
+    max_queued_commands: int = 16
+    timeout: float = 300.0
+    data_timeout: float = 60.0
+    connect_timeout: float = 30.0
+
+    due: float | None = None  # for the idle watch: no deadline, only the idle timeout
+
+    def __init__(self, session: Any):
+        super().__init__(session)
+        self.request: dict[str, Any] = default_requests()
+        self.response: dict[tuple[Any, Any], Any] = {}
+        self.client: Endpoint | None = None
+        self.server: Endpoint | None = None
+        self.data: DataChannel | None = None
+        self._queue: deque[Command | BadCommand] = deque()
+        self._handlers: deque[ReplyHandler] = deque()
+        self._holding = False
+        self._paused = False
+        self._epsv_all = False
+        self._closed = False
+        self.idle_timeout: float | None = None
+
+    # --- start and end ---------------------------------------------------------------------
+
+    def start(self, client: Endpoint) -> None:
+        """Hold the client, connect to the server, then relay the control channel."""
+        self.client = client
+        self.idle_timeout = self.timeout
+        self.commands = CommandReader(self.max_line_length)
+        self.replies = ReplyReader(self.max_reply_line_length, self.max_continuation_lines)
+        self.conversation = Conversation()
+        client.transport.pauseProducing()
+        client.on_lost = self._lost
+        self._connector = self.session.connect_server(
+            self.connect_timeout, self._connected, self._failed
+        )
+        self.session.abort = lambda: self.close("aborted", abort=True)
+
+    def _failed(self, reason: Failure) -> None:
+        self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
+        self._send_client(421, "Service not available: cannot reach the server.")
+        self.close("server unreachable")
+
+    def _connected(self, server: Endpoint) -> None:
+        client = self.client
+        assert client is not None
+        self.server = server
+        if client.lost or self._closed:
+            server.transport.loseConnection()
+            self.close("client left")
+            return
+        client.on_data = self._client_data
+        client.on_eof = server.on_eof = self._eof
+        server.on_data = self._server_data
+        server.on_lost = self._lost
+        client.transport.resumeProducing()
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.add(self)
+
+    def _eof(self, ep: Endpoint) -> None:
+        self.close(f"{ep.side} closed the control connection")
+
+    def _lost(self, ep: Endpoint, _reason: Failure) -> None:
+        self.close(f"{ep.side} control connection lost")
+
+    def close(self, reason: str, abort: bool = False) -> None:
+        """End the session: data channel, both control connections (flushed unless ``abort``)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.data is not None:
+            self.data.abort(reason)
+        if self._connector.state == "connecting":
+            self._connector.stopConnecting()
+        for ep in (self.client, self.server):
+            if ep is not None and not ep.lost:
+                if abort:
+                    ep.transport.abortConnection()
+                else:
+                    ep.transport.loseConnection()
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        c = self.client.received if self.client else 0
+        s = self.server.received if self.server else 0
+        self.log("info", 3, f"session end: {reason}", client_bytes=c, server_bytes=s)
+        self.session.close()
+
+    # --- the idle watch ----------------------------------------------------------------------
+
+    def traffic(self) -> int:
+        """Control and data bytes so far (a long transfer keeps the control alive)."""
+        c = self.client.received if self.client else 0
+        s = self.server.received if self.server else 0
+        return c + s + (self.data.traffic() if self.data else 0)
+
+    def expire(self, reason: str) -> None:
+        """Idle too long."""
+        self._send_client(421, "Timeout: closing the control connection.")
+        self.close(reason)
+
+    def overdue(self) -> None:
+        """No deadlines are set; nothing to do."""
+
+    # --- logging helpers ---------------------------------------------------------------------
+
+    def violation(self, reason: str) -> None:
+        """Log a protocol or policy violation (``ftp.violation``)."""
+        self.log("violation", 1, reason, client=net.fmt_addr(*self.session.client))
+
+    def _policy_log(self, message: str) -> None:
+        self.log("policy", 3, message)
+
+    # --- the client's commands -----------------------------------------------------------
+
+    def _client_data(self, data: bytes) -> None:
+        try:
+            items = self.commands.feed(data)
+        except FtpViolation as e:
+            self.violation(e.reason)
+            self._send_client(500, "Command line rejected; closing.")
+            self.close(e.reason)
+            return
+        for item in items:
+            if isinstance(item, Command) and item.verb == "ABOR" and self._transferring():
+                self._abort_transfer(item)
+            else:
+                self._queue.append(item)
+        if len(self._queue) > self.max_queued_commands and not self._paused:
+            self._paused = True
+            assert self.client is not None
+            self.client.transport.pauseProducing()
+        self._next()
+
+    def _transferring(self) -> bool:
+        return self.data is not None and self.data.started
+
+    @property
+    def _busy(self) -> bool:
+        return bool(self._handlers) or self._holding
+
+    def _next(self) -> None:
+        while not self._busy and self._queue and not self._closed:
+            self._command(self._queue.popleft())
+        if self._paused and len(self._queue) <= self.max_queued_commands // 2 and not self._closed:
+            self._paused = False
+            assert self.client is not None
+            self.client.transport.resumeProducing()
+
+    def _command(self, item: Command | BadCommand) -> None:
+        if isinstance(item, BadCommand):
+            self.violation(item.reason)
+            self._send_client(500, "Syntax error, command unrecognized.")
+            return
+        cmd = item
+        what = f"request[{cmd.verb!r}]"
+        try:
+            v = verdict(request_entry(self.request, cmd.verb), lambda fn: fn(cmd), what)
+        except PolicyValueError as e:
+            self.log("error", 1, f"policy: {e}")
+            self._send_client(451, "Local error in the firewall policy.")
+            return
+        if v.action == "abort":
+            self._policy_log(f"{cmd.verb}: aborted by policy")
+            self._send_client(421, v.text or "Command aborted by policy; closing.")
+            self.close(f"{cmd.verb} aborted by policy")
+            return
+        if v.action == "reject" or cmd.verb in TLS_COMMANDS:
+            code, text = v.code or 500, v.text or "Command rejected by policy."
+            if cmd.verb in TLS_COMMANDS and v.accepted:
+                code, text = 534, "TLS is not available through this firewall."
+            self._policy_log(f"{cmd.verb}: rejected by policy ({code})")
+            self._send_client(code, text)
+            return
+        handler = _COMMANDS.get(cmd.verb)
+        if handler is not None:
+            handler(self, cmd)
+        elif cmd.verb in TRANSFER_COMMANDS:
+            self._transfer(cmd)
+        else:
+            self._send(cmd, self._pass)
+
+    def _send(self, cmd: Command, on_final: ReplyHandler) -> None:
+        assert self.server is not None
+        self.server.transport.write(cmd.line())
+        self.conversation.sent(cmd)
+        self._handlers.append(on_final)
+        if self.session.log_enabled("ftp.request", 4):
+            shown = "PASS ****" if cmd.verb == "PASS" else cmd.line().decode("latin-1").strip()
+            self.log("request", 4, shown)
+
+    def _send_client(self, code: int, text: str | tuple[str, ...]) -> None:
+        if self.client is not None and not self.client.lost:
+            self.client.transport.write(format_reply(code, text))
+
+    def _pass(self, _cmd: Command, reply: Reply) -> None:
+        if self.client is not None and not self.client.lost:
+            self.client.transport.write(reply.serialize())
+
+    # --- commands the proxy looks into -----------------------------------------------------
+
+    def _user(self, cmd: Command) -> None:
+        if len(cmd.arg or "") > self.max_username_length:
+            self.violation(f"user name longer than {self.max_username_length}")
+            self._send_client(501, "User name too long.")
+            return
+        self._send(cmd, self._pass)
+
+    def _password(self, cmd: Command) -> None:
+        if len(cmd.arg or "") > self.max_password_length:
+            self.violation(f"password longer than {self.max_password_length}")
+            self._send_client(501, "Password too long.")
+            return
+        self._send(cmd, self._pass)
+
+    def _feat(self, cmd: Command) -> None:
+        def rejected(verb: str) -> bool:
+            value = request_entry(self.request, verb)
+            return (value[0] if isinstance(value, tuple) else value) == FTP_REQ_REJECT
+
+        permitted = frozenset(f for f in self.features if not rejected(f)) - TLS_COMMANDS
+
+        def filtered(_cmd: Command, reply: Reply) -> None:
+            if reply.code == 211:
+                reply = Reply(211, filter_features(reply.lines, permitted))
+            self._pass(_cmd, reply)
+
+        self._send(cmd, filtered)
+
+    def _abor(self, cmd: Command) -> None:
+        self._drop_data("ABOR")
+        self._send(cmd, self._pass)
+
+    def _rein(self, cmd: Command) -> None:
+        self._drop_data("REIN")
+        self._epsv_all = False
+        self._send(cmd, self._pass)
+
+    # --- preparing the data channel --------------------------------------------------------
+
+    def _addresses(self) -> dict[str, str]:
+        """client, the server address the client sees, the server, and our address toward it."""
+        assert self.client is not None and self.server is not None
+        return {
+            "client": plain_host(self.client.transport.getPeer().host),
+            "client_side": plain_host(self.client.transport.getHost().host),
+            "server": plain_host(self.server.transport.getPeer().host),
+            "server_side": plain_host(self.server.transport.getHost().host),
+        }
+
+    def _drop_data(self, reason: str) -> None:
+        if self.data is not None:
+            self.data.abort(reason)
+            self.data = None
+
+    def _client_passive(self, cmd: Command) -> None:
+        extended = cmd.verb == "EPSV"
+        addr = self._addresses()
+        v6 = ":" in addr["client_side"]
+        if extended and cmd.arg is not None:
+            arg = cmd.arg.upper()
+            if arg == "ALL":
+                self._epsv_all = True
+                self._send_client(200, "EPSV ALL ok.")
+                return
+            if arg not in ("1", "2"):
+                self._send_client(501, "Unknown network protocol.")
+                return
+            if (arg == "2") != v6:
+                self._send_client(522, f"Network protocol not supported, use ({2 if v6 else 1}).")
+                return
+        if not extended and (v6 or self._epsv_all):
+            self._send_client(500 if v6 else 503, "Use EPSV.")
+            return
+        self._drop_data("replaced")
+        data = self.data = DataChannel(self)
+
+        def listen() -> None:
+            try:
+                port = data.listen("client", addr["client_side"], addr["client"])
+            except NetError as e:
+                self.log("error", 1, f"data listener toward the client: {e}")
+                self._drop_data("no listener")
+                self._send_client(425, "Cannot open the data connection.")
+                return
+            if extended:
+                self._send_client(229, format_epsv_reply(port))
+            else:
+                self._send_client(227, format_pasv_reply(addr["client_side"], port))
+
+        self._server_side(data, True, addr, listen)
+
+    def _client_active(self, cmd: Command) -> None:
+        extended = cmd.verb == "EPRT"
+        addr = self._addresses()
+        if self._epsv_all:
+            self._send_client(503, f"{cmd.verb} is not allowed after EPSV ALL.")
+            return
+        try:
+            host, port = parse_eprt(cmd.arg) if extended else parse_port(cmd.arg)
+        except FtpViolation as e:
+            self.violation(e.reason)
+            self._send_client(501, f"Syntax error in the {cmd.verb} argument.")
+            return
+        if host != addr["client"]:
+            self.violation(
+                f"{cmd.verb} names {host}, not the client's address {addr['client']} "
+                "(FTP bounce): refused"
+            )
+            self._send_client(500, f"Illegal {cmd.verb} command.")
+            return
+        if port < 1024 and not self.permit_low_data_ports:
+            self.violation(f"{cmd.verb} names port {port}, below 1024: refused")
+            self._send_client(500, f"Illegal {cmd.verb} command.")
+            return
+        self._drop_data("replaced")
+        data = self.data = DataChannel(self)
+        data.connect_later("client", (host, port), (addr["client_side"], self.active_source_port))
+        self._server_side(
+            data, False, addr, lambda: self._send_client(200, f"{cmd.verb} command successful.")
+        )
+
+    def _server_side(
+        self,
+        data: DataChannel,
+        client_passive: bool,
+        addr: dict[str, str],
+        then: Callable[[], None],
+    ) -> None:
+        """Prepare the server half (passive or active, per ``data_mode``), then call ``then``."""
+        mode = self.data_mode
+        if mode not in (FTP_DATA_KEEP, FTP_DATA_PASSIVE, FTP_DATA_ACTIVE):
+            self.log("error", 1, f"policy: data_mode {mode!r} is not an FTP_DATA_* value")
+            mode = FTP_DATA_KEEP
+        passive = client_passive if mode == FTP_DATA_KEEP else mode == FTP_DATA_PASSIVE
+        v6 = ":" in addr["server"]
+        forging = self.session.decision.source is not None
+        source = (addr["server_side"], 0) if forging else None
+
+        def failed(reply: Reply) -> None:
+            if data is self.data:
+                self._drop_data("the server refused")
+            self._send_client(reply.code, reply.lines)
+
+        if passive:
+
+            def passive_reply(_cmd: Command, reply: Reply) -> None:
+                if data is not self.data:
+                    return
+                if reply.code not in (227, 229):
+                    failed(reply)
+                    return
+                try:
+                    if reply.code == 229:
+                        host, port = addr["server"], parse_epsv_reply(reply.text)
+                    else:
+                        host, port = parse_pasv_reply(reply.text)
+                except FtpViolation as e:
+                    self.violation(f"server: {e.reason}")
+                    self._drop_data("bad passive reply")
+                    self._send_client(425, "Cannot open the data connection.")
+                    return
+                if host != addr["server"]:
+                    self.violation(
+                        f"server's {reply.code} names {host}, not the server's address "
+                        f"{addr['server']}: refused"
+                    )
+                    self._drop_data("hostile passive reply")
+                    self._send_client(425, "Cannot open the data connection.")
+                    return
+                data.connect_later("server", (host, port), source)
+                then()
+
+            self._send(Command("EPSV" if v6 else "PASV"), passive_reply)
+            return
+        try:
+            port = data.listen("server", addr["server_side"], addr["server"])
+        except NetError as e:
+            self.log("error", 1, f"data listener toward the server: {e}")
+            self._drop_data("no listener")
+            self._send_client(425, "Cannot open the data connection.")
+            return
+
+        def active_reply(_cmd: Command, reply: Reply) -> None:
+            if data is not self.data:
+                return
+            if reply.code != 200:
+                failed(reply)
+                return
+            then()
+
+        arg = (
+            format_eprt(addr["server_side"], port) if v6 else format_port(addr["server_side"], port)
+        )
+        self._send(Command("EPRT" if v6 else "PORT", arg), active_reply)
+
+    # --- transfers -------------------------------------------------------------------------
+
+    def _transfer(self, cmd: Command) -> None:
+        data = self.data
+        if data is None or data.started:
+            self._send_client(425, "Use PORT or PASV first.")
+            return
+        self._send(cmd, self._transfer_reply)
+        data.start()
+
+    def _transfer_reply(self, cmd: Command, reply: Reply) -> None:
+        data = self.data
+        if data is None:  # aborted meanwhile (ABOR): the reply goes on as it is
+            self._pass(cmd, reply)
+            return
+        if 200 <= reply.code < 300 and not data.done:
+            self._holding = True  # until the data has been delivered
+            data.on_done = lambda ok: self._transfer_done(cmd, reply, data, ok)
+            return
+        if not data.done:
+            data.abort(f"the server answered {reply.code}")
+        self._transfer_done(cmd, reply, data, data.ok or reply.code >= 300)
+
+    def _transfer_done(self, cmd: Command, reply: Reply, data: DataChannel, ok: bool) -> None:
+        self._holding = False
+        if data is self.data:
+            self.data = None
+        up, down = data.bytes()
+        if ok:
+            self._pass(cmd, reply)
+        else:
+            self._send_client(426, "Data connection failed; transfer aborted.")
+        self.log(
+            "transfer",
+            3,
+            f"{cmd.verb} {cmd.arg or ''}".rstrip() + f" -> {reply.code if ok else 426}",
+            client_bytes=up,
+            server_bytes=down,
+            data=data.end_reason,
+        )
+        self._next()
+
+    def _abort_transfer(self, cmd: Command) -> None:
+        """``ABOR`` during a transfer: drop the data channel and tell the server at once."""
+        data = self.data
+        assert data is not None
+        self._policy_log("ABOR during a transfer")
+        data.abort("ABOR")
+        self._send(Command("ABOR"), self._pass)
+
+    # --- the server's replies ------------------------------------------------------------
+
+    def _server_data(self, data: bytes) -> None:
+        try:
+            replies = self.replies.feed(data)
+            for reply in replies:
+                self._reply(reply)
+                if self._closed:
+                    return
+        except FtpViolation as e:
+            self.violation(f"server: {e.reason}")
+            self._send_client(421, "Service not available: the server broke the protocol.")
+            self.close(f"server: {e.reason}")
+
+    def _reply(self, reply: Reply) -> None:
+        answer = self.conversation.received(reply)
+        cmd = answer.command
+        if cmd is None:  # greeting, or the server closing (421)
+            self._pass(Command("-"), reply)
+            if self.conversation.closing:
+                self.close("the server closed the session (421)")
+            return
+        if not answer.final:
+            self._pass(cmd, reply)
+            return
+        handler = self._handlers.popleft()
+        what = f"response[({cmd.verb!r}, {reply.code})]"
+        try:
+            v = verdict(
+                response_entry(self.response, cmd.verb, reply.code),
+                lambda fn: fn(cmd, reply),
+                what,
+            )
+        except PolicyValueError as e:
+            self.log("error", 1, f"policy: {e}")
+            v = FtpVerdict("reject", 451, "Local error in the firewall policy.")
+        if v.action == "abort":
+            self._policy_log(f"reply {reply.code} to {cmd.verb}: aborted by policy")
+            self._send_client(421, "Reply aborted by policy; closing.")
+            self.close("reply aborted by policy")
+            return
+        if v.action == "reject":
+            self._policy_log(f"reply {reply.code} to {cmd.verb}: rejected by policy")
+            reply = Reply(v.code or 550, (v.text or "Reply rejected by policy.",))
+        handler(cmd, reply)
+        if reply.code == 421:
+            self.close("the server closed the session (421)")
+            return
+        self._next()
+
+
+_COMMANDS: dict[str, Callable[[FtpProxy, Command], None]] = {
+    "USER": FtpProxy._user,
+    "PASS": FtpProxy._password,
+    "FEAT": FtpProxy._feat,
+    "ABOR": FtpProxy._abor,
+    "REIN": FtpProxy._rein,
+    "PASV": FtpProxy._client_passive,
+    "EPSV": FtpProxy._client_passive,
+    "PORT": FtpProxy._client_active,
+    "EPRT": FtpProxy._client_active,
+}
+
+
+class FtpProxyRW(FtpProxy):
+    """Preset: every known command (TLS excepted), uploads included."""
+
+
+class FtpProxyRO(FtpProxy):
+    """Preset: downloads only; commands that change files are rejected with 550."""
+
+    def config(self) -> None:
+        for verb in WRITE_COMMANDS:
+            self.request[verb] = (FTP_REQ_REJECT, 550, "Permission denied: read-only access.")
+
+
+def _anonymous_only(proxy: FtpProxy) -> None:
+    def check_user(cmd: Command) -> Any:
+        if (cmd.arg or "").lower() in ANONYMOUS_USERS:
+            return FTP_REQ_ACCEPT
+        return (FTP_REQ_REJECT, 530, "Only anonymous logins are permitted.")
+
+    proxy.request["USER"] = (FTP_REQ_POLICY, check_user)
+
+
+class FtpProxyAnonRO(FtpProxyRO):
+    """Preset: anonymous users only, downloads only."""
+
+    def config(self) -> None:
+        super().config()
+        _anonymous_only(self)
+
+
+class FtpProxyAnonRW(FtpProxy):
+    """Preset: anonymous users only, uploads permitted."""
+
+    def config(self) -> None:
+        _anonymous_only(self)

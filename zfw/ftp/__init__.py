@@ -1,0 +1,1 @@
+"""FTP: the sans-IO control-channel core and the policy tables of FtpProxy."""

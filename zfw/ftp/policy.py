@@ -1,0 +1,157 @@
+"""The FTP proxy's policy tables, Zorp style, evaluated without I/O.
+
+``FtpProxy.config()`` fills two dictionaries:
+
+- ``self.request[VERB]``: what to do with a command (``"*"``: any other);
+- ``self.response[(VERB, CODE)]``: what to do with a final reply, ``"*"``
+  for either part.
+
+A value is an action constant or a tuple of the action and its arguments::
+
+    self.request["STOR"] = (FTP_REQ_REJECT, 550, "Uploads are not permitted.")
+    self.request["USER"] = (FTP_REQ_POLICY, self.check_user)
+    self.response[("RETR", "*")] = FTP_RSP_ACCEPT
+
+A POLICY function gets the command (or the command and the reply) and
+returns a value of the same kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+
+FTP_REQ_ACCEPT = 1
+FTP_REQ_REJECT = 3
+FTP_REQ_ABORT = 4
+FTP_REQ_POLICY = 6
+
+FTP_RSP_ACCEPT = FTP_REQ_ACCEPT
+FTP_RSP_REJECT = FTP_REQ_REJECT
+FTP_RSP_ABORT = FTP_REQ_ABORT
+FTP_RSP_POLICY = FTP_REQ_POLICY
+
+#: ``data_mode``: the server side does as the client did, or always passive/active.
+FTP_DATA_KEEP = 0
+FTP_DATA_PASSIVE = 1
+FTP_DATA_ACTIVE = 2
+
+_ACTIONS = {
+    FTP_REQ_ACCEPT: "accept",
+    FTP_REQ_REJECT: "reject",
+    FTP_REQ_ABORT: "abort",
+    FTP_REQ_POLICY: "policy",
+}
+
+#: The commands of RFC 959, 2389, 2428, 2640, 3659 (and the X* aliases of RFC 775)
+#: that the proxy understands; any other is "not recognized".
+KNOWN_COMMANDS = frozenset(
+    {
+        *("USER", "PASS", "ACCT", "CWD", "CDUP", "SMNT", "QUIT", "REIN", "PORT", "PASV"),
+        *("TYPE", "STRU", "MODE", "RETR", "STOR", "STOU", "APPE", "ALLO", "REST", "RNFR"),
+        *("RNTO", "ABOR", "DELE", "RMD", "MKD", "PWD", "LIST", "NLST", "SITE", "SYST"),
+        *("STAT", "HELP", "NOOP", "FEAT", "OPTS", "EPRT", "EPSV", "LANG", "MDTM", "SIZE"),
+        *("MLST", "MLSD", "XPWD", "XCWD", "XCUP", "XMKD", "XRMD", "AUTH", "PBSZ", "PROT"),
+        "CCC",
+    }
+)
+#: Commands that change the server's files: rejected by the read-only presets.
+WRITE_COMMANDS = frozenset(
+    {"STOR", "STOU", "APPE", "DELE", "RMD", "XRMD", "MKD", "XMKD", "RNFR", "RNTO", "SITE"}
+)
+#: TLS on the control channel would hide the data channel addresses from the proxy.
+TLS_COMMANDS = frozenset({"AUTH", "PBSZ", "PROT", "CCC"})
+#: FEAT lines (by their first word) passed to the client by default.
+DEFAULT_FEATURES = frozenset(
+    {"MDTM", "SIZE", "REST", "EPSV", "EPRT", "MLST", "UTF8", "LANG", "TVFS"}
+)
+#: Users the anonymous-only presets let log in.
+ANONYMOUS_USERS = frozenset({"anonymous", "ftp"})
+
+
+class PolicyValueError(Exception):
+    """A policy table holds something zfw cannot act on."""
+
+
+@attrs.frozen
+class FtpVerdict:
+    """What to do with a command or reply; ``code``/``text`` form the reply of a reject."""
+
+    action: str
+    code: int | None = None
+    text: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        """Whether the command or reply passes."""
+        return self.action == "accept"
+
+
+ACCEPT = FtpVerdict("accept")
+
+
+def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) -> FtpVerdict:
+    """The :class:`FtpVerdict` for a table value; ``call(fn)`` runs a POLICY function."""
+    if isinstance(value, FtpVerdict):
+        return value
+    args: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
+    if not args or args[0] not in _ACTIONS or isinstance(args[0], bool):
+        raise PolicyValueError(f"{what}: {value!r} is not an FTP_REQ_*/FTP_RSP_* action")
+    action = _ACTIONS[args[0]]
+    if action == "policy":
+        if len(args) != 2 or not callable(args[1]):
+            raise PolicyValueError(f"{what}: POLICY needs one function: (FTP_REQ_POLICY, func)")
+        result = call(args[1])
+        if result is None:
+            raise PolicyValueError(f"{what}: the policy function returned nothing")
+        if (result[0] if isinstance(result, tuple) and result else result) == FTP_REQ_POLICY:
+            raise PolicyValueError(f"{what}: a policy function cannot return POLICY")
+        return verdict(result, call, what)
+    code: int | None = None
+    text: str | None = None
+    for a in args[1:]:
+        if isinstance(a, int) and not isinstance(a, bool):
+            if not 400 <= a <= 599:
+                raise PolicyValueError(f"{what}: reply code {a} is not 4xx or 5xx")
+            code = a
+        elif isinstance(a, str):
+            if any(c in a for c in "\r\n\0"):
+                raise PolicyValueError(f"{what}: a reply text cannot hold CR, LF or NUL")
+            text = a
+        else:
+            raise PolicyValueError(f"{what}: {a!r} is neither a reply code nor a text")
+    return FtpVerdict(action, code, text)
+
+
+def request_entry(table: Mapping[str, Any], verb: str) -> Any:
+    """The table value for ``verb``: its own, else ``"*"``, else None."""
+    value = table.get(verb)
+    return table.get("*") if value is None else value
+
+
+def response_entry(table: Mapping[tuple[Any, Any], Any], verb: str, code: int) -> Any:
+    """The table value for a reply: (verb, code), (verb, *), (*, code), (*, *)."""
+    for key in ((verb, code), (verb, str(code)), (verb, "*"), ("*", code), ("*", str(code))):
+        value = table.get(key)
+        if value is not None:
+            return value
+    return table.get(("*", "*"), FTP_RSP_ACCEPT)
+
+
+def default_requests() -> dict[str, Any]:
+    """The request table every FtpProxy starts with: known commands pass, except TLS."""
+    table: dict[str, Any] = {verb: FTP_REQ_ACCEPT for verb in KNOWN_COMMANDS}
+    for verb in TLS_COMMANDS:
+        table[verb] = (FTP_REQ_REJECT, 534, "TLS is not available through this firewall.")
+    table["*"] = (FTP_REQ_REJECT, 500, "Command not recognized.")
+    return table
+
+
+def filter_features(lines: tuple[str, ...], permitted: frozenset[str]) -> tuple[str, ...]:
+    """A FEAT reply's lines with only the ``permitted`` features left."""
+    if len(lines) < 2:
+        return lines
+    kept = [ln for ln in lines[1:-1] if ln.strip().split(" ", 1)[0].upper() in permitted]
+    return (lines[0], *kept, lines[-1])

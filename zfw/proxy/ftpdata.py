@@ -1,0 +1,214 @@
+"""The FTP data channel: two halves, each a listener or a connection, then a relay.
+
+For every transfer the control channel prepares one :class:`DataChannel`.
+Its client half and its server half are each either
+
+- a one-shot **listener** (on a foreign address where transparency needs
+  it: the server's address toward the client, the client's toward the
+  server), which accepts exactly one connection from the expected peer and
+  refuses any other (port theft), or
+- a **connection** that zfw makes when the transfer command goes out
+  (from the server's address toward the client, port 20 where possible).
+
+When both halves are connected, PlugProxy's :class:`~zfw.proxy.relay.Relay`
+copies the bytes with backpressure both ways. The channel ends once: the
+relay is done, it was aborted, or nothing arrived within ``data_timeout``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+from zfw import net
+from zfw.engine.decision import plain_host
+from zfw.engine.endpoint import ConnectFactory, Endpoint
+from zfw.engine.session import describe_failure
+from zfw.proxy.relay import Relay
+
+if TYPE_CHECKING:
+    from zfw.proxy.ftp import FtpProxy
+
+SIDES = ("client", "server")
+
+
+class _OneShotFactory(Factory):
+    noisy = False
+
+    def __init__(self, channel: DataChannel, side: str):
+        self.channel = channel
+        self.side = side
+
+    def buildProtocol(self, addr: Any) -> Endpoint:
+        ep = Endpoint(self.side)
+        ep.on_made = self._made
+        return ep
+
+    def _made(self, ep: Endpoint) -> None:
+        self.channel._accepted(self.side, ep)
+
+
+class DataChannel:
+    """The data connection of one transfer, between the client and the server."""
+
+    def __init__(self, proxy: FtpProxy):
+        self.proxy = proxy
+        self.reactor = proxy.session.reactor
+        self.ends: dict[str, Endpoint] = {}
+        self.ports: dict[str, Any] = {}
+        self.expected: dict[str, str] = {}
+        self.targets: dict[str, tuple[tuple[str, int], tuple[str, int] | None]] = {}
+        self.connectors: list[Any] = []
+        self.relay: Relay | None = None
+        self.started = False
+        self.done = False
+        #: Whether the data went through and both sides closed in order.
+        self.ok = False
+        self.end_reason = ""
+        #: Called once with ``ok`` when the channel ends (set while a reply waits for it).
+        self.on_done: Callable[[bool], None] | None = None
+        self._timer = self.reactor.callLater(proxy.data_timeout, self._timed_out)
+
+    # --- setting up ------------------------------------------------------------------------
+
+    def listen(self, side: str, host: str, expected_peer: str) -> int:
+        """Open the one-shot listener of ``side`` on ``host``; the port it got.
+
+        Raises :class:`~zfw.errors.NetError` when no port of the range is free.
+        """
+        p = self.proxy
+        port = net.listen_in_range(
+            self.reactor, host, (p.data_port_min, p.data_port_max), _OneShotFactory(self, side)
+        )
+        self.ports[side] = port
+        self.expected[side] = expected_peer
+        return port.getHost().port
+
+    def connect_later(
+        self, side: str, target: tuple[str, int], source: tuple[str, int] | None
+    ) -> None:
+        """Connect ``side`` to ``target`` (from ``source``) when the transfer starts."""
+        self.targets[side] = (target, source)
+
+    def start(self) -> None:
+        """The transfer command went out: make the connections that are ours to make."""
+        self.started = True
+        for side, (target, source) in self.targets.items():
+            self._connect(side, target, source)
+
+    def _connect(self, side: str, target: tuple[str, int], source: tuple[str, int] | None) -> None:
+        def failed(reason: Failure) -> None:
+            if self.done:
+                return
+            if source is not None and source[1]:  # the fixed port is busy: any port will do
+                self._connect(side, target, (source[0], 0))
+                return
+            self.proxy.log(
+                "error",
+                3,
+                f"data connection to the {side} at {net.fmt_addr(*target)} failed: "
+                f"{describe_failure(reason)}",
+            )
+            self.abort(f"cannot connect to the {side}")
+
+        factory = ConnectFactory(lambda ep: self._arrived(side, ep), failed)
+        self.connectors.append(
+            net.connect(
+                self.reactor,
+                target[0],
+                target[1],
+                factory,
+                source=source,
+                timeout=self.proxy.connect_timeout,
+            )
+        )
+
+    # --- connections arriving ------------------------------------------------------------
+
+    def _accepted(self, side: str, ep: Endpoint) -> None:
+        peer = plain_host(ep.transport.getPeer().host)
+        expected = self.expected[side]
+        if peer != expected:
+            self.proxy.violation(
+                f"data connection to the {side} listener from {peer}, "
+                f"expected {expected}: refused (port theft)"
+            )
+            ep.transport.abortConnection()
+            return
+        port = self.ports.pop(side, None)
+        if port is not None:
+            port.stopListening()
+        self._arrived(side, ep)
+
+    def _arrived(self, side: str, ep: Endpoint) -> None:
+        if self.done or side in self.ends:
+            ep.transport.abortConnection()
+            return
+        ep.side = side
+        ep.transport.pauseProducing()
+        ep.on_lost = self._lost_early
+        self.ends[side] = ep
+        if len(self.ends) == 2:
+            self._timer.cancel()
+            self.relay = Relay(
+                self.ends["client"],
+                self.ends["server"],
+                self.proxy.session.idle_watch,
+                self.proxy.timeout,
+                self._relayed,
+            )
+            self.relay.start()
+
+    def _lost_early(self, ep: Endpoint, _reason: Failure) -> None:
+        self.ends.pop(ep.side, None)
+        self.abort(f"the {ep.side} closed the data connection before the other side came")
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def _relayed(self, relay: Relay, reason: str) -> None:
+        self._finish(reason, ok=reason in ("closed by both sides", "closed"))
+
+    def _timed_out(self) -> None:
+        self._finish(f"no data connection within {self.proxy.data_timeout:g} s", ok=False)
+
+    def abort(self, reason: str) -> None:
+        """Drop whatever is open of the channel now."""
+        if self.relay is not None and not self.done:
+            self.relay.abort(reason)  # calls back _relayed
+            self.ok = False
+        self._finish(reason, ok=False)
+
+    def _finish(self, reason: str, ok: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.ok = ok
+        self.end_reason = reason
+        if self._timer.active():
+            self._timer.cancel()
+        for port in self.ports.values():
+            port.stopListening()
+        self.ports.clear()
+        for c in self.connectors:
+            if c.state == "connecting":
+                c.stopConnecting()
+        if self.relay is None:
+            for ep in self.ends.values():
+                if not ep.lost:
+                    ep.transport.abortConnection()
+        cb, self.on_done = self.on_done, None
+        if cb is not None:
+            cb(ok)
+
+    def traffic(self) -> int:
+        """Bytes relayed so far."""
+        return self.relay.traffic() if self.relay is not None else 0
+
+    def bytes(self) -> tuple[int, int]:
+        """Bytes from the client and from the server."""
+        if self.relay is None:
+            return 0, 0
+        return self.relay.client.received, self.relay.server.received
