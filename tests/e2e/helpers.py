@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,9 +31,14 @@ def passive_opens(lab: Lab) -> int:
 
 @contextmanager
 def zfw_in_front(
-    lab: Lab, server: subprocess.Popen[str], policy: str, instance: str, log_spec: str
+    lab: Lab,
+    server: subprocess.Popen[str] | list[subprocess.Popen[str]],
+    policy: str,
+    instance: str,
+    log_spec: str,
 ) -> Iterator[ZfwProcess]:
-    """zfw with the rules compiled from ``policy`` in front of ``server``; both stopped after."""
+    """zfw with the rules compiled from ``policy`` in front of ``server`` (one or a list);
+    all stopped after."""
     lab.tproxy({}, divert="none")
     lab.apply_rules(policy)
     z = lab.start_zfw(policy, instance, "--log-spec", log_spec)
@@ -40,6 +46,41 @@ def zfw_in_front(
         yield z
     finally:
         z.stop()
-        server.kill()
-        server.wait()
+        stop_all(server if isinstance(server, list) else [server])
         lab.tproxy({}, divert="none")
+
+
+def start_ftp_servers(lab: Lab, root: Path, ports: list[int]) -> list[subprocess.Popen[str]]:
+    """pyftpdlib serving ``root`` on each port in the server; logs in ``root/../ftpPORT.log``."""
+    procs = []
+    for port in ports:
+        log = root.parent / f"ftp{port}.log"
+        p = lab.popen(
+            "server",
+            [
+                sys.executable,
+                "-m",
+                "zfw.lab.ftpserver",
+                "--root",
+                str(root),
+                "--port",
+                str(port),
+                "--log",
+                str(log),
+            ],
+        )
+        procs.append(p)
+        assert p.stdout is not None
+        line = p.stdout.readline().strip()
+        if line != "ready":
+            for q in procs:
+                q.kill()
+            raise AssertionError(f"FTP server on {port}: {line!r}")
+    return procs
+
+
+def stop_all(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill and reap ``procs``."""
+    for p in procs:
+        p.kill()
+        p.wait()

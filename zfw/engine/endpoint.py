@@ -20,7 +20,8 @@ class Endpoint(Protocol):
     """A connection whose events a proxy routes by setting callables.
 
     ``on_data(bytes)``, ``on_eof(endpoint)`` (the peer half-closed) and
-    ``on_lost(endpoint, reason)`` start as no-ops; ``received`` counts bytes.
+    ``on_lost(endpoint, reason)`` start as no-ops, as does ``on_write_closed(endpoint)``
+    (our half-close went out after everything written); ``received`` counts bytes.
     """
 
     def __init__(self, side: str):
@@ -30,6 +31,7 @@ class Endpoint(Protocol):
         self.on_eof: Callable[[Endpoint], object] = _ignore
         self.on_lost: Callable[[Endpoint, Failure], object] = _ignore
         self.on_made: Callable[[Endpoint], object] = _ignore
+        self.on_write_closed: Callable[[Endpoint], object] = _ignore
         self.lost = False
 
     def connectionMade(self) -> None:
@@ -43,7 +45,7 @@ class Endpoint(Protocol):
         self.on_eof(self)
 
     def writeConnectionLost(self) -> None:
-        pass
+        self.on_write_closed(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.lost = True

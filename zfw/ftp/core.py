@@ -165,7 +165,7 @@ def parse_command(line: bytes) -> Command | BadCommand:
         return BadCommand("control character in a command line")
     verb, sep, arg = text.partition(" ")
     if not _VERB.fullmatch(verb):
-        return BadCommand(f"not a command verb: {verb[:16]!r}" if verb else "empty command line")
+        return BadCommand(f"not a command verb: {verb[:16]!r}" if text else "empty command line")
     return Command(verb.upper(), arg if sep else None)
 
 

@@ -75,6 +75,7 @@ from zfw.proxy.base import Proxy
 from zfw.proxy.ftpdata import DataChannel
 
 ReplyHandler = Callable[[Command, Reply], None]
+UPLOAD_COMMANDS = frozenset({"STOR", "STOU", "APPE"})
 
 
 class FtpProxy(Proxy):
@@ -125,6 +126,8 @@ class FtpProxy(Proxy):
         self.client: Endpoint | None = None
         self.server: Endpoint | None = None
         self.data: DataChannel | None = None
+        #: Every data channel still open (a finished transfer's may wait for the client's FIN).
+        self.channels: set[DataChannel] = set()
         self._queue: deque[Command | BadCommand] = deque()
         self._handlers: deque[ReplyHandler] = deque()
         self._holding = False
@@ -181,8 +184,8 @@ class FtpProxy(Proxy):
         if self._closed:
             return
         self._closed = True
-        if self.data is not None:
-            self.data.abort(reason)
+        for channel in list(self.channels):
+            channel.abort(reason)
         if self._connector.state == "connecting":
             self._connector.stopConnecting()
         for ep in (self.client, self.server):
@@ -204,7 +207,7 @@ class FtpProxy(Proxy):
         """Control and data bytes so far (a long transfer keeps the control alive)."""
         c = self.client.received if self.client else 0
         s = self.server.received if self.server else 0
-        return c + s + (self.data.traffic() if self.data else 0)
+        return c + s + sum(ch.traffic() for ch in self.channels)
 
     def expire(self, reason: str) -> None:
         """Idle too long."""
@@ -360,6 +363,11 @@ class FtpProxy(Proxy):
             "server_side": plain_host(self.server.transport.getHost().host),
         }
 
+    def _new_channel(self) -> DataChannel:
+        channel = DataChannel(self, self.channels.discard)
+        self.channels.add(channel)
+        return channel
+
     def _drop_data(self, reason: str) -> None:
         if self.data is not None:
             self.data.abort(reason)
@@ -385,7 +393,7 @@ class FtpProxy(Proxy):
             self._send_client(500 if v6 else 503, "Use EPSV.")
             return
         self._drop_data("replaced")
-        data = self.data = DataChannel(self)
+        data = self.data = self._new_channel()
 
         def listen() -> None:
             try:
@@ -426,7 +434,7 @@ class FtpProxy(Proxy):
             self._send_client(500, f"Illegal {cmd.verb} command.")
             return
         self._drop_data("replaced")
-        data = self.data = DataChannel(self)
+        data = self.data = self._new_channel()
         data.connect_later("client", (host, port), (addr["client_side"], self.active_source_port))
         self._server_side(
             data, False, addr, lambda: self._send_client(200, f"{cmd.verb} command successful.")
@@ -514,16 +522,16 @@ class FtpProxy(Proxy):
             self._send_client(425, "Use PORT or PASV first.")
             return
         self._send(cmd, self._transfer_reply)
-        data.start()
+        data.start("server" if cmd.verb in UPLOAD_COMMANDS else "client")
 
     def _transfer_reply(self, cmd: Command, reply: Reply) -> None:
         data = self.data
         if data is None:  # aborted meanwhile (ABOR): the reply goes on as it is
             self._pass(cmd, reply)
             return
-        if 200 <= reply.code < 300 and not data.done:
+        if 200 <= reply.code < 300:
             self._holding = True  # until the data has been delivered
-            data.on_done = lambda ok: self._transfer_done(cmd, reply, data, ok)
+            data.when_delivered(lambda ok: self._transfer_done(cmd, reply, data, ok))
             return
         if not data.done:
             data.abort(f"the server answered {reply.code}")

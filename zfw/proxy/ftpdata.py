@@ -54,8 +54,9 @@ class _OneShotFactory(Factory):
 class DataChannel:
     """The data connection of one transfer, between the client and the server."""
 
-    def __init__(self, proxy: FtpProxy):
+    def __init__(self, proxy: FtpProxy, on_finished: Callable[[DataChannel], None]):
         self.proxy = proxy
+        self.on_finished = on_finished
         self.reactor = proxy.session.reactor
         self.ends: dict[str, Endpoint] = {}
         self.ports: dict[str, Any] = {}
@@ -68,8 +69,10 @@ class DataChannel:
         #: Whether the data went through and both sides closed in order.
         self.ok = False
         self.end_reason = ""
-        #: Called once with ``ok`` when the channel ends (set while a reply waits for it).
-        self.on_done: Callable[[bool], None] | None = None
+        #: The side that receives the data (``client`` for a download), once known.
+        self.receiver: str | None = None
+        self.delivered = False
+        self._on_delivered: Callable[[bool], None] | None = None
         self._timer = self.reactor.callLater(proxy.data_timeout, self._timed_out)
 
     # --- setting up ------------------------------------------------------------------------
@@ -93,9 +96,13 @@ class DataChannel:
         """Connect ``side`` to ``target`` (from ``source``) when the transfer starts."""
         self.targets[side] = (target, source)
 
-    def start(self) -> None:
-        """The transfer command went out: make the connections that are ours to make."""
+    def start(self, receiver: str) -> None:
+        """The transfer command went out: make the connections that are ours to make.
+
+        ``receiver`` is the side the data goes to (``client`` for a download).
+        """
         self.started = True
+        self.receiver = receiver
         for side, (target, source) in self.targets.items():
             self._connect(side, target, source)
 
@@ -148,6 +155,7 @@ class DataChannel:
             ep.transport.abortConnection()
             return
         ep.side = side
+        ep.on_write_closed = self._write_closed
         ep.transport.pauseProducing()
         ep.on_lost = self._lost_early
         self.ends[side] = ep
@@ -167,6 +175,27 @@ class DataChannel:
         self.abort(f"the {ep.side} closed the data connection before the other side came")
 
     # --- the end ---------------------------------------------------------------------------
+
+    def when_delivered(self, callback: Callable[[bool], None]) -> None:
+        """Call ``callback(ok)`` once the data has reached the receiver (at once if it has).
+
+        Delivered means the receiver's connection got all the data and our FIN
+        after it, or the channel ended; ``ok`` is False when it was cut short.
+        """
+        if self.delivered or self.done:
+            callback(self.delivered or self.ok)
+        else:
+            self._on_delivered = callback
+
+    def _write_closed(self, ep: Endpoint) -> None:
+        if ep.side == self.receiver and not self.done:
+            self._deliver(True)
+
+    def _deliver(self, ok: bool) -> None:
+        self.delivered = self.delivered or ok
+        cb, self._on_delivered = self._on_delivered, None
+        if cb is not None:
+            cb(ok)
 
     def _relayed(self, relay: Relay, reason: str) -> None:
         self._finish(reason, ok=reason in ("closed by both sides", "closed"))
@@ -199,9 +228,8 @@ class DataChannel:
             for ep in self.ends.values():
                 if not ep.lost:
                     ep.transport.abortConnection()
-        cb, self.on_done = self.on_done, None
-        if cb is not None:
-            cb(ok)
+        self._deliver(ok)
+        self.on_finished(self)
 
     def traffic(self) -> int:
         """Bytes relayed so far."""

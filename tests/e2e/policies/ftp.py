@@ -2,7 +2,8 @@
 
 The lab's FTP servers listen on 21 (data_mode as the client did), 2121
 (always passive toward the server), 2122 (always active), 2123 (read-only)
-and 2124 (no forge_addr: the server sees the firewall).
+2124 (no forge_addr: the server sees the firewall) and 2125 (a hostile
+server, as port 21).
 """
 
 from zfw.policy import *
@@ -32,3 +33,4 @@ def ftp():
     Listener(SockAddrInet("", 50122), "ftp_active", intercept=2122)
     Listener(SockAddrInet("", 50123), "ftp_ro", intercept=2123)
     Listener(SockAddrInet("", 50124), "ftp_own", intercept=2124)
+    Listener(SockAddrInet("", 50125), "ftp", intercept=2125)
