@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
-from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 
-from zfw.engine.decision import Decision
-from zfw.engine.endpoint import Endpoint
-from zfw.engine.idle import IdleWatch
-from zfw.engine.session import Session
+from tests.proxy.harness import ProxyHarness
 from zfw.http.policy import (
     HTTP_HDR_DROP,
     HTTP_HDR_INSERT,
@@ -23,86 +16,17 @@ from zfw.http.policy import (
     HTTP_REQ_REJECT,
     HTTP_RSP_DENY,
 )
-from zfw.log import Log, LogSpec
-from zfw.model import Service
 from zfw.proxy.http import HttpProxy, split_host
 
 GET = b"GET /a HTTP/1.1\r\nHost: www.example\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
 
 
-class _Connector:
-    state = "connecting"
-
-    def stopConnecting(self):
-        self.state = "disconnected"
-
-
-class Harness:
-    """A proxy between a fake client and fake servers it 'connects' to."""
+class Harness(ProxyHarness):
+    """HttpProxy between a fake client and fake servers."""
 
     def __init__(self, proxy_class=HttpProxy, **attrs):
-        self.clock = Clock()
-        self.out = io.StringIO()
-        self.closed = []
-        self.pending = []  # (on_connected, on_failed) of connection attempts
-        self.servers = []
-        session = Session(
-            "i/http:1",
-            Service("http", proxy_class),
-            None,
-            ("192.0.2.2", 5000),
-            ("198.51.100.2", 80),
-            Decision(True, "ok", target=("198.51.100.2", 80)),
-            Log(LogSpec.parse("*:9"), self.out),
-            self.clock,
-            self.closed.append,
-            IdleWatch(self.clock),
-        )
-        session.connect_server = self._connect
-        self.proxy = proxy_class(session)
-        for k, v in attrs.items():
-            setattr(self.proxy, k, v)
-        self.proxy.config()
-        self.client = Endpoint("client")
-        self.ct = StringTransport()
-        self.client.makeConnection(self.ct)
-        self.proxy.start(self.client)
-
-    def _connect(self, timeout, on_connected, on_failed):
-        self.pending.append((on_connected, on_failed))
-        return _Connector()
-
-    def connect(self):
-        """Complete the pending connection attempt; the new server transport."""
-        on_connected, _failed = self.pending.pop(0)
-        ep = Endpoint("server")
-        st = StringTransport()
-        ep.makeConnection(st)
-        on_connected(ep)
-        self.servers.append((ep, st))
-        return st
-
-    def send(self, data):
-        self.client.dataReceived(data)
-
-    def reply(self, data, n=-1):
-        ep, _st = self.servers[n]
-        ep.dataReceived(data)
-
-    def to_client(self):
-        data = self.ct.value()
-        self.ct.clear()
-        return data
-
-    def to_server(self, n=-1):
-        _ep, st = self.servers[n]
-        data = st.value()
-        st.clear()
-        return data
-
-    def log(self):
-        return self.out.getvalue()
+        super().__init__(proxy_class, ("198.51.100.2", 80), **attrs)
 
 
 def test_get_relayed_canonically_without_hop_by_hop_headers():
