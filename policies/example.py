@@ -2,7 +2,7 @@
 
 - from the intranet: HTTP, FTP and TLS (a blind tunnel that decides by the
   server name) to the internet, and SSH relayed by the plug proxy;
-- from the internet: HTTP and FTP into the DMZ;
+- from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
 Run one instance with ``zfw run --policy policies/example.py --instance intra``.
@@ -23,6 +23,14 @@ class IntraHttp(HttpProxy):
         self.request_header["Via"] = (HTTP_HDR_INSERT, "1.1 zfw")
 
 
+class IntraFtp(FtpProxy):
+    """FTP out of the intranet: the internet server is only ever asked for
+    passive mode, so it never connects in, whatever the client does."""
+
+    def config(self):
+        self.data_mode = FTP_DATA_PASSIVE
+
+
 class IntraTls(TlsTunnelProxy):
     """TLS out of the intranet, by server name; no name, no tunnel."""
 
@@ -33,7 +41,7 @@ class IntraTls(TlsTunnelProxy):
 def intra():
     """Clients of the intranet going out."""
     Service("intra_http", IntraHttp)
-    Service("intra_ftp", FtpProxy)
+    Service("intra_ftp", IntraFtp)
     Service("intra_tls", IntraTls)
     Service("intra_ssh", PlugProxy)
     Listener(SockAddrInet("", 50080), "intra_http")  # intercepts port 80
@@ -45,6 +53,6 @@ def intra():
 def dmz():
     """Servers in the DMZ, reached from the internet."""
     Service("dmz_http", HttpProxy)
-    Service("dmz_ftp", FtpProxy)
+    Service("dmz_ftp", FtpProxyAnonRO)  # anonymous downloads only
     Listener(SockAddrInet("", 51080), "dmz_http")
     Listener(SockAddrInet("", 51021), "dmz_ftp")

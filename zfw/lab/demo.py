@@ -78,6 +78,21 @@ def start_web_server(lab: Lab) -> tuple[subprocess.Popen[str], str]:
     return proc, d
 
 
+def start_ftp_server(lab: Lab) -> tuple[subprocess.Popen[str], str]:
+    """pyftpdlib on port 21 of the server, logging the peer of every data connection."""
+    d = tempfile.mkdtemp()
+    os.makedirs(f"{d}/root")
+    with open(f"{d}/root/readme.txt", "w") as f:
+        f.write("hello from the FTP server\n")
+    proc = lab.popen(
+        "server",
+        [sys.executable, "-m", "zfw.lab.ftpserver", "--root", f"{d}/root", "--log", f"{d}/ftp.log"],
+    )
+    assert proc.stdout is not None
+    proc.stdout.readline()
+    return proc, d
+
+
 def curl(lab: Lab, *args: str) -> str:
     """curl from the client: status line and body, or the error."""
     proc = lab.run(
@@ -107,6 +122,8 @@ def main() -> int:
     tls_server = None
     web = None
     web_dir = ""
+    ftp = None
+    ftp_dir = ""
     try:
         say("== packet filter: zfw rules apply policies/example.py (in the firewall namespace)")
         lab.apply_rules(os.path.abspath(POLICY))
@@ -115,6 +132,7 @@ def main() -> int:
         server.stdout.readline()
         tls_server = start_tls_server(lab)
         web, web_dir = start_web_server(lab)
+        ftp, ftp_dir = start_ftp_server(lab)
         say("== zfw: twistd -n zfw --policy policies/example.py --instance intra")
         zfw = lab.start_zfw(os.path.abspath(POLICY), "intra", "--log-spec", "core.*:4")
         say("== traffic from the client namespace")
@@ -135,6 +153,18 @@ def main() -> int:
         out = lab.run("client", ["python3", "-c", SMUGGLE], check=False).stdout.strip()
         say(f"  request smuggling attempt (Content-Length and Transfer-Encoding)\n"
             f"      client got: {out or '(closed)'}")  # fmt: skip
+        for args, what in (
+            ([], "FTP, client passive (EPSV): zfw listens on the server's address"),
+            (["--ftp-port", "-"], "FTP, client active (EPRT): zfw connects from the server's address"),
+        ):
+            proc = lab.run(
+                "client",
+                ["curl", "-sS", "--max-time", "5", *args, f"ftp://{SERVER4}/readme.txt"],
+                check=False,
+            )
+            got = proc.stdout.strip() or proc.stderr.strip()
+            say(f"  curl {' '.join([*args, f'ftp://{SERVER4}/readme.txt'])}\n"
+                f"      {what}\n      client got: {got}")  # fmt: skip
         for name, what in (
             ("www.example.org", "TLS with a server name: tunnelled blindly"),
             ("ads.tracker.example", "TLS to a denied name: closed before reaching the server"),
@@ -160,6 +190,17 @@ def main() -> int:
                 with open(f"{web_dir}/access.log") as f:
                     for line in f:
                         say(f"  {line.rstrip()}")
+            except OSError:
+                pass
+        if ftp is not None:
+            ftp.kill()
+            ftp.wait()
+            say("== the FTP server's log (control and data connections from the client):")
+            try:
+                with open(f"{ftp_dir}/ftp.log") as f:
+                    for line in f:
+                        if "data connection" in line or "RETR" in line:
+                            say(f"  {line.rstrip()}")
             except OSError:
                 pass
         if server is not None:

@@ -552,7 +552,7 @@ class FtpProxy(Proxy):
             f"{cmd.verb} {cmd.arg or ''}".rstrip() + f" -> {reply.code if ok else 426}",
             client_bytes=up,
             server_bytes=down,
-            data=data.end_reason,
+            data=data.end_reason or ("delivered" if ok else "failed"),
         )
         self._next()
 
