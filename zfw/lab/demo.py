@@ -155,7 +155,7 @@ def main() -> int:
             f"      client got: {out or '(closed)'}")  # fmt: skip
         for args, what in (
             ([], "FTP, client passive (EPSV): zfw listens on the server's address"),
-            (["--ftp-port", "-"], "FTP, client active (EPRT): zfw connects from the server's address"),
+            (["--ftp-port", "-"], "FTP, client active (EPRT): zfw connects from the server"),
         ):
             proc = lab.run(
                 "client",
