@@ -304,27 +304,28 @@ class FtpProxy(Proxy):
             shown = "PASS ****" if cmd.verb == "PASS" else cmd.line().decode("latin-1").strip()
             self.log("request", 4, shown)
 
-    def _send_client(self, code: int, text: str | tuple[str, ...]) -> None:
+    def _write_client(self, data: bytes) -> None:
         if self.client is not None and not self.client.lost:
-            self.client.transport.write(format_reply(code, text))
+            self.client.transport.write(data)
+
+    def _send_client(self, code: int, text: str | tuple[str, ...]) -> None:
+        self._write_client(format_reply(code, text))
 
     def _pass(self, _cmd: Command, reply: Reply) -> None:
-        if self.client is not None and not self.client.lost:
-            self.client.transport.write(reply.serialize())
+        self._write_client(reply.serialize())
 
     # --- commands the proxy looks into -----------------------------------------------------
 
     def _user(self, cmd: Command) -> None:
-        if len(cmd.arg or "") > self.max_username_length:
-            self.violation(f"user name longer than {self.max_username_length}")
-            self._send_client(501, "User name too long.")
-            return
-        self._send(cmd, self._pass)
+        self._send_limited(cmd, self.max_username_length, "User name")
 
     def _password(self, cmd: Command) -> None:
-        if len(cmd.arg or "") > self.max_password_length:
-            self.violation(f"password longer than {self.max_password_length}")
-            self._send_client(501, "Password too long.")
+        self._send_limited(cmd, self.max_password_length, "Password")
+
+    def _send_limited(self, cmd: Command, limit: int, what: str) -> None:
+        if len(cmd.arg or "") > limit:
+            self.violation(f"{what.lower()} longer than {limit}")
+            self._send_client(501, f"{what} too long.")
             return
         self._send(cmd, self._pass)
 
