@@ -167,6 +167,16 @@ def test_port_with_a_passive_server_side():
     }
 
 
+def test_a_prepared_data_channel_expires():
+    h = Ftp(data_mode=FTP_DATA_PASSIVE, data_timeout=10)
+    h.send(b"PORT 192,0,2,2,156,64\r\n")
+    h.reply(b"227 Entering Passive Mode (198,51,100,2,117,48).\r\n")
+    assert h.to_client() == b"200 PORT command successful.\r\n"
+    h.clock.advance(11)
+    assert not h.proxy.channels
+    assert h.command(b"RETR x\r\n") == b"425 Use PORT or PASV first.\r\n"
+
+
 def test_a_transfer_without_port_or_pasv_is_refused():
     h = Ftp()
     assert h.command(b"RETR x\r\n") == b"425 Use PORT or PASV first.\r\n"

@@ -519,7 +519,7 @@ class FtpProxy(Proxy):
 
     def _transfer(self, cmd: Command) -> None:
         data = self.data
-        if data is None or data.started:
+        if data is None or data.started or data.done:  # none, used, or expired
             self._send_client(425, "Use PORT or PASV first.")
             return
         self._send(cmd, self._transfer_reply)
