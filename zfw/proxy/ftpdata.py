@@ -201,7 +201,9 @@ class DataChannel:
         self._finish(reason, ok=reason in ("closed by both sides", "closed"))
 
     def _timed_out(self) -> None:
-        self._finish(f"no data connection within {self.proxy.data_timeout:g} s", ok=False)
+        reason = f"no data connection within {self.proxy.data_timeout:g} s"
+        self.proxy.log("info", 4, f"data channel expired: {reason}")
+        self._finish(reason, ok=False)
 
     def abort(self, reason: str) -> None:
         """Drop whatever is open of the channel now."""
