@@ -54,6 +54,14 @@ def pasv_address(lines: list[str]) -> tuple[str, int]:
     return ".".join(map(str, nums[:4])), nums[4] * 256 + nums[5]
 
 
+def read_to_end(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes."""
+    got = b""
+    while chunk := sock.recv(4096):
+        got += chunk
+    return got
+
+
 def bounce(host: str, port: int) -> None:
     """PORT/EPRT naming someone else, and a low port: each must be refused."""
     c = Control(host, port)
@@ -88,9 +96,7 @@ def theft(host: str, port: int, other: str) -> None:
     data = socket.create_connection((dhost, dport), timeout=10)
     c.sock.sendall(b"RETR hello.txt\r\n")
     c.reply()
-    got = b""
-    while chunk := data.recv(4096):
-        got += chunk
+    got = read_to_end(data)
     code, _ = c.reply()
     print(f"result: thief={stolen} data={got!r} final={code} pasv={dhost}")
 
@@ -110,9 +116,7 @@ def active(host: str, port: int) -> None:
     c.sock.sendall(b"RETR hello.txt\r\n")
     c.reply()
     data, peer = lsock.accept()
-    got = b""
-    while chunk := data.recv(4096):
-        got += chunk
+    got = read_to_end(data)
     code, _ = c.reply()
     print(f"result: peer={peer[0]}:{peer[1]} data={got!r} final={code}")
 
