@@ -30,7 +30,9 @@ _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3}) ([\t\x20-\x7e\x80-
 _HEADER = re.compile(rb"(" + TOKEN + rb"):[ \t]*(.*?)[ \t]*")
 # The whole header block at once (each line ending in CRLF); C does the per-line work.
 _BLOCK = re.compile(rb"(?:" + TOKEN + rb":[^\r\n]*\r\n)*")
-_FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\r\n]*?)[ \t]*\r\n")
+# Greedy: the value keeps trailing whitespace, stripped only when the block has any
+# (a lazy value costs twice as much on every header line).
+_FIELD = re.compile(rb"(" + TOKEN + rb"):[ \t]*([^\r\n]*)\r\n")
 _CTL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _VALUE_CHARS = rb"[\t\x20-\x7e\x80-\xff]*"
 _BLOCK_CHARS = rb"((?:" + TOKEN + rb":" + _VALUE_CHARS + rb"\r\n)*)\r\n"
@@ -117,6 +119,9 @@ class EndOfMessage:
     trailers: Headers = ()
 
 
+_END = EndOfMessage()  # the common, trailer-less end; never changed
+
+
 @attrs.frozen
 class Limits:
     """What a parser accepts; every limit has a safe default."""
@@ -151,6 +156,8 @@ def _fields(block: bytes, limits: Limits, checked: bool = False) -> tuple[Header
         _headers(block[:-2].split(b"\r\n"), limits)
         raise HttpViolation(400, "malformed header block")
     found = _FIELD.findall(block)
+    if b" \r\n" in block or b"\t\r\n" in block:
+        found = [(name, value.rstrip(b" \t")) for name, value in found]
     if len(found) > limits.max_headers:
         raise HttpViolation(431, f"more than {limits.max_headers} header fields")
     index: Index = {}
@@ -243,7 +250,7 @@ class Parser:
         self._closed = True
         if self._state == "until-close":
             self._state = "done"
-            return [EndOfMessage()]
+            return [_END]
         if self._state == "head" and not self._buf:
             return []
         raise HttpViolation(400, "connection closed in the middle of a message")
@@ -271,7 +278,7 @@ class Parser:
                     return
                 emit(event)
                 if self._state == "head" and not (type(event) is Response and event.status < 200):
-                    emit(EndOfMessage())  # no body (an interim response is no message)
+                    emit(_END)  # no body (an interim response is no message)
             elif self._state == "length":
                 if not self._buf:
                     return
@@ -281,7 +288,7 @@ class Parser:
                 emit(Data(piece))
                 if self._left == 0:
                     self._state = "head"
-                    emit(EndOfMessage())
+                    emit(_END)
             elif self._state == "until-close":
                 if not self._buf:
                     return
@@ -404,11 +411,15 @@ class Parser:
     def _framing(
         self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
     ) -> None:
+        self._body = 0
+        if b"transfer-encoding" not in index and b"content-length" not in index:
+            # No framing header: no body, or (a response) one delimited by the close.
+            self._state = "until-close" if response and body_allowed else "head"
+            return
         chunked = _chunked(index, version)
         length = _content_length(index, self.limits)
         if chunked and length is not None:
             raise HttpViolation(400, "both Content-Length and Transfer-Encoding")
-        self._body = 0
         if not body_allowed:
             self._state = "head"
         elif chunked:
@@ -467,7 +478,7 @@ class Parser:
         if self._buf[:2] == b"\r\n":
             del self._buf[:2]
             self._state = "head"
-            return EndOfMessage()
+            return _END
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
             if len(self._buf) > self.limits.max_head:
@@ -485,7 +496,9 @@ class Parser:
 
 def header_block(headers: Headers) -> bytes:
     """Header lines, each ending in CRLF."""
-    return b"".join([b"%s: %s\r\n" % h for h in headers])
+    if not headers:
+        return b""
+    return b"\r\n".join(map(b": ".join, headers)) + b"\r\n"
 
 
 def request_head(method: bytes, target: bytes, headers: Headers, framing: Headers = ()) -> bytes:
@@ -538,11 +551,12 @@ def end_to_end(headers: Headers, fields: Index | None = None) -> Headers:
     if fields is not None:
         if not _DROP.intersection(fields):
             return headers
-        named = {t.strip().lower() for v in fields.get(b"connection", ()) for t in v.split(b",")}
-        if named - _DROP:
-            drop = drop | named
+        if b"connection" in fields:
+            named = {t.strip().lower() for v in fields[b"connection"] for t in v.split(b",")}
+            if not named <= _DROP:
+                drop = drop | named
     else:
         for n, v in headers:
             if n.lower() == b"connection":
                 drop = drop | {t.strip().lower() for t in v.split(b",")}
-    return tuple(h for h in headers if h[0].lower() not in drop)
+    return tuple([h for h in headers if h[0].lower() not in drop])

@@ -100,6 +100,7 @@ def _raw(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
 
 
 _NONE: list[bytes] = []
+_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
 def _tokens(fields: dict[bytes, list[bytes]], name: bytes) -> set[bytes]:
@@ -207,6 +208,7 @@ class HttpProxy(Proxy):
         self.due: float | None = None
         self._timer_kind = ""
         self._now = self.session.reactor.seconds
+        self._log_requests = self.session.log_enabled("http.request", 3)
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -284,13 +286,12 @@ class HttpProxy(Proxy):
             return
         self._pump()
 
-    def _blocked(self) -> bool:
-        tx = self.tx
-        return self.closing or (tx is not None and tx.state != "body")
-
     def _pump(self) -> None:
         events = self.events
-        while events and not self._blocked():
+        while events:
+            tx = self.tx
+            if self.closing or (tx is not None and tx.state != "body"):
+                break
             event = events.popleft()
             if type(event) is Data:
                 self._request_data(event.data)  # type: ignore[union-attr]
@@ -327,24 +328,26 @@ class HttpProxy(Proxy):
     # --- requests --------------------------------------------------------------------------
 
     def _request_head(self, head: Request) -> None:
-        self._disarm()
+        self.due = None
+        self._timer_kind = ""
         self.requests += 1
+        fields = head.fields
         method = head.method.decode("ascii")
         url = head.target.decode("ascii")
         keep = (
             head.version == (1, 1)
-            and b"close" not in _tokens(head.fields, b"connection")
+            and (b"connection" not in fields or b"close" not in _tokens(fields, b"connection"))
             and self.requests < self.max_keepalive_requests
             and not self.client_eof
         )
         tx = Transaction(head, method, url, time.monotonic(), keep)
-        tx.req_chunked = b"transfer-encoding" in head.fields
+        tx.req_chunked = b"transfer-encoding" in fields
         self.tx = tx
-        view = HttpRequest(method, url, "", [])
+        view: HttpRequest | None = None  # what a policy function sees, built when needed
         try:
             entry = request_entry(self.request, method)
             if entry != HTTP_REQ_ACCEPT:
-                view.version = _version(head.version)
+                view = HttpRequest(method, url, _version(head.version), [])
                 v = verdict(
                     entry or _UNLISTED,
                     lambda fn: fn(self._full_view(view, head)),
@@ -353,9 +356,9 @@ class HttpProxy(Proxy):
                 if not v.accepted:
                     self._refuse(v, 405 if v.action == "reject" else 403, "request")
                     return
-            if view.url != url:
-                self._check_url(view.url)
-                tx.url = view.url
+                if view.url != url:
+                    self._check_url(view.url)
+                    tx.url = view.url
             if not (tx.url.startswith("/") or (method == "OPTIONS" and tx.url == "*")):
                 raise HttpViolation(400, "transparent mode expects an origin-form request target")
             headers = self._request_headers(head, view)
@@ -390,10 +393,14 @@ class HttpProxy(Proxy):
         if not url or not set(url.encode("latin-1")) <= _TARGET_CHARS:
             raise PolicyValueError(f"the policy set an invalid URL {url[:60]!r}")
 
-    def _request_headers(self, head: Request, view: HttpRequest) -> tuple[tuple[bytes, bytes], ...]:
+    def _request_headers(
+        self, head: Request, view: HttpRequest | None
+    ) -> tuple[tuple[bytes, bytes], ...]:
         tx = self.tx
         assert tx is not None
-        if view.headers or self.request_header:
+        if (view is not None and view.headers) or self.request_header:
+            if view is None:
+                view = HttpRequest(tx.method, tx.url, _version(head.version), [])
             fields = filter_headers(
                 self.request_header,
                 self._full_view(view, head).headers,
@@ -403,6 +410,8 @@ class HttpProxy(Proxy):
             headers = _raw(fields)
         else:
             headers = end_to_end(head.headers, head.fields)
+        if b"upgrade" not in head.fields and (head.version == (1, 1) or b"host" in head.fields):
+            return headers  # the common case: nothing to add
         if head.version == (1, 0) and b"host" not in head.fields:
             host, port = self.session.destination
             host = f"[{host}]" if ":" in host else host
@@ -538,9 +547,12 @@ class HttpProxy(Proxy):
                 if tx is None and not self.closing:
                     self._drop_server("the server sent data outside a transaction")
                 return
-            if type(event) is Data:
-                self._response_data(event.data)  # type: ignore[union-attr]
-            elif type(event) is Response:
+            kind = type(event)
+            if kind is Data:
+                data = event.data  # type: ignore[union-attr]
+                tx.sent += len(data)
+                self.client.transport.write(chunk(data) if tx.resp_chunked else data)
+            elif kind is Response:
                 self._response_head(event)  # type: ignore[arg-type]
             else:
                 if i < last:  # more after the response: never reuse this connection
@@ -577,7 +589,8 @@ class HttpProxy(Proxy):
         if resp.status < 200:
             self._interim(resp)
             return
-        self._disarm()
+        self.due = None
+        self._timer_kind = ""
         tx.status = resp.status
         if self.response or self.response_header:
             headers = self._response_policy(tx, resp)
@@ -585,9 +598,10 @@ class HttpProxy(Proxy):
                 return
         else:
             headers = end_to_end(resp.headers, resp.fields)
-        conn = _tokens(resp.fields, b"connection")
-        chunked = bool(resp.fields.get(b"transfer-encoding", _NONE))
-        length = resp.fields.get(b"content-length", _NONE)
+        fields = resp.fields
+        conn = _tokens(fields, b"connection") if b"connection" in fields else _NO_TOKENS
+        chunked = b"transfer-encoding" in fields
+        length = fields.get(b"content-length", _NONE)
         no_body = tx.method == "HEAD" or resp.status in (204, 304)
         close_delimited = not no_body and not chunked and not length
         tx.server_keep = resp.version == (1, 1) and b"close" not in conn and not close_delimited
@@ -708,12 +722,6 @@ class HttpProxy(Proxy):
         self.log("info", 4, f"upgraded connection ended: {reason}")
         self.session.close()
 
-    def _response_data(self, data: bytes) -> None:
-        tx = self.tx
-        assert tx is not None
-        tx.sent += len(data)
-        self.client.transport.write(chunk(data) if tx.resp_chunked else data)
-
     def _response_end(self) -> None:
         tx = self.tx
         assert tx is not None
@@ -759,7 +767,7 @@ class HttpProxy(Proxy):
 
     def _log_request(self, tx: Transaction) -> None:
         session = self.session
-        if session.log_enabled("http.request", 3):
+        if self._log_requests:
             session.log(
                 "http.request",
                 3,
