@@ -22,6 +22,7 @@ import attrs
 
 from zfw.errors import PolicyError
 from zfw.model import (
+    InbandRouter,
     Instance,
     InstanceOptions,
     Listener,
@@ -29,6 +30,7 @@ from zfw.model import (
     PacketFilterOptions,
     Policy,
     Service,
+    TransparentRouter,
 )
 from zfw.zones import WILDCARD, Location, Zone, ZoneTable
 
@@ -248,6 +250,19 @@ def _finish(
             if lst.service not in inst.services:
                 raise _error(
                     lst.location, f"listener {lst.address} names unknown service {lst.service!r}"
+                )
+            router = inst.services[lst.service].router
+            if not lst.transparent and isinstance(router, TransparentRouter):
+                raise _error(
+                    lst.location,
+                    f"non-transparent listener {lst.address}: service {lst.service!r} needs a "
+                    "DirectedRouter or an InbandRouter (there is no original destination)",
+                )
+            if lst.transparent and isinstance(router, InbandRouter):
+                raise _error(
+                    lst.location,
+                    f"listener {lst.address}: service {lst.service!r} routes in-band; "
+                    "clients must connect to it directly (transparent=False)",
                 )
             hosts = ["0.0.0.0", "::"] if lst.address.host == "" else [lst.address.host]
             for host in hosts:

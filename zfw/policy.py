@@ -51,6 +51,7 @@ from zfw.http.policy import (
 )
 from zfw.model import (
     DirectedRouter,
+    InbandRouter,
     PortRange,
     TransparentRouter,
 )
@@ -71,7 +72,7 @@ from zfw.model import (
 )
 from zfw.proxy.base import Proxy
 from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyAnonRW, FtpProxyRO, FtpProxyRW
-from zfw.proxy.http import HttpProxy
+from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.tls import TlsTunnelProxy
 from zfw.zones import Zone as _Zone
@@ -112,6 +113,8 @@ __all__ = [
     "FtpProxyRO",
     "FtpProxyRW",
     "HttpProxy",
+    "HttpProxyNonTransparent",
+    "InbandRouter",
     "InetZone",
     "InstanceOptions",
     "Listener",
@@ -199,7 +202,7 @@ def InetZone(
 def Service(
     name: str,
     proxy_class: type,
-    router: TransparentRouter | DirectedRouter | None = None,
+    router: TransparentRouter | DirectedRouter | InbandRouter | None = None,
     max_sessions: int = 1000,
 ) -> _Service:
     """Declare a service of the current instance: a proxy class and a router."""
@@ -211,8 +214,15 @@ def Service(
         raise PolicyError(f"service {name!r}: {proxy_class!r} is not a proxy class")
     if router is None:
         router = TransparentRouter()
-    if not isinstance(router, TransparentRouter | DirectedRouter):
-        raise PolicyError(f"service {name!r}: router must be TransparentRouter or DirectedRouter")
+    if not isinstance(router, TransparentRouter | DirectedRouter | InbandRouter):
+        raise PolicyError(
+            f"service {name!r}: router must be TransparentRouter, DirectedRouter or InbandRouter"
+        )
+    if isinstance(router, InbandRouter) and not proxy_class.inband:
+        raise PolicyError(
+            f"service {name!r}: InbandRouter needs a proxy that reads the server from the "
+            f"request (HttpProxy), not {proxy_class.__name__}"
+        )
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise PolicyError(f"service {name!r}: max_sessions must be a positive integer")
     if name in inst.services:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from zfw.model import DirectedRouter, Listener, Policy, Service
+from zfw.model import DirectedRouter, InbandRouter, Listener, Policy, Service
 from zfw.zones import INBOUND, OUTBOUND
 
 
@@ -12,6 +12,10 @@ def _router(svc: Service) -> str:
     r = svc.router
     if isinstance(r, DirectedRouter):
         return f"directed to {r.target}" + (", forging client address" if r.forge_addr else "")
+    if isinstance(r, InbandRouter):
+        return "in-band (the server named in each request)" + (
+            ", forging client address" if r.forge_addr else ""
+        )
     text = "transparent"
     if r.forced_port:
         text += f", port forced to {r.forced_port}"

@@ -33,16 +33,17 @@ class ProxyHarness:
     ``forge_addr``).
     """
 
-    def __init__(self, proxy_class, destination, **attrs):
+    def __init__(self, proxy_class, destination, router=None, **attrs):
         self.clock = Clock()
         self.out = io.StringIO()
         self.closed = []
         self.pending = []  # (on_connected, on_failed) of connection attempts
         self.servers = []
+        self.decisions = []  # the decision of each connection attempt (None: the session's)
         self.destination = destination
         session = Session(
             f"i/{proxy_class.log_tag}:1",
-            Service(proxy_class.log_tag, proxy_class),
+            Service(proxy_class.log_tag, proxy_class, **({"router": router} if router else {})),
             None,
             CLIENT,
             destination,
@@ -64,8 +65,9 @@ class ProxyHarness:
         self.client.makeConnection(self.ct)
         self.proxy.start(self.client)
 
-    def _connect(self, timeout, on_connected, on_failed):
+    def _connect(self, timeout, on_connected, on_failed, decision=None):
         self.pending.append((on_connected, on_failed))
+        self.decisions.append(decision)
         return _Connector()
 
     def connect(self):

@@ -10,8 +10,8 @@ import ipaddress
 
 import attrs
 
-from zfw.model import DirectedRouter, Listener, Policy, Service
-from zfw.zones import Zone
+from zfw.model import DirectedRouter, InbandRouter, Listener, Policy, Service
+from zfw.zones import OUTBOUND, Zone
 
 Address = tuple[str, int]
 
@@ -41,9 +41,13 @@ def plain_host(host: str) -> str:
 def route(
     service: Service, client: Address, destination: Address
 ) -> tuple[Address, Address | None]:
-    """The server to connect to and the source address to connect from (None: our own)."""
+    """The server to connect to and the source address to connect from (None: our own).
+
+    For an :class:`InbandRouter`, ``destination`` is the server the request named."""
     r = service.router
-    if isinstance(r, DirectedRouter):
+    if isinstance(r, InbandRouter):
+        target = destination
+    elif isinstance(r, DirectedRouter):
         target = (r.target.host, r.target.port)
     else:
         target = (destination[0], r.forced_port or destination[1])
@@ -59,12 +63,27 @@ def decide(
     """Decide a new connection from ``client`` that was going to ``destination``."""
     client = (plain_host(client[0]), client[1])
     destination = (plain_host(destination[0]), destination[1])
-    if not listener.transparent and not isinstance(service.router, DirectedRouter):
+    inband = isinstance(service.router, InbandRouter)
+    if not listener.transparent and not isinstance(service.router, DirectedRouter) and not inband:
         return Decision(False, "a non-transparent listener needs a DirectedRouter")
     czone = policy.zones.lookup(client[0])
     if czone is None:
         return Decision(False, f"client address {client[0]} is in no zone")
-    target, source = route(service, client, destination)
+    if inband:  # the server comes with each request: decide_server() then
+        if not policy.zones.permits(czone, service.name, OUTBOUND):
+            return Decision(
+                False, f"service {service.name!r} is not permitted from zone {czone.name!r}", czone
+            )
+        return Decision(True, "permitted; the server is named in-band", czone)
+    return decide_server(policy, service, client, destination, czone)
+
+
+def decide_server(
+    policy: Policy, service: Service, client: Address, destination: Address, czone: Zone
+) -> Decision:
+    """The zone decision for ``destination``, from ``client`` in ``czone``: the second
+    half of :func:`decide`, and for an in-band router the decision on each named server."""
+    target, source = route(service, client, (plain_host(destination[0]), destination[1]))
     szone = policy.zones.lookup(target[0])
     if szone is None:
         return Decision(False, f"server address {target[0]} is in no zone", czone)

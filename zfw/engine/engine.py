@@ -173,16 +173,17 @@ class Engine:
             self.reactor,
             self.sessions.remove,
             self.idle,
+            policy,
         )
         self.sessions.add(session)
         if self.log.enabled("core.session", 4):
             target = decision.target
+            server = "named in-band" if target is None else net.fmt_addr(*target)
             session.log(
                 "core.session",
                 4,
                 f"start: {net.fmt_addr(*client)} ({session.client_zone}) -> "
-                f"{net.fmt_addr(*destination)}, server {net.fmt_addr(*target)} "  # type: ignore[misc]
-                f"({session.server_zone})",
+                f"{net.fmt_addr(*destination)}, server {server} ({session.server_zone})",
             )
         try:
             proxy = service.proxy_class(session)

@@ -11,11 +11,11 @@ from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from zfw import net
-from zfw.engine.decision import Address, Decision
+from zfw.engine.decision import Address, Decision, decide_server, plain_host
 from zfw.engine.endpoint import ConnectFactory, Endpoint
 from zfw.engine.idle import IdleWatch
 from zfw.log import Log
-from zfw.model import InstanceOptions, Listener, Service
+from zfw.model import InstanceOptions, Listener, Policy, Service
 
 
 class Session:
@@ -36,6 +36,7 @@ class Session:
         reactor: Any,
         on_close: Callable[[Session], None],
         idle_watch: IdleWatch | None = None,
+        policy: Policy | None = None,
     ):
         self.id = sid
         self.service = service
@@ -45,6 +46,8 @@ class Session:
         self.decision = decision
         self.reactor = reactor
         self.idle_watch = idle_watch
+        #: The policy the session was admitted under (in-band decisions use it).
+        self.policy = policy
         self.started = time.monotonic()
         self._log = log
         self._on_close = on_close
@@ -75,21 +78,32 @@ class Session:
         timeout: float,
         on_connected: Callable[[Endpoint], object],
         on_failed: Callable[[Failure], object],
+        decision: Decision | None = None,
     ) -> Any:
-        """Connect to the routed target, from the forged source if the router says so.
+        """Connect to the routed target, from the forged source if the router says so
+        (``decision``: one from :meth:`decide_server` instead of the session's).
 
         Returns the connector (``stopConnecting()`` gives up; ``on_failed`` hears of it).
         """
-        target = self.decision.target
+        decision = decision or self.decision
+        target = decision.target
         assert target is not None
         return net.connect(
             self.reactor,
             target[0],
             target[1],
             ConnectFactory(on_connected, on_failed),
-            source=self.decision.source,
+            source=decision.source,
             timeout=timeout,
         )
+
+    def decide_server(self, server: Address) -> Decision:
+        """The zone decision on a server the client named in-band (InbandRouter)."""
+        czone = self.decision.client_zone
+        if self.policy is None or czone is None:
+            return Decision(False, "no policy to decide an in-band server with")
+        client = (plain_host(self.client[0]), self.client[1])
+        return decide_server(self.policy, self.service, client, server, czone)
 
     def close(self) -> None:
         """The session is over: free its slot (once)."""

@@ -20,6 +20,7 @@ specification.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import attrs
@@ -251,6 +252,8 @@ class Parser:
         if self._state == "until-close":
             self._state = "done"
             return [_END]
+        if self._state == "tunnel":
+            return []
         if self._state == "head" and not self._buf:
             return []
         raise HttpViolation(400, "connection closed in the middle of a message")
@@ -295,6 +298,8 @@ class Parser:
                 piece = bytes(self._buf)
                 self._buf.clear()
                 emit(Data(piece))
+            elif self._state == "tunnel":  # after CONNECT: the bytes are no longer HTTP
+                return
             elif self._state in ("chunk-size", "chunk-data", "chunk-crlf", "trailers"):
                 event = self._chunk_step()
                 if event is None:
@@ -386,7 +391,12 @@ class Parser:
             raise HttpViolation(400, "more than one Host")
         if version == (1, 1) and not hosts:
             raise HttpViolation(400, "HTTP/1.1 request without Host")
-        self._framing(index, version, body_allowed=True)
+        if method == b"CONNECT":
+            if b"content-length" in index or b"transfer-encoding" in index:
+                raise HttpViolation(400, "CONNECT with a body")
+            self._state = "tunnel"  # what follows is for the tunnel, if there is one
+        else:
+            self._framing(index, version, body_allowed=True)
         return Request(method, target, version, headers, index)
 
     def _response(
@@ -405,7 +415,10 @@ class Parser:
         if not interim and self._methods:
             self._methods.pop(0)
         no_body = interim or status in (204, 304) or method == b"HEAD"
-        self._framing(index, version, body_allowed=not no_body, response=True)
+        if method == b"CONNECT" and 200 <= status < 300:
+            self._state = "tunnel"  # no body: the tunnel starts after the head
+        else:
+            self._framing(index, version, body_allowed=not no_body, response=True)
         return Response(status, reason, version, headers, index)
 
     def _framing(
@@ -489,6 +502,54 @@ class Parser:
         trailers, _index = _headers(_lines(block), self.limits)
         self._state = "head"
         return EndOfMessage(trailers)
+
+
+# --- request targets of a non-transparent proxy --------------------------------------------
+
+_AUTHORITY = re.compile(
+    rb"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+,;=]{1,255})(?::([0-9]{1,5}))?"
+)
+_ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([^#]*)")
+
+
+def split_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
+    """``host`` (lower case, IPv6 without brackets) and ``port`` of ``host[:port]``.
+
+    Without a port, ``default_port`` (None: a port is required, as in CONNECT)."""
+    m = _AUTHORITY.fullmatch(authority)
+    if m is None:
+        raise HttpViolation(400, f"malformed authority {authority[:60]!r}")
+    host = m.group(1).decode("ascii").lower()
+    if host.startswith("["):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise HttpViolation(400, f"malformed IPv6 address {host[:45]!r}") from None
+    if m.group(2) is None:
+        if default_port is None:
+            raise HttpViolation(400, "CONNECT target without a port")
+        return host, default_port
+    port = int(m.group(2))
+    if not 0 < port < 65536:
+        raise HttpViolation(400, f"port {port} out of range")
+    return host, port
+
+
+def absolute_target(target: bytes) -> tuple[str, int, bytes]:
+    """Host, port and origin-form target (path and query) of an absolute-form ``http://`` URL."""
+    m = _ABSOLUTE.fullmatch(target)
+    if m is None:
+        raise HttpViolation(400, f"a proxy request needs an absolute URL, not {target[:60]!r}")
+    scheme, authority, rest = m.groups()
+    if scheme.lower() != b"http":
+        raise HttpViolation(501, f"scheme {scheme[:20].decode('ascii')!r} is not supported")
+    if b"@" in authority:
+        raise HttpViolation(400, "user information in the URL")
+    host, port = split_authority(authority, 80)
+    if not rest.startswith(b"/"):
+        rest = b"/" + rest
+    return host, port, rest
 
 
 # --- serializing ---------------------------------------------------------------------------

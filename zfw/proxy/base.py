@@ -26,6 +26,8 @@ class Proxy:
     default_ports: ClassVar[tuple[int, ...]] = ()
     #: False for a proxy this version of zfw only knows by name.
     available: ClassVar[bool] = True
+    #: Whether it can read the server from the request (with an InbandRouter).
+    inband: ClassVar[bool] = False
 
     def __init__(self, session: Session):
         self.session = session

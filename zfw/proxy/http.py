@@ -33,10 +33,12 @@ from zfw.http.core import (
     Parser,
     Request,
     Response,
+    absolute_target,
     chunk,
     end_to_end,
     request_head,
     response_head,
+    split_authority,
 )
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
@@ -50,11 +52,28 @@ from zfw.http.policy import (
     response_entry,
     verdict,
 )
+from zfw.model import InbandRouter
 from zfw.proxy.base import Proxy
+from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
+from zfw.proxy.tls import TlsTunnelProxy
 from zfw.proxy.valve import Valve
 
 _TARGET_CHARS = frozenset(range(0x21, 0x7F))
+#: Not passed on by a non-transparent proxy: it sets Host from the URL, and the proxy
+#: credentials are for itself (or, with a parent proxy, for that one).
+_INBAND_DROP = frozenset({b"host", b"proxy-authorization"})
+
+
+class _Refused(Exception):
+    """A request the proxy's own settings refuse (not a protocol violation)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 #: A method the request table does not list (not even with "*"): closed by default.
 _UNLISTED = Verdict("reject", 405, "This method is not permitted.")
 
@@ -132,6 +151,7 @@ class Transaction:
     server_keep: bool = True
     status: int = 0
     sent: int = 0  # response body bytes to the client
+    server: tuple[str, int] | None = None  # in-band: the server the request named
 
 
 class HttpProxy(Proxy):
@@ -154,10 +174,22 @@ class HttpProxy(Proxy):
       switched to; the connection then becomes a byte relay;
     - ``error_files_dir`` None (built-in page) or a directory of
       ``<status>.html``/``default.html`` templates; ``error_silent`` False.
+
+    With an :class:`~zfw.model.InbandRouter` the proxy is non-transparent:
+    clients send absolute-form requests (``GET http://host/path``) and
+    ``CONNECT host:port``; the zones decide each named server. Then also:
+
+    - ``connect_ports`` (443,): the ports CONNECT may reach (CONNECT must also be
+      accepted by the request table, as :class:`HttpProxyNonTransparent` does);
+    - ``connect_proxy`` PlugProxy: the proxy class that carries a CONNECT tunnel,
+      PlugProxy or a TlsTunnelProxy (which then decides by the ClientHello);
+    - ``parent_proxy`` None: ``(host, port)`` of a proxy to send every request
+      to (absolute-form, CONNECT included) instead of the servers.
     """
 
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
+    inband: ClassVar[bool] = True
 
     max_line_length: int = 8192
     max_url_length: int = 8192
@@ -174,6 +206,9 @@ class HttpProxy(Proxy):
     permit_upgrade: tuple[str, ...] = ()
     error_files_dir: str | None = None
     error_silent: bool = False
+    connect_ports: tuple[int, ...] = (443,)
+    connect_proxy: type[Proxy] = PlugProxy
+    parent_proxy: tuple[str, int] | None = None
 
     def __init__(self, session: Any):
         super().__init__(session)
@@ -209,6 +244,9 @@ class HttpProxy(Proxy):
         self._timer_kind = ""
         self._now = self.session.reactor.seconds
         self._log_requests = self.session.log_enabled("http.request", 3)
+        #: Non-transparent: the server comes from each request (an InbandRouter).
+        self.nontransparent = isinstance(self.session.service.router, InbandRouter)
+        self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -359,11 +397,19 @@ class HttpProxy(Proxy):
                 if view.url != url:
                     self._check_url(view.url)
                     tx.url = view.url
-            if not (tx.url.startswith("/") or (method == "OPTIONS" and tx.url == "*")):
+            if self.nontransparent:
+                target = self._inband_target(tx)
+            elif tx.url.startswith("/") or (method == "OPTIONS" and tx.url == "*"):
+                target = tx.url.encode("ascii") if tx.url != url else head.target
+            else:
                 raise HttpViolation(400, "transparent mode expects an origin-form request target")
             headers = self._request_headers(head, view)
         except HttpViolation as e:
             self._client_violation(e.status, e.reason)
+            return
+        except _Refused as e:
+            self.log("policy", 3, f"request rejected: {e.reason}")
+            self._send_error(e.status, e.reason)
             return
         except HeaderAbort as e:
             self._refuse(Verdict("reject", 400, str(e)), 400, "request")
@@ -376,9 +422,20 @@ class HttpProxy(Proxy):
             return
         framing = self._request_framing(head)
         tx.state = "connecting"
-        target = tx.url.encode("ascii") if tx.url != url else head.target
+        if tx.server is not None:  # in-band: Host names the server of the URL
+            host, port = tx.server
+            authority = f"[{host}]" if ":" in host else host
+            authority += "" if port == 80 and method != "CONNECT" else f":{port}"
+            headers = (
+                (b"Host", authority.encode("ascii")),
+                *(h for h in headers if h[0].lower() not in _INBAND_DROP),
+            )
+            if self.parent_proxy is not None:
+                headers += tuple(h for h in head.headers if h[0].lower() == b"proxy-authorization")
         self._out_head = request_head(head.method, target, headers, framing)
-        if self.verify_host:
+        if tx.server is not None:
+            self._route_inband(tx)
+        elif self.verify_host:
             self._verify_host(head)
         else:
             self._to_server()
@@ -392,6 +449,121 @@ class HttpProxy(Proxy):
     def _check_url(self, url: str) -> None:
         if not url or not set(url.encode("latin-1")) <= _TARGET_CHARS:
             raise PolicyValueError(f"the policy set an invalid URL {url[:60]!r}")
+
+    def _inband_target(self, tx: Transaction) -> bytes:
+        """The server of an absolute-form or CONNECT request (into ``tx.server``) and
+        the target to send: origin-form to the server, unchanged to a parent proxy."""
+        raw = tx.url.encode("ascii")
+        if tx.method == "CONNECT":
+            tx.server = split_authority(raw, None)
+            tx.client_keep = False  # after a tunnel, or a refusal, nothing more is HTTP
+            if tx.server[1] not in self.connect_ports:
+                raise _Refused(403, f"CONNECT to port {tx.server[1]} is not permitted")
+            return raw
+        host, port, origin = absolute_target(raw)
+        tx.server = (host, port)
+        return raw if self.parent_proxy is not None else origin
+
+    def _route_inband(self, tx: Transaction) -> None:
+        """Resolve the server (or the parent proxy), decide by its zone, then connect."""
+        assert tx.server is not None
+        host, port = self.parent_proxy or tx.server
+        key = (host, port)
+        if self.server is not None and not self.server.lost and self._server_key == key:
+            self._send_head()
+            return
+        if self.server is not None:
+            self._drop_server()
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            d = deferToThread(_addresses, host)
+            d.addCallbacks(
+                lambda found: self._resolved(tx, key, found),
+                lambda f: self._not_resolved(tx, host, describe_failure(f)),
+            )
+            return
+        self._resolved(tx, key, [str(literal)])
+
+    def _not_resolved(self, tx: Transaction, host: str, error: str) -> None:
+        if self.tx is tx and not self.closing:
+            self.log("error", 3, f"{host} does not resolve: {error}")
+            self._send_error(502, f"The name {host} does not resolve.")
+
+    def _resolved(self, tx: Transaction, key: tuple[str, int], addresses: list[str]) -> None:
+        if self.tx is not tx or self.closing:
+            return
+        first = None
+        for address in dict.fromkeys(addresses):
+            decision = self.session.decide_server((address, key[1]))
+            if decision.allowed:
+                break
+            first = first or decision
+        else:
+            reason = first.reason if first else "no address"
+            self.session.log(
+                "core.policy", 1, f"denied {tx.method} {tx.url[:200]}: {key[0]}: {reason}"
+            )
+            self._send_error(403, "The requested server is not permitted.")
+            return
+        self._server_key = key
+        if tx.method == "CONNECT" and self.parent_proxy is None:
+            self._tunnel(tx, decision)
+            return
+        self._connector = self.session.connect_server(
+            self.connect_timeout, self._connected, self._connect_failed, decision
+        )
+
+    def _tunnel(self, tx: Transaction, decision: Any) -> None:
+        """CONNECT: hand the client to ``connect_proxy`` toward the decided server."""
+        proxy_class = self.connect_proxy
+        if issubclass(proxy_class, TlsTunnelProxy):
+            # It decides by the ClientHello, which the client sends after our 200.
+            self._established(tx)
+            pending = self._detach()
+            self.session.decision = decision
+            self.session.destination = decision.target
+            proxy = proxy_class(self.session)
+            proxy.config()
+            proxy.start(self.client, pending)
+            return
+
+        def connected(server: Endpoint) -> None:
+            self._connector = None
+            if self.closing or self.tx is not tx:
+                server.transport.loseConnection()
+                return
+            self._established(tx)
+            pending = self._detach()
+            self.session.decision = decision
+            self.session.destination = decision.target
+            proxy = proxy_class(self.session)
+            proxy.config()
+            proxy.adopt(self.client, server, to_server=pending)  # type: ignore[attr-defined]
+
+        self._connector = self.session.connect_server(
+            self.connect_timeout, connected, self._connect_failed, decision
+        )
+
+    def _established(self, tx: Transaction) -> None:
+        tx.status = 200
+        self.client.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self._log_request(tx)
+
+    def _detach(self) -> bytes:
+        """Stop being the session's proxy (a tunnel or another protocol takes over); the
+        bytes the client sent that were not parsed."""
+        self._disarm()
+        self.closing = True
+        self.tx = None
+        self.client.transport.unregisterProducer()
+        if self.server is not None:
+            self.server.transport.unregisterProducer()
+        self.client_valve.release("wait")
+        self.client_valve.release("backpressure")
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        return self.reader.take_buffer()
 
     def _request_headers(
         self, head: Request, view: HttpRequest | None
@@ -592,6 +764,9 @@ class HttpProxy(Proxy):
         self.due = None
         self._timer_kind = ""
         tx.status = resp.status
+        if tx.method == "CONNECT" and resp.status < 300:
+            self._parent_tunnel(tx, resp)
+            return
         if self.response or self.response_header:
             headers = self._response_policy(tx, resp)
             if headers is None:
@@ -622,6 +797,22 @@ class HttpProxy(Proxy):
             framing += ((b"Connection", b"close"),)
         tx.resp_started = True
         self.client.transport.write(response_head(resp.status, resp.reason, headers, framing))
+
+    def _parent_tunnel(self, tx: Transaction, resp: Response) -> None:
+        """The parent proxy opened a CONNECT tunnel: relay it (with PlugProxy)."""
+        server, server_reader = self.server, self.server_reader
+        assert server is not None and server_reader is not None
+        self.client.transport.write(
+            response_head(resp.status, resp.reason, end_to_end(resp.headers, resp.fields))
+        )
+        self._log_request(tx)
+        to_client = server_reader.take_buffer()
+        to_server = self._detach()
+        self.server = self.server_reader = None
+        proxy_class = self.connect_proxy if hasattr(self.connect_proxy, "adopt") else PlugProxy
+        proxy = proxy_class(self.session)
+        proxy.config()
+        proxy.adopt(self.client, server, to_server, to_client)  # type: ignore[attr-defined]
 
     def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
         """The response and response_header tables; the headers to send, or None if refused."""
@@ -888,3 +1079,12 @@ def split_host(value: str) -> tuple[str | None, int | None]:
 
 def _addresses(name: str) -> list[str]:
     return [i[4][0] for i in socket.getaddrinfo(name, None, proto=socket.IPPROTO_TCP)]
+
+
+class HttpProxyNonTransparent(HttpProxy):
+    """HttpProxy as a proxy that clients are configured to use (with an InbandRouter):
+    GET, HEAD and POST in absolute form, and CONNECT tunnels to ``connect_ports``."""
+
+    def __init__(self, session: Any):
+        super().__init__(session)
+        self.request["CONNECT"] = HTTP_REQ_ACCEPT

@@ -55,9 +55,17 @@ class PlugProxy(Proxy):
             server.transport.loseConnection()
             self.session.close()
             return
-        self.relay = Relay(self.client, server, self.session.idle_watch, self.timeout, self._done)
+        self.adopt(self.client, server)
+
+    def adopt(
+        self, client: Endpoint, server: Endpoint, to_server: bytes = b"", to_client: bytes = b""
+    ) -> None:
+        """Relay between connections another proxy opened (HttpProxy's CONNECT tunnels);
+        ``to_server``/``to_client``: bytes that proxy read but did not pass on."""
+        self.client = client
+        self.relay = Relay(client, server, self.session.idle_watch, self.timeout, self._done)
         self.session.abort = self.relay.abort
-        self.relay.start()
+        self.relay.start(to_server=to_server, to_client=to_client)
 
     def _done(self, relay: Relay, reason: str) -> None:
         self.log(

@@ -89,8 +89,10 @@ class TlsTunnelProxy(Proxy):
 
     # --- the session -----------------------------------------------------------------------
 
-    def start(self, client: Endpoint) -> None:
-        """Read the ClientHello, with a deadline, before anything else."""
+    def start(self, client: Endpoint, pending: bytes = b"") -> None:
+        """Read the ClientHello, with a deadline, before anything else.
+
+        ``pending``: bytes of it already read (by HttpProxy, for a CONNECT tunnel)."""
         self.client = client
         self.hello: ClientHello | None = None
         self.decision = "pending"
@@ -102,6 +104,8 @@ class TlsTunnelProxy(Proxy):
         client.on_lost = lambda _ep, _r: self._refuse("client left before its ClientHello")
         self._deadline = self.session.reactor.callLater(self.hello_timeout, self._late)
         self.session.abort = self._abort
+        if pending:
+            self._hello_data(pending)
 
     def _late(self) -> None:
         self._deadline = None

@@ -1,0 +1,195 @@
+"""HttpProxy with an InbandRouter: absolute-form requests, CONNECT, a parent proxy."""
+
+from __future__ import annotations
+
+from twisted.internet.error import ConnectionRefusedError
+from twisted.python.failure import Failure
+
+from tests.proxy.harness import ProxyHarness
+from tests.tls.test_clienthello import hello, sni_ext
+from zfw.engine.decision import Decision
+from zfw.model import InbandRouter
+from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
+from zfw.proxy.relay import Relay
+from zfw.proxy.tls import TlsTunnelProxy
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
+DENIED_NET = "203.0.113."
+
+
+class Harness(ProxyHarness):
+    """A non-transparent HttpProxy; servers in 203.0.113.0/24 are in a forbidden zone."""
+
+    def __init__(self, proxy_class=HttpProxyNonTransparent, **attrs):
+        super().__init__(proxy_class, ("192.0.2.1", 3128), router=InbandRouter(), **attrs)
+        self.proxy.session.decide_server = self._decide
+        self.asked = []
+
+    def _decide(self, server):
+        self.asked.append(server)
+        if server[0].startswith(DENIED_NET):
+            return Decision(False, "service 'web' is not permitted from zone 'lan' to 'dmz'")
+        return Decision(True, "permitted", target=server)
+
+
+def test_absolute_form_goes_to_the_named_server_in_origin_form():
+    h = Harness()
+    h.send(
+        b"GET http://198.51.100.2:8080/a?b=1 HTTP/1.1\r\nHost: other.example\r\n"
+        b"Proxy-Connection: keep-alive\r\nProxy-Authorization: Basic eDp5\r\nAccept: */*\r\n\r\n"
+    )
+    assert h.asked == [("198.51.100.2", 8080)]
+    assert h.decisions[0].target == ("198.51.100.2", 8080)
+    st = h.connect()
+    assert st.value() == (b"GET /a?b=1 HTTP/1.1\r\nHost: 198.51.100.2:8080\r\nAccept: */*\r\n\r\n")
+    h.reply(OK)
+    assert h.to_client() == OK
+    assert "GET http://198.51.100.2:8080/a?b=1 -> 200" in h.log()
+
+
+def test_same_server_reuses_the_connection_another_server_gets_a_new_one():
+    h = Harness()
+    h.send(b"GET http://198.51.100.2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = h.connect()
+    assert first.value().startswith(b"GET / HTTP/1.1\r\nHost: 198.51.100.2\r\n")
+    h.reply(OK)
+    h.send(b"GET http://198.51.100.2/b HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert not h.pending and b"GET /b " in first.value()
+    h.reply(OK)
+    h.send(b"GET http://[2001:db8:2::2]/c HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert first.disconnecting and h.asked[-1] == ("2001:db8:2::2", 80)
+    second = h.connect()
+    assert second.value().startswith(b"GET /c HTTP/1.1\r\nHost: [2001:db8:2::2]\r\n")
+
+
+def test_server_in_a_forbidden_zone_gets_403_and_a_policy_line():
+    h = Harness()
+    h.send(b"GET http://203.0.113.5/ HTTP/1.1\r\nHost: 203.0.113.5\r\n\r\n")
+    assert not h.pending
+    assert h.to_client().startswith(b"HTTP/1.1 403 ")
+    assert "core.policy(1): (i/http:1): denied GET http://203.0.113.5/: 203.0.113.5:" in h.log()
+
+
+def test_origin_form_and_other_schemes_are_refused():
+    h = Harness()
+    h.send(b"GET /a HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 400 ") and not h.pending
+    h = Harness()
+    h.send(b"GET ftp://198.51.100.2/a HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 501 ")
+    h = Harness()
+    h.send(b"GET http://u:p@198.51.100.2/ HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 400 ")
+
+
+def test_transparent_mode_refuses_absolute_form_and_connect():
+    h = ProxyHarness(HttpProxyNonTransparent, ("198.51.100.2", 80))
+    h.send(b"GET http://198.51.100.2/ HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 400 ")
+    h = ProxyHarness(HttpProxy, ("198.51.100.2", 80))
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 405 ") and not h.pending
+
+
+def test_connect_relays_bytes_through_plugproxy_after_200():
+    h = Harness()
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\nearly")
+    assert h.decisions[0].target == ("198.51.100.2", 443)
+    assert h.to_client() == b""  # 200 only once the server answered
+    st = h.connect()
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    assert st.value() == b"early"  # what the client sent before the 200 is not lost
+    h.send(b"\x16\x03\x01 tls bytes")
+    assert st.value().endswith(b"\x16\x03\x01 tls bytes")
+    h.reply(b"from server")
+    assert h.to_client() == b"from server"
+    assert "CONNECT 198.51.100.2:443 -> 200" in h.log()
+    assert h.proxy.session.destination == ("198.51.100.2", 443)
+
+
+def test_connect_to_a_port_not_permitted_gets_403():
+    h = Harness()
+    h.send(b"CONNECT 198.51.100.2:25 HTTP/1.1\r\nHost: 198.51.100.2:25\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 403 ") and not h.pending
+    assert "CONNECT to port 25 is not permitted" in h.log()
+
+
+def test_connect_needs_the_request_table_to_accept_it():
+    h = Harness(HttpProxy)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 405 ") and not h.pending
+
+
+def test_connect_failure_gives_502_not_200():
+    h = Harness()
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    _ok, failed = h.pending.pop(0)
+    failed(Failure(ConnectionRefusedError()))
+    assert h.to_client().startswith(b"HTTP/1.1 502 ") and h.ct.disconnecting
+
+
+def tls_hello(name: str) -> bytes:
+    return hello(sni_ext(name.encode()))
+
+
+def test_connect_with_a_tls_tunnel_decides_by_the_client_hello():
+    class OnlyExample(TlsTunnelProxy):
+        def config(self):
+            self.allowed_names = ("www.example.org",)
+
+    h = Harness(connect_proxy=OnlyExample)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    assert not h.pending  # nothing reaches the server before the ClientHello
+    h.send(tls_hello("www.example.org"))
+    st = h.connect()
+    assert st.value() == tls_hello("www.example.org")
+    assert h.proxy.session.decision.target == ("198.51.100.2", 443)
+
+    h = Harness(connect_proxy=OnlyExample)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    h.to_client()
+    h.send(tls_hello("evil.example"))
+    assert not h.pending and h.ct.disconnecting
+    assert "evil.example is not in the allowed names" in h.log()
+
+
+def test_parent_proxy_gets_absolute_form_and_the_credentials():
+    h = Harness(parent_proxy=("198.51.100.8", 3128))
+    h.send(
+        b"GET http://www.example.org/a HTTP/1.1\r\nHost: www.example.org\r\n"
+        b"Proxy-Authorization: Basic eDp5\r\n\r\n"
+    )
+    assert h.asked == [("198.51.100.8", 3128)]
+    st = h.connect()
+    assert st.value() == (
+        b"GET http://www.example.org/a HTTP/1.1\r\nHost: www.example.org\r\n"
+        b"Proxy-Authorization: Basic eDp5\r\n\r\n"
+    )
+    h.reply(OK)
+    assert h.to_client() == OK
+
+
+def test_connect_through_a_parent_proxy():
+    h = Harness(parent_proxy=("198.51.100.8", 3128))
+    h.send(b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\nhello")
+    st = h.connect()
+    assert st.value() == (
+        b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n"
+    )
+    st.clear()
+    h.reply(b"HTTP/1.1 200 Connection established\r\n\r\nserver hello")
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\nserver hello"
+    assert st.value() == b"hello"
+    h.send(b"more")
+    assert st.value() == b"hellomore"
+    assert isinstance(h.proxy.session.abort.__self__, Relay)  # PlugProxy's relay
+
+
+def test_parent_refusing_connect_is_passed_on_and_the_client_closed():
+    h = Harness(parent_proxy=("198.51.100.8", 3128))
+    h.send(b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n")
+    h.connect()
+    h.reply(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden\r\n")
+    assert h.ct.disconnecting
