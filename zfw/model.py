@@ -42,10 +42,11 @@ class InbandRouter:
     """Connect to the server the client names in its request (a non-transparent proxy:
     ``GET http://host/`` or ``CONNECT host:443``); the zones decide each such server.
 
-    ``forge_addr`` makes the server see the client's address.
+    ``forge_addr`` makes the server see the client's address (``forge_port``: and port).
     """
 
     forge_addr: bool = False
+    forge_port: bool = False
 
 
 Router = TransparentRouter | DirectedRouter | InbandRouter
