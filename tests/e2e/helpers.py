@@ -80,7 +80,13 @@ def start_ftp_servers(lab: Lab, root: Path, ports: list[int]) -> list[subprocess
 
 
 def stop_all(procs: list[subprocess.Popen[str]]) -> None:
-    """Kill and reap ``procs``."""
+    """Stop and reap ``procs``: SIGTERM first, so that an nginx master takes its workers
+    (which hold the listening sockets) with it; SIGKILL after 5 s."""
     for p in procs:
-        p.kill()
-        p.wait()
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
