@@ -1,7 +1,8 @@
 """The classic three-zone firewall: intranet, DMZ, internet.
 
 - from the intranet: HTTP, FTP and TLS (a blind tunnel that decides by the
-  server name) to the internet, and SSH relayed by the plug proxy;
+  server name) to the internet, and SSH relayed by the plug proxy; browsers
+  configured to use a proxy get one on 192.0.2.1:3128;
 - from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
@@ -38,6 +39,15 @@ class IntraTls(TlsTunnelProxy):
         self.denied_names = ["*.tracker.example"]
 
 
+class IntraWebProxy(HttpProxyNonTransparent):
+    """For browsers configured to use a proxy: the same rules as IntraHttp, and
+    CONNECT (port 443 only) for HTTPS."""
+
+    def config(self):
+        self.request["DELETE"] = (HTTP_REQ_REJECT, 405, "Deleting is not permitted from here.")
+        self.request_header["Via"] = (HTTP_HDR_INSERT, "1.1 zfw")
+
+
 def intra():
     """Clients of the intranet going out."""
     Service("intra_http", IntraHttp)
@@ -48,6 +58,9 @@ def intra():
     Listener(SockAddrInet("", 50021), "intra_ftp")  # port 21
     Listener(SockAddrInet("", 50443), "intra_tls")  # port 443
     Listener(SockAddrInet("", 50022), "intra_ssh", intercept=22)
+    # Each server a request names is decided by its zone (the DMZ is not permitted).
+    Service("intra_proxy", IntraWebProxy, router=InbandRouter(forge_addr=True))
+    Listener(SockAddrInet("192.0.2.1", 3128), "intra_proxy", transparent=False)
 
 
 def dmz():

@@ -10,7 +10,7 @@ from zfw.policy import *
 InetZone(
     "intranet",
     ["192.0.2.0/24", "2001:db8:1::/64"],
-    outbound_services=["intra_http", "intra_ftp", "intra_tls", "intra_ssh"],
+    outbound_services=["intra_http", "intra_ftp", "intra_tls", "intra_ssh", "intra_proxy"],
 )
 # Most specific wins: 192.0.2.0/28 is 'admin', which inherits what the
 # intranet may do and may also reach the firewall's own SSH.
@@ -23,6 +23,6 @@ InetZone(
 InetZone(
     "internet",
     ["0.0.0.0/0", "::/0"],
-    inbound_services=["intra_http", "intra_ftp", "intra_tls", "intra_ssh"],
+    inbound_services=["intra_http", "intra_ftp", "intra_tls", "intra_ssh", "intra_proxy"],
     outbound_services=["dmz_http", "dmz_ftp"],
 )

@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 
-from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, SERVER4, SERVER6, Lab, LabError
+from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab, LabError
 from zfw.lab.servers import s_client, self_signed_cert, start_nginx
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "..", "policies", "example.py")
@@ -148,6 +148,14 @@ def main() -> int:
             ([f"http://{SERVER4}/"], "HTTP GET through HttpProxy"),
             ([f"http://[{SERVER6}]/"], "the same over IPv6"),
             (["-X", "DELETE", f"http://{SERVER4}/"], "HTTP DELETE: the policy rejects it"),
+            (
+                ["-x", f"http://{FW_CLIENT4}:3128", f"http://{SERVER4}/"],
+                "through the configured proxy (non-transparent HttpProxy)",
+            ),
+            (
+                ["-x", f"http://{FW_CLIENT4}:3128", "http://203.0.113.5/"],
+                "the same to a DMZ server: its zone does not admit the service",
+            ),
         ):
             say(f"  curl {' '.join(args)}  {what}\n      client got: {curl(lab, *args)}")
         out = lab.run("client", ["python3", "-c", SMUGGLE], check=False).stdout.strip()
