@@ -17,7 +17,7 @@ def test_check_example_prints_summary(capsys):
     assert "admin: 192.0.2.0/28, 2001:db8:1::/124  (parent intranet)" in out
     assert "listener *:50080 -> intra_http (transparent, intercepts 80)" in out
     assert "fw_ssh: tcp/22 from admin" in out
-    assert "intranet -> internet: intra_ftp, intra_http, intra_ssh, intra_tls" in out
+    assert "intranet -> internet: intra_ftp, intra_http, intra_proxy, intra_ssh, intra_tls" in out
     assert "internet -> dmz: dmz_ftp, dmz_http" in out
 
 

@@ -229,7 +229,8 @@ def _filter(policy, family, nets, plain, services, out_ok, mark) -> Table:
             if out_ok[(zone.name, lst.service)]:
                 rules.append(
                     Rule(
-                        dst=host or None,
+                        # as iptables shows it back, so that `zfw rules diff` finds no drift
+                        dst=f"{host}/{128 if ':' in host else 32}" if host else None,
                         protocol="tcp",
                         matches=(_dport(PortRange(lst.address.port, lst.address.port)),),
                         comment=f"listener {lst.service}",
