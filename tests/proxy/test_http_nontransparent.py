@@ -193,3 +193,16 @@ def test_parent_refusing_connect_is_passed_on_and_the_client_closed():
     h.reply(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
     assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden\r\n")
     assert h.ct.disconnecting
+
+
+def test_a_request_naming_the_proxy_itself_is_a_loop():
+    h = Harness()
+    h.send(b"GET http://192.0.2.1:3128/ HTTP/1.1\r\nHost: 192.0.2.1:3128\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 508 ") and not h.pending
+
+
+def test_connect_proxy_must_be_a_tunnel():
+    h = Harness(connect_proxy=HttpProxy)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
+    assert "connect_proxy must be PlugProxy or a TlsTunnelProxy" in h.log()

@@ -495,6 +495,10 @@ class HttpProxy(Proxy):
             return
         first = None
         for address in dict.fromkeys(addresses):
+            if (address, key[1]) == self.session.destination:
+                self.log("violation", 1, f"request: {tx.url[:200]} names this proxy itself")
+                self._send_error(508, "The request names this proxy itself.")
+                return
             decision = self.session.decide_server((address, key[1]))
             if decision.allowed:
                 break
@@ -517,6 +521,13 @@ class HttpProxy(Proxy):
     def _tunnel(self, tx: Transaction, decision: Any) -> None:
         """CONNECT: hand the client to ``connect_proxy`` toward the decided server."""
         proxy_class = self.connect_proxy
+        if not (
+            isinstance(proxy_class, type) and issubclass(proxy_class, PlugProxy | TlsTunnelProxy)
+        ):
+            self._policy_error(
+                f"connect_proxy must be PlugProxy or a TlsTunnelProxy, not {proxy_class!r}"
+            )
+            return
         if issubclass(proxy_class, TlsTunnelProxy):
             # It decides by the ClientHello, which the client sends after our 200.
             self._established(tx)
