@@ -530,13 +530,8 @@ class HttpProxy(Proxy):
             return
         if issubclass(proxy_class, TlsTunnelProxy):
             # It decides by the ClientHello, which the client sends after our 200.
-            self._established(tx)
-            pending = self._detach()
-            self.session.decision = decision
-            self.session.destination = decision.target
-            proxy = proxy_class(self.session)
-            proxy.config()
-            proxy.start(self.client, pending)
+            proxy, pending = self._hand_over(tx, decision, proxy_class)
+            proxy.start(self.client, pending)  # type: ignore[call-arg]
             return
 
         def connected(server: Endpoint) -> None:
@@ -544,22 +539,27 @@ class HttpProxy(Proxy):
             if self.closing or self.tx is not tx:
                 server.transport.loseConnection()
                 return
-            self._established(tx)
-            pending = self._detach()
-            self.session.decision = decision
-            self.session.destination = decision.target
-            proxy = proxy_class(self.session)
-            proxy.config()
+            proxy, pending = self._hand_over(tx, decision, proxy_class)
             proxy.adopt(self.client, server, to_server=pending)  # type: ignore[attr-defined]
 
         self._connector = self.session.connect_server(
             self.connect_timeout, connected, self._connect_failed, decision
         )
 
-    def _established(self, tx: Transaction) -> None:
+    def _hand_over(
+        self, tx: Transaction, decision: Any, proxy_class: type[Proxy]
+    ) -> tuple[Proxy, bytes]:
+        """Answer the CONNECT with 200 and make ``proxy_class`` the session's proxy toward
+        the decided server; the new proxy, and what the client sent that was not parsed."""
         tx.status = 200
         self.client.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self._log_request(tx)
+        pending = self._detach()
+        self.session.decision = decision
+        self.session.destination = decision.target
+        proxy = proxy_class(self.session)
+        proxy.config()
+        return proxy, pending
 
     def _detach(self) -> bytes:
         """Stop being the session's proxy (a tunnel or another protocol takes over); the
@@ -908,15 +908,10 @@ class HttpProxy(Proxy):
         self._log_request(tx)
         self.log("info", 4, f"switched to {tx.upgrade.decode('latin-1')}")  # type: ignore[union-attr]
         to_client = head + self.server_reader.take_buffer()
-        to_server = self.reader.take_buffer()
-        self.client.transport.unregisterProducer()
-        self.server.transport.unregisterProducer()
-        self.client_valve.release("wait")
+        to_server = self._detach()
         self._relay = Relay(
             self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
-        if self.session.idle_watch is not None:
-            self.session.idle_watch.discard(self)
         self.session.abort = self._relay.abort
         self._relay.start(to_server=to_server, to_client=to_client)
 
