@@ -3,7 +3,9 @@
     sudo .venv/bin/python bench/plug.py [--seconds 5] [--gib 2]
 
 Measures, through each of: plain routing, the minimal relay
-(bench/minimal_relay.py) and zfw's PlugProxy (bench/plug_policy.py):
+(bench/minimal_relay.py), the same relay passing half-closes on
+(``--half-close``, as PlugProxy does) and zfw's PlugProxy
+(bench/plug_policy.py):
 
 - bulk throughput of one stream (socat, /dev/zero to /dev/null);
 - small keep-alive requests/s relayed (wrk against nginx);
@@ -80,8 +82,10 @@ def start_proxy(lab: Lab, name: str):
     """Start the minimal relay or zfw pinned to CPU 0; None for plain routing."""
     if name == "routing":
         return None
-    if name == "minimal":
+    if name in ("minimal", "minimal-hc"):
         args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
+        if name == "minimal-hc":
+            args.append("--half-close")
     else:
         args = lab.zfw_command(
             os.path.join(HERE, "plug_policy.py"), "bench", "--log-file", "/dev/null"
@@ -147,11 +151,11 @@ def main() -> None:
         for _ in range(a.rounds):
             run_round(lab, a, "routing", results)
         for r in range(a.rounds):
-            for name in ("minimal", "zfw"):
+            for name in ("minimal", "minimal-hc", "zfw"):
                 run_round(lab, a, name, results)
             print(f"round {r + 1} of {a.rounds} done", flush=True)
             for (name, metric), values in sorted(results.items()):
-                print(f"    {name:8} {metric:14} {values[-1]:10.1f}", flush=True)
+                print(f"    {name:10} {metric:14} {values[-1]:10.1f}", flush=True)
         nginx.kill()
         sink.kill()
     finally:
@@ -162,7 +166,7 @@ def main() -> None:
     for (name, metric), values in sorted(results.items()):
         unit = "Gbit/s" if metric == "bulk" else "req/s"
         rounds = ", ".join(f"{v:.1f}" if unit == "Gbit/s" else f"{v:.0f}" for v in values)
-        print(f"  {name:8} {metric:14} {best[(name, metric)]:10.1f} {unit:6} [{rounds}]")
+        print(f"  {name:10} {metric:14} {best[(name, metric)]:10.1f} {unit:6} [{rounds}]")
     print("\nratios")
     for metric, base in (
         ("bulk", "bulk"),
@@ -171,11 +175,12 @@ def main() -> None:
         ("conn/textbook", "conn/none"),
     ):
         z, m, r = best[("zfw", metric)], best[("minimal", metric)], best[("routing", base)]
+        h = best[("minimal-hc", metric)]
         print(
-            f"  {metric:14} zfw/minimal {z / m:5.2f}   zfw/routing {z / r:5.2f}   "
-            f"minimal/routing {m / r:5.2f}"
+            f"  {metric:14} zfw/minimal {z / m:5.2f}   zfw/minimal-hc {z / h:5.2f}   "
+            f"zfw/routing {z / r:5.2f}   minimal/routing {m / r:5.2f}"
         )
-    for name in ("minimal", "zfw"):
+    for name in ("minimal", "minimal-hc", "zfw"):
         t, n = best[(name, "conn/textbook")], best[(name, "conn/nosyn")]
         print(f"  {name}: new connections/s, textbook DIVERT / '! --syn' DIVERT = {t / n:.2f}")
 

@@ -1,14 +1,20 @@
-"""zfw.net: what an administrator sees without CAP_NET_ADMIN."""
+"""zfw.net: what an administrator sees without CAP_NET_ADMIN, and closing drained connections."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 
 import pytest
+from twisted.internet import tcp
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
 
 from zfw import net
 
@@ -62,3 +68,46 @@ def test_zfw_run_without_capability_exits_with_the_reason():
 def test_fmt_addr():
     assert net.fmt_addr("192.0.2.1", 80) == "192.0.2.1:80"
     assert net.fmt_addr("2001:db8::1", 80) == "[2001:db8::1]:80"
+
+
+class _Recorder(Protocol):
+    def __init__(self) -> None:
+        self.lost: list[Failure] = []
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost.append(reason)
+
+
+def _tcp_transport() -> tuple[tcp.Connection, _Recorder, socket.socket]:
+    """A Twisted TCP transport on one end of a loopback connection, and the other end."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        peer = socket.create_connection(listener.getsockname())
+        ours, _addr = listener.accept()
+    ours.setblocking(False)
+    proto = _Recorder()
+    transport = tcp.Connection(ours, proto, MemoryReactor())
+    transport.connected = 1
+    proto.makeConnection(transport)
+    return transport, proto, peer
+
+
+def test_close_drained_closes_at_once_and_tells_the_protocol():
+    transport, proto, peer = _tcp_transport()
+    with peer:
+        assert net.close_drained(transport)
+        assert len(proto.lost) == 1 and proto.lost[0].check(ConnectionDone)
+        peer.settimeout(5)
+        assert peer.recv(10) == b""  # our FIN arrived
+
+
+def test_close_drained_leaves_a_connection_with_queued_data_alone():
+    transport, proto, peer = _tcp_transport()
+    with peer:
+        transport.write(b"not sent yet")  # queued until the reactor's write turn
+        assert not net.close_drained(transport)
+        assert proto.lost == [] and transport.connected
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+def test_close_drained_only_knows_tcp_transports():
+    assert not net.close_drained(StringTransport())

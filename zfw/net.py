@@ -17,6 +17,8 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.interfaces import IListeningPort, IReactorSocket
+from twisted.internet.main import CONNECTION_DONE
+from twisted.python.failure import Failure
 
 from zfw.errors import NetError
 
@@ -186,6 +188,33 @@ def connect(
     connector = _TransparentConnector(host, port, factory, timeout, source, reactor)
     connector.connect()
     return connector
+
+
+def close_drained(transport: Any) -> bool:
+    """Close a TCP connection at once if nothing is queued to send on it.
+
+    For a connection whose peer has half-closed and whose data went both
+    ways: ``loseConnection()`` would wait a reactor turn to send nothing
+    before closing (a dispatch, an empty ``send`` and two ``epoll_ctl``).
+    This does what that turn would do, now: an orderly ``shutdown`` and
+    ``close``, and ``connectionLost`` on the protocol before it returns.
+    Returns False (and does nothing) when data is queued, a producer is
+    registered or the transport is not a Twisted TCP connection.
+    """
+    if not isinstance(transport, tcp.Connection):
+        return False
+    if (
+        not transport.connected
+        or transport.disconnecting
+        or transport.producer is not None
+        or len(transport.dataBuffer) > transport.offset
+        or transport._tempDataLen
+    ):
+        return False
+    transport.stopReading()
+    transport.stopWriting()
+    transport.connectionLost(Failure(CONNECTION_DONE))
+    return True
 
 
 def fmt_addr(host: str, port: int) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from twisted.python.failure import Failure
 
+from zfw import net
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.idle import IdleWatch
 
@@ -68,7 +69,7 @@ class Relay:
         self._eof.add(ep.side)
         if len(self._eof) == 2:
             # Both directions are over: close at once rather than half-close first.
-            self._finish("closed by both sides")
+            self._finish("closed by both sides", drained=True)
             return
         other = self._other(ep)
         if not other.lost:
@@ -92,18 +93,20 @@ class Relay:
         """Close both sides in order (the idle watch found no traffic)."""
         self._finish(reason)
 
-    def _finish(self, reason: str, abort: bool = False) -> None:
+    def _finish(self, reason: str, abort: bool = False, drained: bool = False) -> None:
+        """Close both sides; ``drained``: both have half-closed, nothing is left to read."""
+        first = not self._done
+        self._done = True  # before closing: a close may report connectionLost at once
         for ep in (self.client, self.server):
             if ep.lost:
                 continue
             ep.transport.unregisterProducer()
             if abort:
                 ep.transport.abortConnection()
-            else:
+            elif not (drained and net.close_drained(ep.transport)):
                 ep.transport.loseConnection()
-        if self._done:
+        if not first:
             return
-        self._done = True
         self.end_reason = reason
         if self.idle_watch is not None:
             self.idle_watch.discard(self)
