@@ -4,8 +4,12 @@
 
 - keep-alive requests/s with small responses (wrk, 32 connections, against nginx);
 - new connections/s (wrk with ``Connection: close``);
-- with ``--million``: one million keep-alive requests through HttpProxy, its
-  RSS sampled as they go (per-request memory growth would show as a slope).
+- with ``--million``: one million keep-alive requests through HttpProxy; after
+  every 10-s run, its RSS, then (through ``bench/memprobe``) the blocks
+  Python's allocator holds after a garbage collection and the RSS after
+  ``malloc_trim``. Per-request growth of live memory would show as a slope
+  in the blocks; memory the C allocator keeps after it was freed shows as
+  RSS that the trim gives back.
 
 zfw is pinned to CPU 0, wrk and nginx to CPU 1; the best round counts.
 """
@@ -30,12 +34,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY = os.path.join(HERE, "http_policy.py")
 
 
-def start_zfw(lab: Lab, instance: str):
+def start_zfw(lab: Lab, instance: str, env: dict[str, str] | None = None):
     if instance == "routing":
         lab.tproxy({}, divert="none")
         return None
     lab.tproxy({80: 50080 if instance == "http" else 50081})
-    proc = lab.popen("fw", pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null")))
+    args = pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null"))
+    proc = lab.popen("fw", args, env={**os.environ, **(env or {})})
     time.sleep(2)
     return proc
 
@@ -45,29 +50,70 @@ def rss_kib(lab: Lab, pid: int) -> int:
     return int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
 
 
+def _lines(path: str) -> list[str]:
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return f.readlines()
+
+
+def probe(lab: Lab, pid: int, path: str) -> tuple[int, int]:
+    """Ask bench/memprobe in zfw for (allocated blocks, RSS KiB after malloc_trim)."""
+    count = len(_lines(path))
+    lab.run("fw", ["kill", "-USR2", str(pid)])
+    for _ in range(100):
+        time.sleep(0.05)
+        lines = _lines(path)
+        if len(lines) > count:
+            blocks, rss = lines[-1].split()
+            return int(blocks), int(rss)
+    raise RuntimeError("zfw did not answer the memory probe (bench/memprobe not loaded?)")
+
+
+def slope(samples: list[tuple[int, int]]) -> tuple[float, float]:
+    """Growth per request, overall and over the second half, of (requests, value) samples."""
+    first, half, last = samples[0], samples[len(samples) // 2], samples[-1]
+    overall = (last[1] - first[1]) / max(1, last[0] - first[0])
+    second = (last[1] - half[1]) / max(1, last[0] - half[0])
+    return overall, second
+
+
 def million(lab: Lab) -> None:
-    """One million requests through HttpProxy; RSS every ~100,000."""
-    proc = start_zfw(lab, "http")
+    """One million requests through HttpProxy; memory after every 10-s wrk run."""
+    out = os.path.join(tempfile.mkdtemp(), "memprobe")
+    env = {"PYTHONPATH": os.path.join(HERE, "memprobe"), "ZFW_MEMPROBE": out}
+    proc = start_zfw(lab, "http", env)
     assert proc is not None
     pid = int(lab.run("fw", ["pgrep", "-n", "-f", "zfw_plugin|twistd"]).stdout.split()[0])
-    done, samples, start = 0, [], time.monotonic()
+    done, start = 0, time.monotonic()
+    rss, blocks, trimmed = [], [], []
     try:
         while done < 1_000_000:
-            rate = wrk(lab, 10, False)
-            done += int(rate * 10)
-            samples.append((done, rss_kib(lab, pid)))
-            print(f"    {done:>9} requests  RSS {samples[-1][1] / 1024:7.1f} MiB", flush=True)
+            done += int(wrk(lab, 10, False) * 10)
+            rss.append((done, rss_kib(lab, pid)))
+            b, t = probe(lab, pid, out)
+            blocks.append((done, b))
+            trimmed.append((done, t))
+            print(
+                f"    {done:>9} requests  RSS {rss[-1][1] / 1024:6.1f} MiB, "
+                f"after trim {t / 1024:6.1f} MiB, allocated blocks {b}",
+                flush=True,
+            )
     finally:
         proc.kill()
         proc.wait()
-    first, half, last = samples[0], samples[len(samples) // 2], samples[-1]
-    per_request = (last[1] - first[1]) * 1024 / max(1, last[0] - first[0])
-    second_half = (last[1] - half[1]) * 1024 / max(1, last[0] - half[0])
-    print(
-        f"  {done} requests in {time.monotonic() - start:.0f} s; RSS {first[1] / 1024:.1f} MiB "
-        f"after {first[0]}, {last[1] / 1024:.1f} MiB after {last[0]}: "
-        f"{per_request:.2f} bytes per request overall, {second_half:.2f} in the second half"
-    )
+    print(f"  {done} requests in {time.monotonic() - start:.0f} s, from {rss[0][0]} on:")
+    for name, samples, unit in (
+        ("RSS", rss, 1024),
+        ("RSS after malloc_trim", trimmed, 1024),
+        ("allocated blocks", blocks, 1),
+    ):
+        overall, second = slope(samples)
+        what = "bytes" if unit == 1024 else "blocks"
+        print(
+            f"    {name:22} {samples[0][1]} -> {samples[-1][1]}: {overall * unit:.3f} {what} "
+            f"per request overall, {second * unit:.3f} in the second half"
+        )
 
 
 def main() -> None:
