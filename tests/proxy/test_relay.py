@@ -65,6 +65,24 @@ def test_half_close_is_passed_on_and_both_ends_finish():
     assert done == ["closed by both sides"]
 
 
+def test_closing_at_once_reports_the_end_once_with_its_reason(monkeypatch):
+    """close_drained() tells the protocol of the loss before it returns (real TCP)."""
+    closed = []
+
+    def close_drained(transport):
+        ep = c if transport is c.transport else s
+        closed.append(ep.side)
+        ep.connectionLost()
+        return True
+
+    monkeypatch.setattr("zfw.net.close_drained", close_drained)
+    _relay, c, s, _clock, done = pair()
+    c.readConnectionLost()
+    s.readConnectionLost()
+    assert closed == ["client", "server"]
+    assert done == ["closed by both sides"]
+
+
 def test_lost_side_closes_the_other():
     _relay, c, s, _clock, done = pair()
     s.connectionLost()
