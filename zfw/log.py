@@ -91,7 +91,10 @@ class Log:
         self, tag: str, level: int, message: str, session: str | None = None, **fields: object
     ) -> None:
         """Write one message if its level is on for its tag."""
-        if not self.enabled(tag, level):
+        limit = self._levels.get(tag)
+        if limit is None:
+            limit = self._levels[tag] = self.spec.level(tag)
+        if level > limit:
             return
         now = time.time()
         if self.json_lines:
@@ -106,7 +109,9 @@ class Log:
                 self._stamp_second = second
                 self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now))
             sid = f"({session}): " if session else ""
-            extra = "".join([f"; {k}={v}" for k, v in fields.items()]) if fields else ""
+            extra = ""
+            for k, v in fields.items():
+                extra += f"; {k}={v}"
             line = (
                 f"{self._stamp}.{int(now % 1 * 1000):03d} {self.program}[{self._pid}]: "
                 f"{tag}({level}): {sid}{message}{extra}"

@@ -22,6 +22,7 @@ from zfw.http.core import (
     serialize_request,
     serialize_response,
 )
+from zfw.http.core import tokens as connection_tokens
 
 
 def parse(data: bytes, role: str = "request", methods=(), limits=None) -> list[object]:
@@ -162,6 +163,12 @@ MALFORMED_REQUESTS = [
         400,
     ),
     ("CL space inside", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 1 2\r\n\r\n", 400),
+    ("CL non-ASCII digit", b"POST / HTTP/1.1\r\n" + H + b"Content-Length: \xb2\r\n\r\n", 400),
+    (
+        "CL 20 digits",
+        b"POST / HTTP/1.1\r\n" + H + b"Content-Length: 00000000000000000001\r\n\r\nx",
+        400,
+    ),
     ("TE gzip", b"POST / HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n", 501),
     (
         "TE gzip chunked",
@@ -435,3 +442,25 @@ def test_fast_and_slow_paths_agree(parts, role):
     finally:
         core._FAST_REQUEST, core._FAST_RESPONSE = saved
     assert fast == slow
+
+
+def test_tokens_of_connection_values():
+    assert connection_tokens(None) == frozenset() == connection_tokens([])
+    assert connection_tokens([b"Keep-Alive"]) == {b"keep-alive"}
+    assert connection_tokens([b"close, X-Hop", b" Upgrade ,,"]) == {b"close", b"x-hop", b"upgrade"}
+
+
+def test_end_to_end_drops_what_connection_names():
+    headers = ((b"Connection", b"X-A, keep-alive"), (b"X-A", b"1"), (b"Server", b"s"))
+    index = {b"connection": [b"X-A, keep-alive"], b"x-a": [b"1"], b"server": [b"s"]}
+    assert end_to_end(headers, index) == ((b"Server", b"s"),)
+    assert end_to_end(headers) == ((b"Server", b"s"),)
+    kept = ((b"Server", b"s"),)
+    assert end_to_end(kept, {b"server": [b"s"]}) is kept
+
+
+def test_heads_without_fields_end_at_once():
+    assert serialize_request(Request(b"GET", b"/", (1, 1), ())) == b"GET / HTTP/1.1\r\n\r\n"
+    assert serialize_response(Response(204, b"No Content", (1, 1), ())) == (
+        b"HTTP/1.1 204 No Content\r\n\r\n"
+    )

@@ -42,6 +42,16 @@ def test_get_relayed_canonically_without_hop_by_hop_headers():
     assert "http.request(3): (i/http:1): GET /a?b=1 -> 200; client=192.0.2.2; bytes=2" in h.log()
 
 
+def test_a_small_response_goes_to_the_client_in_one_write():
+    h = Harness()
+    writes = []
+    h.ct.write = writes.append
+    h.send(GET)
+    h.connect()
+    h.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+    assert writes == [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"]
+
+
 def test_keep_alive_reuses_the_server_connection():
     h = Harness()
     h.send(GET)

@@ -67,7 +67,7 @@ class Session:
 
     def log(self, tag: str, level: int, message: str, **fields: object) -> None:
         """Log with this session's id."""
-        self._log(tag, level, message, session=self.id, **fields)
+        self._log(tag, level, message, self.id, **fields)
 
     def log_enabled(self, tag: str, level: int) -> bool:
         """Whether a message at ``level`` for ``tag`` would be written."""

@@ -53,7 +53,6 @@ _CHUNK_EXT = (
     + rb'|"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*'
 )
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(" + _CHUNK_EXT + rb")")
-_DIGITS = re.compile(rb"[0-9]{1,19}")
 _BARE_CR_LF = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 
 HOP_BY_HOP = frozenset(
@@ -192,24 +191,22 @@ def _headers(lines: list[bytes], limits: Limits) -> tuple[Headers, Index]:
     return tuple(out), index
 
 
-def _content_length(index: Index, limits: Limits) -> int | None:
-    values = index.get(b"content-length")
-    if not values:
-        return None
+def _content_length(values: list[bytes], limits: Limits) -> int:
+    """The one Content-Length of a message (its values by the parser's index)."""
     if len(values) > 1:
         raise HttpViolation(400, "more than one Content-Length")
-    if not _DIGITS.fullmatch(values[0]):
-        raise HttpViolation(400, f"malformed Content-Length {values[0][:20]!r}")
-    n = int(values[0])
+    value = values[0]
+    # bytes.isdigit() is ASCII-only: no signs, spaces, "0x" or other digits.
+    if not value.isdigit() or len(value) > 19:
+        raise HttpViolation(400, f"malformed Content-Length {value[:20]!r}")
+    n = int(value)
     if limits.max_body is not None and n > limits.max_body:
         raise HttpViolation(413, f"body of {n} bytes exceeds {limits.max_body}")
     return n
 
 
-def _chunked(index: Index, version: tuple[int, int]) -> bool:
-    values = index.get(b"transfer-encoding")
-    if not values:
-        return False
+def _chunked(values: list[bytes], version: tuple[int, int]) -> bool:
+    """Whether the Transfer-Encoding values (by the parser's index) are a valid ``chunked``."""
     if version < (1, 1):
         raise HttpViolation(400, "Transfer-Encoding in HTTP/1.0")
     if len(values) > 1 or values[0].lower() != b"chunked":
@@ -425,12 +422,14 @@ class Parser:
         self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
     ) -> None:
         self._body = 0
-        if b"transfer-encoding" not in index and b"content-length" not in index:
+        te = index.get(b"transfer-encoding")
+        cl = index.get(b"content-length")
+        if te is None and cl is None:
             # No framing header: no body, or (a response) one delimited by the close.
             self._state = "until-close" if response and body_allowed else "head"
             return
-        chunked = _chunked(index, version)
-        length = _content_length(index, self.limits)
+        chunked = te is not None and _chunked(te, version)
+        length = _content_length(cl, self.limits) if cl is not None else None
         if chunked and length is not None:
             raise HttpViolation(400, "both Content-Length and Transfer-Encoding")
         if not body_allowed:
@@ -555,31 +554,21 @@ def absolute_target(target: bytes) -> tuple[str, int, bytes]:
 # --- serializing ---------------------------------------------------------------------------
 
 
-def header_block(headers: Headers) -> bytes:
-    """Header lines, each ending in CRLF."""
-    if not headers:
-        return b""
-    return b"\r\n".join(map(b": ".join, headers)) + b"\r\n"
+def _head(first: bytes, headers: Headers, framing: Headers) -> bytes:
+    fields = tuple(headers) + tuple(framing) if framing else headers
+    if not fields:
+        return first + b"\r\n\r\n"
+    return b"%s\r\n%s\r\n\r\n" % (first, b"\r\n".join(map(b": ".join, fields)))
 
 
 def request_head(method: bytes, target: bytes, headers: Headers, framing: Headers = ()) -> bytes:
     """A request head, canonical: single spaces, CRLF, HTTP/1.1, the framing headers last."""
-    return b"%s %s HTTP/1.1\r\n%s%s\r\n" % (
-        method,
-        target,
-        header_block(headers),
-        header_block(framing),
-    )
+    return _head(b"%s %s HTTP/1.1" % (method, target), headers, framing)
 
 
 def response_head(status: int, reason: bytes, headers: Headers, framing: Headers = ()) -> bytes:
     """A response head, canonical."""
-    return b"HTTP/1.1 %d %s\r\n%s%s\r\n" % (
-        status,
-        reason,
-        header_block(headers),
-        header_block(framing),
-    )
+    return _head(b"HTTP/1.1 %d %s" % (status, reason), headers, framing)
 
 
 def serialize_request(req: Request, framing: Headers = ()) -> bytes:
@@ -601,6 +590,21 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 _DROP = HOP_BY_HOP | {b"content-length"}
+#: The usual Connection values, so that most messages split nothing.
+_COMMON_TOKENS = {
+    v: frozenset({v.lower()}) for v in (b"keep-alive", b"Keep-Alive", b"close", b"Close")
+}
+
+
+def tokens(values: list[bytes] | None) -> frozenset[bytes]:
+    """The comma-separated tokens of a header's values (from a parser's index), lower-case."""
+    if not values:
+        return frozenset()
+    if len(values) == 1:
+        common = _COMMON_TOKENS.get(values[0])
+        if common is not None:
+            return common
+    return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
 
 
 def end_to_end(headers: Headers, fields: Index | None = None) -> Headers:
@@ -610,12 +614,11 @@ def end_to_end(headers: Headers, fields: Index | None = None) -> Headers:
     """
     drop = _DROP
     if fields is not None:
-        if not _DROP.intersection(fields):
+        if _DROP.isdisjoint(fields):
             return headers
-        if b"connection" in fields:
-            named = {t.strip().lower() for v in fields[b"connection"] for t in v.split(b",")}
-            if not named <= _DROP:
-                drop = drop | named
+        named = tokens(fields.get(b"connection"))
+        if not named <= _DROP:
+            drop = drop | named
     else:
         for n, v in headers:
             if n.lower() == b"connection":

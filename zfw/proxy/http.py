@@ -39,6 +39,7 @@ from zfw.http.core import (
     request_head,
     response_head,
     split_authority,
+    tokens,
 )
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
@@ -119,15 +120,11 @@ def _raw(headers: list[tuple[str, str]]) -> tuple[tuple[bytes, bytes], ...]:
 
 
 _NONE: list[bytes] = []
-_NO_TOKENS: frozenset[bytes] = frozenset()
 
 
-def _tokens(fields: dict[bytes, list[bytes]], name: bytes) -> set[bytes]:
+def _tokens(fields: dict[bytes, list[bytes]], name: bytes) -> frozenset[bytes]:
     """The comma-separated tokens of header ``name`` in a parser's field index, lower-case."""
-    values = fields.get(name)
-    if not values:
-        return set()
-    return {t.strip().lower() for v in values for t in v.split(b",") if t.strip()}
+    return tokens(fields.get(name))
 
 
 def _version(v: tuple[int, int]) -> str:
@@ -723,6 +720,9 @@ class HttpProxy(Proxy):
         self._server_events(events)
 
     def _server_events(self, events: list[object]) -> None:
+        # A response head goes out together with what follows it in the same read: one
+        # write, and one send, for a small response.
+        pending = b""
         last = len(events) - 1
         for i, event in enumerate(events):
             tx = self.tx
@@ -734,15 +734,26 @@ class HttpProxy(Proxy):
             if kind is Data:
                 data = event.data  # type: ignore[union-attr]
                 tx.sent += len(data)
-                self.client.transport.write(chunk(data) if tx.resp_chunked else data)
+                if tx.resp_chunked:
+                    data = chunk(data)
+                if pending:
+                    pending += data
+                else:
+                    self.client.transport.write(data)
             elif kind is Response:
-                self._response_head(event)  # type: ignore[arg-type]
+                pending = self._response_head(event)  # type: ignore[arg-type]
             else:
                 if i < last:  # more after the response: never reuse this connection
                     tx.server_keep = False
                     self.log("violation", 2, "the server sent more than one response")
-                self._response_end()
+                if tx.resp_chunked:
+                    pending += LAST_CHUNK
+                if pending:
+                    self.client.transport.write(pending)
+                self._response_end(tx)
                 return
+        if pending:
+            self.client.transport.write(pending)
 
     def _server_closed(self, ep: Endpoint, _reason: Failure | None = None) -> None:
         if ep is not self.server:
@@ -766,26 +777,27 @@ class HttpProxy(Proxy):
         elif tx is not None and tx.state != "connecting":
             self._server_failed(502, "the server closed the connection without a response")
 
-    def _response_head(self, resp: Response) -> None:
+    def _response_head(self, resp: Response) -> bytes:
+        """The head to send the client (empty: the response was handled otherwise)."""
         tx = self.tx
         assert tx is not None
         if resp.status < 200:
             self._interim(resp)
-            return
+            return b""
         self.due = None
         self._timer_kind = ""
         tx.status = resp.status
         if tx.method == "CONNECT" and resp.status < 300:
             self._parent_tunnel(tx, resp)
-            return
+            return b""
         if self.response or self.response_header:
             headers = self._response_policy(tx, resp)
             if headers is None:
-                return
+                return b""
         else:
             headers = end_to_end(resp.headers, resp.fields)
         fields = resp.fields
-        conn = _tokens(fields, b"connection") if b"connection" in fields else _NO_TOKENS
+        conn = tokens(fields.get(b"connection"))
         chunked = b"transfer-encoding" in fields
         length = fields.get(b"content-length", _NONE)
         no_body = tx.method == "HEAD" or resp.status in (204, 304)
@@ -807,7 +819,7 @@ class HttpProxy(Proxy):
         if not tx.client_keep:
             framing += ((b"Connection", b"close"),)
         tx.resp_started = True
-        self.client.transport.write(response_head(resp.status, resp.reason, headers, framing))
+        return response_head(resp.status, resp.reason, headers, framing)
 
     def _parent_tunnel(self, tx: Transaction, resp: Response) -> None:
         """The parent proxy opened a CONNECT tunnel: relay it (with PlugProxy)."""
@@ -919,11 +931,7 @@ class HttpProxy(Proxy):
         self.log("info", 4, f"upgraded connection ended: {reason}")
         self.session.close()
 
-    def _response_end(self) -> None:
-        tx = self.tx
-        assert tx is not None
-        if tx.resp_chunked:
-            self.client.transport.write(LAST_CHUNK)
+    def _response_end(self, tx: Transaction) -> None:
         self._log_request(tx)
         if tx.state != "sent":  # the rest of the request is not wanted: close after this
             tx.client_keep = False
