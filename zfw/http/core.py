@@ -298,11 +298,11 @@ class Parser:
             elif self._state == "tunnel":  # after CONNECT: the bytes are no longer HTTP
                 return
             elif self._state in ("chunk-size", "chunk-data", "chunk-crlf", "trailers"):
-                event = self._chunk_step()
-                if event is None:
+                step = self._chunk_step()
+                if step is None:
                     return
-                if event is not True:
-                    emit(event)
+                if step is not True:
+                    emit(step)
             else:  # done: a close-delimited response ended the stream
                 if self._buf:
                     raise HttpViolation(400, "data after the end of the stream")
@@ -325,10 +325,10 @@ class Parser:
                 raise HttpViolation(400, "bare CR or LF in the head")
             if len(self._buf) > self.limits.max_head:
                 raise HttpViolation(431, f"head larger than {self.limits.max_head} bytes")
-            first = self._buf.find(b"\r\n")
+            line_end = self._buf.find(b"\r\n")
             if (
-                first < 0 and len(self._buf) > self.limits.max_line
-            ) or first > self.limits.max_line:
+                line_end < 0 and len(self._buf) > self.limits.max_line
+            ) or line_end > self.limits.max_line:
                 raise HttpViolation(414 if self.role == "request" else 400, "line too long")
             return None
         if end + 4 > self.limits.max_head:
