@@ -53,3 +53,29 @@ def test_human_and_json_lines():
     Log(LogSpec(), out, json_lines=True)("plug.info", 3, "end", session="i/s:2", bytes=7)
     record = json.loads(out.getvalue())
     assert record["tag"] == "plug.info" and record["session"] == "i/s:2" and record["bytes"] == 7
+
+
+def test_writer_writes_the_same_line_as_a_call():
+    out = io.StringIO()
+    log = Log(LogSpec.parse("http.request:3"), out, program="zfw/t")
+    log("http.request", 3, "GET / -> 200", "i/http:1", client="192.0.2.2", bytes=6)
+    write = log.writer("http.request", 3, "i/http:1")
+    assert write is not None
+    write("GET / -> 200", client="192.0.2.2", bytes=6)
+    first, second = out.getvalue().splitlines()
+    assert first.split(" ", 1)[1] == second.split(" ", 1)[1]  # all but the time
+    assert second.endswith(": http.request(3): (i/http:1): GET / -> 200; client=192.0.2.2; bytes=6")
+
+
+def test_writer_is_none_when_the_level_is_off():
+    assert Log(LogSpec.parse("http.request:2"), io.StringIO()).writer("http.request", 3) is None
+
+
+def test_writer_in_json_mode():
+    out = io.StringIO()
+    write = Log(LogSpec(), out, json_lines=True).writer("http.request", 3, "i/http:1")
+    assert write is not None
+    write("GET / -> 200", bytes=6)
+    record = json.loads(out.getvalue())
+    assert record["msg"] == "GET / -> 200" and record["session"] == "i/http:1"
+    assert record["bytes"] == 6 and record["tag"] == "http.request"

@@ -14,7 +14,7 @@ from zfw import net
 from zfw.engine.decision import Address, Decision, decide_server, plain_host
 from zfw.engine.endpoint import ConnectFactory, Endpoint
 from zfw.engine.idle import IdleWatch
-from zfw.log import Log
+from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
 
 
@@ -68,6 +68,11 @@ class Session:
     def log(self, tag: str, level: int, message: str, **fields: object) -> None:
         """Log with this session's id."""
         self._log(tag, level, message, self.id, **fields)
+
+    def log_writer(self, tag: str, level: int) -> LineWriter | None:
+        """A fast writer of this session's ``tag`` lines at ``level`` (None: that level
+        is off); see :meth:`zfw.log.Log.writer`."""
+        return self._log.writer(tag, level, self.id)
 
     def log_enabled(self, tag: str, level: int) -> bool:
         """Whether a message at ``level`` for ``tag`` would be written."""

@@ -240,7 +240,7 @@ class HttpProxy(Proxy):
         self.due: float | None = None
         self._timer_kind = ""
         self._now = self.session.reactor.seconds
-        self._log_requests = self.session.log_enabled("http.request", 3)
+        self._request_log = self.session.log_writer("http.request", 3)
         #: Non-transparent: the server comes from each request (an InbandRouter).
         self.nontransparent = isinstance(self.session.service.router, InbandRouter)
         self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
@@ -971,13 +971,10 @@ class HttpProxy(Proxy):
     # --- endings ---------------------------------------------------------------------------
 
     def _log_request(self, tx: Transaction) -> None:
-        session = self.session
-        if self._log_requests:
-            session.log(
-                "http.request",
-                3,
+        if self._request_log is not None:
+            self._request_log(
                 f"{tx.method} {tx.url} -> {tx.status}",
-                client=session.client[0],
+                client=self.session.client[0],
                 bytes=tx.sent,
                 duration=f"{time.monotonic() - tx.started:.3f}",
             )
