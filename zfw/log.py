@@ -91,10 +91,7 @@ class Log:
         self, tag: str, level: int, message: str, session: str | None = None, **fields: object
     ) -> None:
         """Write one message if its level is on for its tag."""
-        limit = self._levels.get(tag)
-        if limit is None:
-            limit = self._levels[tag] = self.spec.level(tag)
-        if level > limit:
+        if not self.enabled(tag, level):
             return
         now = time.time()
         if self.json_lines:
