@@ -63,6 +63,26 @@ def test_keep_alive_reuses_the_server_connection():
     assert h.to_client() == OK * 2 and not h.ct.disconnecting
 
 
+def test_server_hears_close_when_the_client_connection_ends_with_the_request():
+    # So the server closes first and the TIME_WAIT is the server's, not the firewall's.
+    for request, kw in (
+        (b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n", {}),
+        (b"GET /a HTTP/1.0\r\n\r\n", {}),
+        (GET, {"max_keepalive_requests": 1}),
+    ):
+        h = Harness(**kw)
+        h.send(request)
+        h.connect()
+        assert h.to_server().endswith(b"\r\nConnection: close\r\n\r\n"), request
+
+
+def test_server_hears_no_close_while_the_client_keeps_its_connection():
+    h = Harness()
+    h.send(GET)
+    h.connect()
+    assert h.to_server() == GET
+
+
 def test_server_connection_close_means_a_new_connection_next_time():
     h = Harness()
     h.send(GET)

@@ -418,6 +418,12 @@ class HttpProxy(Proxy):
             self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
             return
         framing = self._request_framing(head)
+        if not tx.client_keep and tx.upgrade is None and method != "CONNECT":
+            # The server connection goes with the client's: say so, so that the server
+            # closes first and keeps the TIME_WAIT, as it would without the firewall.
+            # Closing first here would leave it on the client's address and a port of
+            # the firewall's range, which then runs out under many short connections.
+            framing += ((b"Connection", b"close"),)
         tx.state = "connecting"
         if tx.server is not None:  # in-band: Host names the server of the URL
             host, port = tx.server
