@@ -1,4 +1,4 @@
-"""zfw.net: what an administrator sees without CAP_NET_ADMIN, and closing drained connections."""
+"""zfw.net: capability errors, transparent connects and closing drained connections."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from twisted.internet import tcp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
 from zfw import net
@@ -111,3 +111,28 @@ def test_close_drained_leaves_a_connection_with_queued_data_alone():
 
 def test_close_drained_only_knows_tcp_transports():
     assert not net.close_drained(StringTransport())
+
+
+# IP_TRANSPARENT needs CAP_NET_ADMIN: root here, and always under CI (no skip there).
+needs_net_admin = pytest.mark.skipif(
+    not os.environ.get("CI") and os.geteuid() != 0, reason="IP_TRANSPARENT needs CAP_NET_ADMIN"
+)
+
+
+@needs_net_admin
+def test_transparent_source_port_zero_is_chosen_at_connect():
+    with socket.socket() as probe:  # a free port for the fixed-port case
+        probe.bind(("127.0.0.1", 0))
+        fixed = probe.getsockname()[1]
+    for port, at_connect in ((0, 1), (fixed, 0)):
+        connector = net._TransparentConnector(
+            "127.0.0.1", 9, Protocol, 30, ("127.0.0.1", port), MemoryReactorClock()
+        )
+        client = connector._makeTransport()
+        try:
+            sock = client.socket
+            assert sock.getsockopt(socket.SOL_IP, net.IP_BIND_ADDRESS_NO_PORT) == at_connect
+            assert sock.getsockopt(socket.SOL_IP, net.IP_TRANSPARENT) == 1
+            assert sock.getsockname()[1] == port  # 0 until connect() picks one
+        finally:
+            client.socket.close()

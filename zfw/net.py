@@ -24,6 +24,7 @@ from zfw.errors import NetError
 
 IP_TRANSPARENT = getattr(socket, "IP_TRANSPARENT", 19)
 IPV6_TRANSPARENT = 75
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 SO_ORIGINAL_DST = 80
 IP6T_SO_ORIGINAL_DST = 80
 
@@ -150,12 +151,24 @@ def original_destination(sock: socket.socket, redirected: bool = False) -> tuple
 
 
 class _TransparentClient(tcp.Client):
-    """A client connection whose socket may bind to a foreign address."""
+    """A client connection whose socket may bind to a foreign address.
+
+    With source port 0 the port is chosen at ``connect()`` for the whole 4-tuple
+    (``IP_BIND_ADDRESS_NO_PORT``), not at ``bind()`` for the address alone: a
+    client address then has the firewall's port range once per server, not once
+    in all, and ports in TIME_WAIT toward one server do not block another.
+    """
+
+    def __init__(self, host: str, port: int, binding: Any, connector: Any, reactor: Any):
+        self._port_at_connect = binding._port == 0
+        super().__init__(host, port, binding, connector, reactor)
 
     def createInternetSocket(self) -> socket.socket:
         sock = super().createInternetSocket()
         try:
             set_transparent(sock)
+            if self._port_at_connect:
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         except NetError as e:
             sock.close()
             raise OSError(errno.EPERM, str(e)) from None
