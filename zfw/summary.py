@@ -59,7 +59,6 @@ def describe(policy: Policy) -> dict[str, Any]:
             "services": {
                 s.name: {
                     "proxy": s.proxy_class.__name__,
-                    "available": s.proxy_class.available,
                     "router": _router(s),
                     "max_sessions": s.max_sessions,
                 }
@@ -121,9 +120,8 @@ def render(data: dict[str, Any]) -> str:
     for name, inst in data["instances"].items():
         lines.append(f"\ninstance {name} (max {inst['max_sessions']} sessions):")
         for sname, s in inst["services"].items():
-            proxy = s["proxy"] + ("" if s["available"] else " (not in this version yet)")
             lines.append(
-                f"  service {sname}: {proxy}, {s['router']}, max {s['max_sessions']} sessions"
+                f"  service {sname}: {s['proxy']}, {s['router']}, max {s['max_sessions']} sessions"
             )
         for lst in inst["listeners"]:
             mode = "transparent" if lst["transparent"] else "plain"

@@ -67,15 +67,6 @@ class Engine:
         except NetError:
             self.stop_listening()
             raise
-        for lst in self.policy.instance.listeners:
-            svc = self.policy.instance.services[lst.service]
-            if not svc.proxy_class.available:
-                self.log(
-                    "core.error",
-                    1,
-                    f"listener {lst.address}: {svc.proxy_class.__name__} is not in this "
-                    "version of zfw; its sessions will be refused",
-                )
 
     def _open(self, lst: Listener) -> None:
         for key in listen_keys(lst):
@@ -150,15 +141,6 @@ class Engine:
                 1,
                 f"refused {net.fmt_addr(*client)}: {refused}",
                 service=service.name,
-            )
-            transport.abortConnection()
-            return
-        if not service.proxy_class.available:
-            self.log(
-                "core.error",
-                1,
-                f"refused {net.fmt_addr(*client)}: "
-                f"{service.proxy_class.__name__} is not in this version of zfw",
             )
             transport.abortConnection()
             return

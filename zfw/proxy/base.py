@@ -24,8 +24,6 @@ class Proxy:
     log_tag: ClassVar[str] = "proxy"
     #: Destination ports a transparent listener intercepts unless told otherwise.
     default_ports: ClassVar[tuple[int, ...]] = ()
-    #: False for a proxy this version of zfw only knows by name.
-    available: ClassVar[bool] = True
     #: Whether it can read the server from the request (with an InbandRouter).
     inband: ClassVar[bool] = False
 
@@ -42,9 +40,3 @@ class Proxy:
     def log(self, kind: str, level: int, message: str, **fields: object) -> None:
         """Log under ``<log_tag>.<kind>`` with the session id."""
         self.session.log(f"{self.log_tag}.{kind}", level, message, **fields)
-
-
-class UnavailableProxy(Proxy):
-    """A proxy that a policy may name but this version cannot run yet."""
-
-    available: ClassVar[bool] = False
