@@ -19,7 +19,7 @@ SIZE = 500 * 2**20
 
 HTTP_LINES = """    log_format zfw '$remote_addr $request_method $request_uri $status $body_bytes_sent '
                    'conn=$connection req=$connection_requests ua="$http_user_agent" '
-                   'fwd="$http_x_forwarded_by" body=$request_body_file';
+                   'fwd="$http_x_forwarded_by" body=$request_body_file connection="$http_connection"';
     access_log {dir}/access.log zfw;
     client_max_body_size 0;
     server {{
@@ -101,6 +101,30 @@ def test_keep_alive_reuses_both_connections(http_lab):
     conn1 = lines["/small.txt?ka=1"].split("conn=")[1].split()[0]
     conn2 = lines["/small.txt?ka=2"].split("conn=")[1].split()[0]
     assert conn1 == conn2 and "req=2" in lines["/small.txt?ka=2"]
+
+
+def _time_wait(lab: Lab, ns: str, local: str) -> set[tuple[str, str]]:
+    """(local, peer) of the sockets in TIME_WAIT on ``local`` (address:port) in ``ns``."""
+    out = lab.run(ns, ["ss", "-Htn", "state", "time-wait", "src", local]).stdout
+    return {(line.split()[-2], line.split()[-1]) for line in out.splitlines()}
+
+
+def test_closing_client_makes_the_server_close_first(http_lab):
+    # The server hears Connection: close and so keeps the TIME_WAIT, as without the
+    # firewall; zfw's connection from the client's address leaves none behind.
+    lab, _z, d, _ = http_lab
+    before = _time_wait(lab, "server", f"{SERVER4}:80")
+    proc = curl(lab, "-H", "Connection: close", f"http://{SERVER4}/small.txt?closing")
+    assert proc.stdout == "hello through zfw\n"
+    line = [ln for ln in access_log(d) if "?closing" in ln][-1]
+    assert line.endswith('connection="close"')
+    deadline = time.monotonic() + 5
+    while not (new := _time_wait(lab, "server", f"{SERVER4}:80") - before):
+        assert time.monotonic() < deadline, "the server kept no TIME_WAIT"
+        time.sleep(0.05)
+    zfw_side = {local for local, _peer in _time_wait(lab, "fw", f"{CLIENT4}:*")}
+    assert all(peer.startswith(f"{CLIENT4}:") for _local, peer in new)
+    assert not zfw_side & {peer for _local, peer in new}
 
 
 def test_chunked_post_with_100_continue_arrives_intact(http_lab):
