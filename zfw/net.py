@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import random
 import socket
@@ -159,19 +160,22 @@ class _TransparentClient(tcp.Client):
     in all, and ports in TIME_WAIT toward one server do not block another.
     """
 
-    def __init__(self, host: str, port: int, binding: Any, connector: Any, reactor: Any):
-        self._port_at_connect = binding._port == 0
+    def __init__(
+        self, host: str, port: int, binding: Any, connector: Any, reactor: Any, any_port: bool
+    ):
+        self._any_port = any_port  # read by createInternetSocket, which __init__ calls
         super().__init__(host, port, binding, connector, reactor)
 
     def createInternetSocket(self) -> socket.socket:
         sock = super().createInternetSocket()
         try:
             set_transparent(sock)
-            if self._port_at_connect:
-                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         except NetError as e:
             sock.close()
             raise OSError(errno.EPERM, str(e)) from None
+        if self._any_port:
+            with contextlib.suppress(OSError):  # before Linux 4.2: chosen at bind()
+                sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
         return sock
 
 
@@ -180,7 +184,7 @@ class _TransparentConnector(tcp.Connector):
         host, port = self.bindAddress
         # A fixed source port (FTP's 20) is shared by the connections to many peers.
         binding = tcp.makeBinding(host, port, reuseAddress=bool(port))
-        return _TransparentClient(self.host, self.port, binding, self, self.reactor)
+        return _TransparentClient(self.host, self.port, binding, self, self.reactor, not port)
 
 
 def connect(
