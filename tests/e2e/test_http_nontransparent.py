@@ -17,6 +17,7 @@ PROXY = f"http://{FW_CLIENT4}:3128"
 TLS_PROXY = f"http://{FW_CLIENT4}:3129"
 CHILD = f"http://{FW_CLIENT4}:3130"
 S_CLIENT = ["openssl", "s_client", "-proxy", f"{FW_CLIENT4}:3129", "-connect"]
+CHILD_S_CLIENT = ["openssl", "s_client", "-proxy", f"{FW_CLIENT4}:3131", "-connect"]
 
 ACCESS_LOG = """    log_format peer '$remote_addr $scheme $host "$request" $status';
     access_log {dir}/access.log peer;"""
@@ -116,6 +117,31 @@ def test_connect_tunnel_checked_by_the_tls_tunnel(proxy_lab, name, allowed):
         assert "CONNECTION ESTABLISHED" not in proc.stderr
         assert passive_opens(lab) == before
         assert z.wait_for(f"{name} is not in the allowed names") is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "allowed"), [("allowed.example", True), ("denied.example", False)]
+)
+def test_tls_tunnel_decides_before_asking_the_parent(proxy_lab, name, allowed):
+    lab, z, _d = proxy_lab
+    before, start = passive_opens(lab), len(z.lines)
+    proc = lab.run(
+        "client",
+        [*CHILD_S_CLIENT, f"{SERVER4}:443", "-servername", name, "-brief"],
+        input="",
+        check=False,
+        timeout=60,
+    )
+    if allowed:
+        assert "CONNECTION ESTABLISHED" in proc.stderr, proc.stderr
+        assert passive_opens(lab) == before + 1  # through the parent to the server
+        line = z.wait_for(f"CONNECT {SERVER4}:443 -> 200", start=start)
+        assert line is not None and "(proxy/childtls:" in line
+    else:
+        assert "CONNECTION ESTABLISHED" not in proc.stderr
+        assert passive_opens(lab) == before
+        line = z.wait_for(f"{name} is not in the allowed names", start=start)
+        assert line is not None and "(proxy/childtls:" in line
 
 
 def test_child_proxy_sends_through_its_parent(proxy_lab):

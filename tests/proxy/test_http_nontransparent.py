@@ -206,3 +206,92 @@ def test_connect_proxy_must_be_a_tunnel():
     h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
     assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
     assert "connect_proxy must be PlugProxy or a TlsTunnelProxy" in h.log()
+
+
+class OnlyExample(TlsTunnelProxy):
+    def config(self):
+        self.allowed_names = ("www.example.org",)
+
+
+PARENT = ("198.51.100.8", 3128)
+CONNECT = b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n"
+
+
+def test_tls_tunnel_through_a_parent_decides_by_the_client_hello_first():
+    h = Harness(parent_proxy=PARENT, connect_proxy=OnlyExample)
+    h.send(CONNECT[:-2] + b"Proxy-Authorization: Basic eDp5\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    assert h.asked == [PARENT] and not h.pending  # the parent only after the hello
+    h.send(tls_hello("www.example.org"))
+    assert h.decisions[0].target == PARENT
+    st = h.connect()
+    assert st.value() == CONNECT[:-2] + b"Proxy-Authorization: Basic eDp5\r\n\r\n"
+    st.clear()
+    h.reply(b"HTTP/1.1 200 Connection established\r\n\r\nserver hello")
+    assert st.value() == tls_hello("www.example.org")
+    assert h.to_client() == b"server hello"
+    h.send(b"more")
+    assert st.value() == tls_hello("www.example.org") + b"more"
+    assert isinstance(h.proxy.session.abort.__self__, Relay)
+    assert "http.request(3): (i/http:1): CONNECT www.example.org:443 -> 200" in h.log()
+
+
+def test_tls_tunnel_through_a_parent_refuses_a_hello_without_asking_it():
+    h = Harness(parent_proxy=PARENT, connect_proxy=OnlyExample)
+    h.send(CONNECT)
+    h.to_client()
+    h.send(tls_hello("evil.example"))
+    assert not h.pending and h.ct.disconnecting
+    assert "evil.example is not in the allowed names" in h.log()
+
+
+def test_tls_tunnel_through_a_parent_that_refuses_or_stays_silent():
+    h = Harness(parent_proxy=PARENT, connect_proxy=OnlyExample)
+    h.send(CONNECT + tls_hello("www.example.org"))
+    st = h.connect()
+    h.reply(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno")
+    assert h.ct.disconnecting and st.disconnecting
+    assert "the parent proxy answered 403 Forbidden" in h.log()
+    assert h.closed  # the session is over
+
+    h = Harness(parent_proxy=PARENT, connect_proxy=OnlyExample)
+    h.send(CONNECT + tls_hello("www.example.org"))
+    st = h.connect()
+    h.clock.advance(30)
+    assert h.ct.disconnecting and st.disconnecting
+    assert "no answer from the parent proxy within 30 s" in h.log()
+
+
+def test_tls_tunnel_through_a_parent_checks_the_name_against_connect():
+    class Strict(OnlyExample):
+        def config(self):
+            super().config()
+            self.verify_destination = True
+
+    h = Harness(parent_proxy=PARENT, connect_proxy=Strict)
+    h.send(CONNECT + tls_hello("www.example.org"))
+    assert len(h.pending) == 1
+
+    class AnyName(Strict):
+        def config(self):
+            self.verify_destination = True
+
+    h = Harness(parent_proxy=PARENT, connect_proxy=AnyName)
+    h.send(CONNECT + tls_hello("other.example"))
+    assert not h.pending and h.ct.disconnecting
+    assert "other.example does not name the destination www.example.org" in h.log()
+
+
+def test_connect_never_goes_over_a_kept_connection_to_the_same_server():
+    h = Harness()
+    h.send(b"GET http://198.51.100.2:443/ HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    first = h.connect()
+    h.reply(OK)
+    assert h.to_client() == OK
+    first.clear()
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert first.value() == b"" and first.disconnecting
+    second = h.connect()
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    h.send(b"tls")
+    assert second.value() == b"tls"

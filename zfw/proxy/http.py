@@ -55,6 +55,7 @@ from zfw.http.policy import (
 )
 from zfw.model import InbandRouter
 from zfw.proxy.base import Proxy
+from zfw.proxy.parent import ParentTunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
 from zfw.proxy.tls import TlsTunnelProxy
@@ -472,7 +473,14 @@ class HttpProxy(Proxy):
         assert tx.server is not None
         host, port = self.parent_proxy or tx.server
         key = (host, port)
-        if self.server is not None and not self.server.lost and self._server_key == key:
+        # A kept connection carries the next request, but never a CONNECT that zfw
+        # answers itself (the tunnel gets a connection of its own).
+        if (
+            self.server is not None
+            and not self.server.lost
+            and self._server_key == key
+            and not self._tunnels_itself(tx)
+        ):
             self._send_head()
             return
         if self.server is not None:
@@ -514,15 +522,26 @@ class HttpProxy(Proxy):
             self._send_error(403, "The requested server is not permitted.")
             return
         self._server_key = key
-        if tx.method == "CONNECT" and self.parent_proxy is None:
+        if self._tunnels_itself(tx):
             self._tunnel(tx, decision)
             return
         self._connector = self.session.connect_server(
             self.connect_timeout, self._connected, self._connect_failed, decision
         )
 
+    def _tunnels_itself(self, tx: Transaction) -> bool:
+        """Whether zfw answers this CONNECT and carries the tunnel itself: always
+        without a parent proxy, and with one when a TlsTunnelProxy must see the
+        ClientHello first (else the parent answers, and PlugProxy relays)."""
+        if tx.method != "CONNECT":
+            return False
+        return self.parent_proxy is None or (
+            isinstance(self.connect_proxy, type) and issubclass(self.connect_proxy, TlsTunnelProxy)
+        )
+
     def _tunnel(self, tx: Transaction, decision: Any) -> None:
-        """CONNECT: hand the client to ``connect_proxy`` toward the decided server."""
+        """CONNECT: hand the client to ``connect_proxy`` toward the decided server
+        (through the parent proxy, if there is one)."""
         proxy_class = self.connect_proxy
         if not (
             isinstance(proxy_class, type) and issubclass(proxy_class, PlugProxy | TlsTunnelProxy)
@@ -533,8 +552,21 @@ class HttpProxy(Proxy):
             return
         if issubclass(proxy_class, TlsTunnelProxy):
             # It decides by the ClientHello, which the client sends after our 200.
+            request = self._out_head
             proxy, pending = self._hand_over(tx, decision, proxy_class)
-            proxy.start(self.client, pending)  # type: ignore[call-arg]
+            if self.parent_proxy is None:
+                proxy.start(self.client, pending)  # type: ignore[call-arg]
+                return
+            # The parent is asked only once the tunnel has accepted the hello; the
+            # destination the tunnel verifies is the one the CONNECT named.
+            assert tx.server is not None
+            self.session.destination = tx.server
+            session = self.session
+
+            def via_parent(timeout: float, on_connected: Any, on_failed: Any) -> ParentTunnel:
+                return ParentTunnel(session, decision, request, timeout, on_connected, on_failed)
+
+            proxy.start(self.client, pending, via_parent)  # type: ignore[call-arg]
             return
 
         def connected(server: Endpoint) -> None:

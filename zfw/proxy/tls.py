@@ -9,7 +9,9 @@ decision.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.internet.threads import deferToThread
@@ -20,6 +22,14 @@ from zfw.engine.session import describe_failure
 from zfw.proxy.base import Proxy
 from zfw.proxy.relay import Relay
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
@@ -47,6 +57,7 @@ class TlsTunnelProxy(Proxy):
     - ``allow_no_sni``: let a hello without a server name through (default False);
     - ``verify_destination``: the name must resolve to the address the client
       was going to (default False; in the spirit of Squid's host_verify_strict);
+      through a parent proxy, it must be the name the CONNECT request named;
     - ``hello_timeout`` (10 s), ``max_hello_size`` (16384 bytes),
       ``timeout`` (idle seconds after the handshake, 600), ``connect_timeout`` (30 s).
 
@@ -89,11 +100,20 @@ class TlsTunnelProxy(Proxy):
 
     # --- the session -----------------------------------------------------------------------
 
-    def start(self, client: Endpoint, pending: bytes = b"") -> None:
+    def start(
+        self,
+        client: Endpoint,
+        pending: bytes = b"",
+        connect: Callable[..., Any] | None = None,
+    ) -> None:
         """Read the ClientHello, with a deadline, before anything else.
 
-        ``pending``: bytes of it already read (by HttpProxy, for a CONNECT tunnel)."""
+        For a CONNECT tunnel, HttpProxy passes ``pending`` (bytes of the hello
+        already read) and, through a parent proxy, ``connect``: what opens the
+        way to the server instead of :meth:`Session.connect_server` (same
+        arguments; see :class:`~zfw.proxy.parent.ParentTunnel`)."""
         self.client = client
+        self._open = connect or self.session.connect_server
         self.hello: ClientHello | None = None
         self.decision = "pending"
         self._reader = ClientHelloReader(self.max_hello_size)
@@ -139,6 +159,13 @@ class TlsTunnelProxy(Proxy):
             self._refuse(verdict or "denied by policy")
             return
         if self.verify_destination and hello.sni is not None:
+            dest = self.session.destination[0]
+            if not _is_address(dest):  # a name, as in CONNECT through a parent proxy
+                if hello.sni.lower() != dest.lower():
+                    self._refuse(f"{hello.sni} does not name the destination {dest}")
+                    return
+                self._connect()
+                return
             d = self.resolve(hello.sni)
             d.addCallbacks(self._verified, self._unresolved)
             return
@@ -163,9 +190,7 @@ class TlsTunnelProxy(Proxy):
             return
         self.decision = "accept"
         self.client.on_lost = self._lost_while_connecting
-        self._connector = self.session.connect_server(
-            self.connect_timeout, self._connected, self._failed
-        )
+        self._connector = self._open(self.connect_timeout, self._connected, self._failed)
 
     def _lost_while_connecting(self, _ep: Endpoint, _reason: Failure) -> None:
         if self._connector is not None and self._connector.state == "connecting":
