@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 
@@ -74,6 +75,28 @@ def test_any_segmentation_gives_the_same_result(cuts):
         pos += n
     chunks.append(data[pos:])
     assert read_all(chunks) == read_all([data])
+
+
+_EDITS = st.lists(
+    st.tuples(st.integers(0, 2000), st.sampled_from(["set", "cut", "add"]), st.binary(max_size=8)),
+    min_size=1,
+    max_size=6,
+)
+
+
+@given(st.sampled_from(sorted(p.name for p in HELLOS.glob("*.bin"))), _EDITS)
+def test_a_damaged_hello_is_a_violation_or_a_hello_never_a_crash(name, edits):
+    data = bytearray((HELLOS / name).read_bytes())
+    for pos, kind, piece in edits:
+        pos %= len(data) or 1
+        if kind == "set":
+            data[pos : pos + len(piece)] = piece
+        elif kind == "cut":
+            del data[pos : pos + len(piece) + 1]
+        else:
+            data[pos:pos] = piece
+    with contextlib.suppress(TlsViolation):
+        ClientHelloReader().feed(bytes(data))
 
 
 def test_bytes_after_the_hello_are_kept_for_the_server():
