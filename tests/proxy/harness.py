@@ -18,7 +18,9 @@ from zfw.model import Service
 CLIENT = ("192.0.2.2", 5000)
 
 
-class _Connector:
+class FakeConnector:
+    """What a connection attempt returns: ``stopConnecting()`` gives up."""
+
     state = "connecting"
 
     def stopConnecting(self):
@@ -68,7 +70,7 @@ class ProxyHarness:
     def _connect(self, timeout, on_connected, on_failed, decision=None):
         self.pending.append((on_connected, on_failed))
         self.decisions.append(decision)
-        return _Connector()
+        return FakeConnector()
 
     def connect(self):
         """Complete the pending connection attempt; the new server transport."""

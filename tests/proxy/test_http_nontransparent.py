@@ -272,7 +272,7 @@ def test_tls_tunnel_through_a_parent_checks_the_name_against_connect():
     h.send(CONNECT + tls_hello("www.example.org"))
     assert len(h.pending) == 1
 
-    class AnyName(Strict):
+    class AnyName(TlsTunnelProxy):
         def config(self):
             self.verify_destination = True
 

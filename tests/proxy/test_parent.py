@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from tests.proxy.harness import FakeConnector
 from zfw.engine.decision import Decision
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
@@ -15,13 +16,6 @@ from zfw.proxy.parent import ParentTunnel
 
 CONNECT = b"CONNECT www.example.org:443 HTTP/1.1\r\nHost: www.example.org:443\r\n\r\n"
 PARENT = Decision(True, "ok", target=("198.51.100.8", 3128))
-
-
-class _Connector:
-    state = "connecting"
-
-    def stopConnecting(self):
-        self.state = "disconnected"
 
 
 class Setup:
@@ -33,7 +27,7 @@ class Setup:
         self.connected = []
         self.failed = []
         self.relay = None  # stands for what takes the tunnel over: its on_data
-        self.connector = _Connector()
+        self.connector = FakeConnector()
         self.tunnel = ParentTunnel(self, PARENT, CONNECT, timeout, self._connected, self._failed)
 
     def connect_server(self, timeout, on_connected, on_failed, decision=None):

@@ -9,6 +9,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
+from tests.proxy.harness import FakeConnector
 from zfw.engine.decision import Decision
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import Session
@@ -54,7 +55,7 @@ class Harness:
             self.clock,
             self.closed.append,
         )
-        session.connect_server = lambda *a: self.connects.append(a) or _Connector()
+        session.connect_server = lambda *a: self.connects.append(a) or FakeConnector()
         self.proxy = proxy_class(session)
         for k, v in attrs.items():
             setattr(self.proxy, k, v)
@@ -64,13 +65,6 @@ class Harness:
 
     def log(self):
         return self.out.getvalue()
-
-
-class _Connector:
-    state = "connecting"
-
-    def stopConnecting(self):
-        self.state = "disconnected"
 
 
 def test_allowed_hello_connects_and_nothing_before():
