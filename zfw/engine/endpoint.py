@@ -34,6 +34,10 @@ class Endpoint(Protocol):
         self.on_write_closed: Callable[[Endpoint], object] = _ignore
         self.lost = False
 
+    def silence(self) -> None:
+        """From now on no proxy hears of this connection (one that failed to start)."""
+        self.on_data = self.on_eof = self.on_lost = self.on_made = self.on_write_closed = _ignore
+
     def connectionMade(self) -> None:
         self.on_made(self)
 
