@@ -120,7 +120,7 @@ needs_net_admin = pytest.mark.skipif(
 
 
 @needs_net_admin
-def test_transparent_source_port_zero_is_chosen_at_connect():
+def test_transparent_source_port_zero_is_chosen_at_connect_a_fixed_one_is_shared():
     with socket.socket() as probe:  # a free port for the fixed-port case
         probe.bind(("127.0.0.1", 0))
         fixed = probe.getsockname()[1]
@@ -132,6 +132,8 @@ def test_transparent_source_port_zero_is_chosen_at_connect():
         try:
             sock = client.socket
             assert sock.getsockopt(socket.SOL_IP, net.IP_BIND_ADDRESS_NO_PORT) == at_connect
+            # A fixed port (FTP's 20) is shared by the connections to many peers.
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR) == (not at_connect)
             assert sock.getsockopt(socket.SOL_IP, net.IP_TRANSPARENT) == 1
             assert sock.getsockname()[1] == port  # 0 until connect() picks one
         finally:

@@ -176,15 +176,17 @@ class _TransparentClient(tcp.Client):
         if self._any_port:
             with contextlib.suppress(OSError):  # before Linux 4.2: chosen at bind()
                 sock.setsockopt(socket.SOL_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        else:  # a fixed source port (FTP's 20) is shared by the connections to many peers
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return sock
 
 
 class _TransparentConnector(tcp.Connector):
     def _makeTransport(self) -> tcp.Client:
+        # A plain (host, port) binding: every Twisted release takes it (tcp.makeBinding
+        # is new in 26.10); the socket options are set in createInternetSocket.
         host, port = self.bindAddress
-        # A fixed source port (FTP's 20) is shared by the connections to many peers.
-        binding = tcp.makeBinding(host, port, reuseAddress=bool(port))
-        return _TransparentClient(self.host, self.port, binding, self, self.reactor, not port)
+        return _TransparentClient(self.host, self.port, (host, port), self, self.reactor, not port)
 
 
 def connect(
