@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 import pytest
 from twisted.internet import tcp
@@ -111,6 +113,89 @@ def test_close_drained_leaves_a_connection_with_queued_data_alone():
 
 def test_close_drained_only_knows_tcp_transports():
     assert not net.close_drained(StringTransport())
+
+
+def _receive(peer: socket.socket, n: int) -> bytes:
+    peer.settimeout(5)
+    data = b""
+    while len(data) < n:
+        piece = peer.recv(1 << 20)
+        assert piece, "the connection closed early"
+        data += piece
+    return data
+
+
+def test_writer_sends_at_once_when_nothing_is_queued():
+    transport, _proto, peer = _tcp_transport()
+    with peer:
+        net.writer(transport)(b"hello")
+        assert not transport._tempDataLen and transport.dataBuffer == b""  # nothing queued
+        assert _receive(peer, 5) == b"hello"  # without a turn of the reactor
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+class _Producer:
+    paused = 0
+
+    def pauseProducing(self) -> None:
+        self.paused += 1
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def test_writer_queues_what_the_socket_does_not_take_and_keeps_the_order():
+    transport, _proto, peer = _tcp_transport()
+    with peer:
+        transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        producer = _Producer()
+        transport.registerProducer(producer, True)
+        write = net.writer(transport)
+        big = bytes(range(256)) * 8192  # 2 MiB: more than the socket takes
+        write(big)
+        queued = transport._tempDataLen
+        assert 0 < queued < len(big)  # sent what fitted; the rest waits for the reactor
+        assert producer.paused  # and the producer was told to stop, as with transport.write
+        write(b"after")
+        assert transport._tempDataLen == queued + 5  # queued behind it, not sent ahead
+        received = []
+        reader = threading.Thread(target=lambda: received.append(_receive(peer, len(big) + 5)))
+        reader.start()
+        deadline = time.monotonic() + 10
+        while (transport._tempDataLen or transport.offset < len(transport.dataBuffer)) and (
+            time.monotonic() < deadline
+        ):
+            transport.doWrite()  # what the reactor does when the socket is writable
+            time.sleep(0.001)
+        reader.join(10)
+        assert received == [big + b"after"]
+        transport.unregisterProducer()
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+@pytest.mark.parametrize("state", ["closing", "half-closing", "tls"])
+def test_writer_leaves_a_closing_or_tls_connection_to_twisted(state):
+    transport, _proto, peer = _tcp_transport()
+    with peer:
+        if state == "closing":
+            transport.loseConnection()
+        elif state == "half-closing":
+            transport.loseWriteConnection()
+        else:
+            transport.TLS = True  # what startTLS sets: bytes must go through TLS
+        queued: list[bytes] = []
+        transport.write = queued.append  # type: ignore[method-assign]
+        net.writer(transport)(b"late")
+        assert queued == [b"late"]  # Twisted's own path, not the socket
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+def test_writer_of_other_transports_is_their_write():
+    st = StringTransport()
+    assert net.writer(st) == st.write
 
 
 # IP_TRANSPARENT needs CAP_NET_ADMIN: root here, and always under CI (no skip there).

@@ -45,7 +45,7 @@ def test_get_relayed_canonically_without_hop_by_hop_headers():
 def test_a_small_response_goes_to_the_client_in_one_write():
     h = Harness()
     writes = []
-    h.ct.write = writes.append
+    h.client.write = writes.append
     h.send(GET)
     h.connect()
     h.reply(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n")

@@ -10,6 +10,8 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from zfw import net
+
 
 def _ignore(*_args: Any) -> None:
     pass
@@ -22,6 +24,7 @@ class Endpoint(Protocol):
     ``on_data(bytes)``, ``on_eof(endpoint)`` (the peer half-closed) and
     ``on_lost(endpoint, reason)`` start as no-ops, as does ``on_write_closed(endpoint)``
     (our half-close went out after everything written); ``received`` counts bytes.
+    Proxies send with ``write(bytes)`` (:func:`zfw.net.writer` of the transport).
     """
 
     def __init__(self, side: str):
@@ -33,12 +36,17 @@ class Endpoint(Protocol):
         self.on_made: Callable[[Endpoint], object] = _ignore
         self.on_write_closed: Callable[[Endpoint], object] = _ignore
         self.lost = False
+        self.write: Callable[[bytes], None] = self._write_unconnected
+
+    def _write_unconnected(self, data: bytes) -> None:
+        raise RuntimeError(f"write on the {self.side} connection before it was made")
 
     def silence(self) -> None:
         """From now on no proxy hears of this connection (one that failed to start)."""
         self.on_data = self.on_eof = self.on_lost = self.on_made = self.on_write_closed = _ignore
 
     def connectionMade(self) -> None:
+        self.write = net.writer(self.transport)
         self.on_made(self)
 
     def dataReceived(self, data: bytes) -> None:

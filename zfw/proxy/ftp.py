@@ -297,7 +297,7 @@ class FtpProxy(Proxy):
 
     def _send(self, cmd: Command, on_final: ReplyHandler) -> None:
         assert self.server is not None
-        self.server.transport.write(cmd.line())
+        self.server.write(cmd.line())
         self.conversation.sent(cmd)
         self._handlers.append(on_final)
         if self.session.log_enabled("ftp.request", 4):
@@ -306,7 +306,7 @@ class FtpProxy(Proxy):
 
     def _write_client(self, data: bytes) -> None:
         if self.client is not None and not self.client.lost:
-            self.client.transport.write(data)
+            self.client.write(data)
 
     def _send_client(self, code: int, text: str | tuple[str, ...]) -> None:
         self._write_client(format_reply(code, text))

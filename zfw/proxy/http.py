@@ -587,7 +587,7 @@ class HttpProxy(Proxy):
         """Answer the CONNECT with 200 and make ``proxy_class`` the session's proxy toward
         the decided server; the new proxy, and what the client sent that was not parsed."""
         tx.status = 200
-        self.client.transport.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        self.client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self._log_request(tx)
         pending = self._detach()
         self.session.decision = decision
@@ -730,18 +730,18 @@ class HttpProxy(Proxy):
         tx = self.tx
         assert tx is not None and self.server is not None and self.server_reader is not None
         self.server_reader.expect(tx.head.method)
-        self.server.transport.write(self._out_head)
+        self.server.write(self._out_head)
         tx.state = "body"
 
     def _request_data(self, data: bytes) -> None:
         assert self.server is not None and self.tx is not None
-        self.server.transport.write(chunk(data) if self.tx.req_chunked else data)
+        self.server.write(chunk(data) if self.tx.req_chunked else data)
 
     def _request_end(self) -> None:
         tx = self.tx
         assert self.server is not None and tx is not None
         if tx.req_chunked:
-            self.server.transport.write(LAST_CHUNK)
+            self.server.write(LAST_CHUNK)
         tx.state = "sent"
         if tx.status == 0:
             self._arm("response", self.response_timeout)
@@ -777,7 +777,7 @@ class HttpProxy(Proxy):
                 if pending:
                     pending += data
                 else:
-                    self.client.transport.write(data)
+                    self.client.write(data)
             elif kind is Response:
                 pending = self._response_head(event)  # type: ignore[arg-type]
             else:
@@ -787,11 +787,11 @@ class HttpProxy(Proxy):
                 if tx.resp_chunked:
                     pending += LAST_CHUNK
                 if pending:
-                    self.client.transport.write(pending)
+                    self.client.write(pending)
                 self._response_end(tx)
                 return
         if pending:
-            self.client.transport.write(pending)
+            self.client.write(pending)
 
     def _server_closed(self, ep: Endpoint, _reason: Failure | None = None) -> None:
         if ep is not self.server:
@@ -863,7 +863,7 @@ class HttpProxy(Proxy):
         """The parent proxy opened a CONNECT tunnel: relay it (with PlugProxy)."""
         server, server_reader = self.server, self.server_reader
         assert server is not None and server_reader is not None
-        self.client.transport.write(
+        self.client.write(
             response_head(resp.status, resp.reason, end_to_end(resp.headers, resp.fields))
         )
         self._log_request(tx)
@@ -936,7 +936,7 @@ class HttpProxy(Proxy):
             return
         if tx.head.version == (1, 0):
             return  # HTTP/1.0 clients do not expect interim responses
-        self.client.transport.write(
+        self.client.write(
             response_head(resp.status, resp.reason, end_to_end(resp.headers, resp.fields))
         )
 
@@ -1060,7 +1060,7 @@ class HttpProxy(Proxy):
             self._abort()
             return
         self._disarm()
-        self.client.transport.write(
+        self.client.write(
             errorpage.response(
                 status, info, self.session.id, self.error_files_dir, self.error_silent
             )

@@ -76,7 +76,7 @@ class ParentTunnel:
         self._deadline = self._session.reactor.callLater(
             self._timeout, self._fail, f"no answer from the parent proxy within {self._timeout:g} s"
         )
-        parent.transport.write(self._request)
+        parent.write(self._request)
 
     def _answer(self, data: bytes) -> None:
         try:

@@ -46,16 +46,16 @@ class Relay:
     def start(self, to_server: bytes = b"", to_client: bytes = b"") -> None:
         """Start relaying; ``to_server``/``to_client`` are bytes a proxy already read."""
         c, s = self.client, self.server
-        c.on_data = s.transport.write
-        s.on_data = c.transport.write
+        c.on_data = s.write
+        s.on_data = c.write
         c.on_eof = s.on_eof = self._eof_from
         c.on_lost = s.on_lost = self._lost
         c.transport.registerProducer(s.transport, True)
         s.transport.registerProducer(c.transport, True)
         if to_server:
-            s.transport.write(to_server)
+            s.write(to_server)
         if to_client:
-            c.transport.write(to_client)
+            c.write(to_client)
         c.transport.resumeProducing()
         s.transport.resumeProducing()
         if self.idle_timeout and self.idle_watch is not None:
