@@ -1,9 +1,12 @@
-"""HttpProxy against PlugProxy and plain kernel routing, in the lab.
+"""HttpProxy against PlugProxy, Squid, a minimal relay and plain kernel routing, in the lab.
 
     sudo .venv/bin/python bench/http_proxy.py [--seconds 5] [--rounds 3] [--million]
 
 - keep-alive requests/s with small responses (wrk, 32 connections, against nginx);
 - new connections/s (wrk with ``Connection: close``);
+- the same through Squid (Debian's, in TPROXY mode, no cache, no access log;
+  ``contrib/install-deps --bench`` installs it) and through the minimal Twisted
+  relay (bench/minimal_relay.py): the issue gave Squid's rate against such a relay;
 - with ``--million``: one million keep-alive requests through HttpProxy; after
   every 10-s run, its RSS, then (through ``bench/memprobe``) the blocks
   Python's allocator holds after a garbage collection and the RSS after
@@ -19,6 +22,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,17 +37,62 @@ from zfw.lab.servers import pinned, start_nginx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POLICY = os.path.join(HERE, "http_policy.py")
+SQUID_CONF = """\
+http_port 3128
+http_port 3129 tproxy
+http_access allow all
+cache deny all
+access_log none
+pinger_enable off
+cache_log {dir}/cache.log
+pid_filename {dir}/squid.pid
+coredump_dir {dir}
+shutdown_lifetime 0 seconds
+max_filedescriptors 8192
+"""
+
+
+def start_squid(lab: Lab):
+    """Squid in the firewall namespace, TPROXY port 3129, pinned to CPU 0 as zfw is."""
+    directory = tempfile.mkdtemp()
+    os.chmod(directory, 0o777)  # Squid runs as the proxy user
+    conf = os.path.join(directory, "squid.conf")
+    with open(conf, "w") as f:
+        f.write(SQUID_CONF.format(dir=directory))
+    lab.tproxy({80: 3129})
+    return lab.popen("fw", pinned(0, ["squid", "-N", "-f", conf]))
 
 
 def start_zfw(lab: Lab, instance: str, env: dict[str, str] | None = None):
+    """Start one setup pinned to CPU 0 (None: plain routing, nothing to start)."""
     if instance == "routing":
         lab.tproxy({}, divert="none")
         return None
-    lab.tproxy({80: 50080 if instance == "http" else 50081})
-    args = pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null"))
-    proc = lab.popen("fw", args, env={**os.environ, **(env or {})})
+    if instance == "squid":
+        proc = start_squid(lab)
+    elif instance == "minimal":
+        lab.tproxy({80: 50080})
+        args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
+        proc = lab.popen("fw", pinned(0, args))
+    else:
+        lab.tproxy({80: 50080 if instance == "http" else 50081})
+        args = pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null"))
+        proc = lab.popen("fw", args, env={**os.environ, **(env or {})})
     time.sleep(2)
     return proc
+
+
+def stop(proc, setup: str) -> None:
+    """Squid gets SIGTERM (it removes its pid file and shared memory), the others SIGKILL."""
+    if setup == "squid":
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
 
 
 def rss_kib(lab: Lab, pid: int) -> int:
@@ -130,16 +180,19 @@ def main() -> None:
                          "net.ipv4.tcp_tw_reuse=1"])  # fmt: skip
         nginx = start_nginx(lab, tempfile.mkdtemp(), NGINX_SERVER, NGINX_HTTP, 4096, cpu=1)
         time.sleep(1)
+        proxies = ["minimal", "squid", "plug", "http"]
+        if shutil.which("squid") is None:
+            print("    squid is not installed (contrib/install-deps --bench): left out")
+            proxies.remove("squid")
         # Routing first: stale conntrack entries of diverted connections stall routed ones.
-        for setup in ["routing"] * a.rounds + ["plug", "http"] * a.rounds:
+        for setup in ["routing"] * a.rounds + proxies * a.rounds:
             proc = start_zfw(lab, setup)
             try:
                 results.setdefault((setup, "keepalive"), []).append(wrk(lab, a.seconds, False))
                 results.setdefault((setup, "conn"), []).append(wrk(lab, a.seconds, True))
             finally:
                 if proc is not None:
-                    proc.kill()
-                    proc.wait()
+                    stop(proc, setup)
             print(f"    {setup:8} keepalive {results[(setup, 'keepalive')][-1]:9.0f}  "
                   f"conn {results[(setup, 'conn')][-1]:9.0f}", flush=True)  # fmt: skip
         if a.million:
@@ -154,9 +207,13 @@ def main() -> None:
         print(f"  {setup:8} {metric:10} {best[(setup, metric)]:9.0f} [{rounds}]")
     print("\nratios")
     for metric in ("keepalive", "conn"):
-        h, p, r = (best[(s, metric)] for s in ("http", "plug", "routing"))
-        print(f"  {metric:10} http/plug {h / p:5.2f}   http/routing {h / r:5.2f}   "
-              f"plug/routing {p / r:5.2f}")  # fmt: skip
+        h, p, r, m = (best[(s, metric)] for s in ("http", "plug", "routing", "minimal"))
+        print(f"  {metric:10} http/plug {h / p:5.2f}   http/minimal {h / m:5.2f}   "
+              f"http/routing {h / r:5.2f}   plug/minimal {p / m:5.2f}")  # fmt: skip
+        if ("squid", metric) in best:
+            q = best[("squid", metric)]
+            print(f"  {'':10} http/squid {h / q:5.2f}   squid/minimal {q / m:5.2f}   "
+                  f"squid/plug {q / p:5.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":
