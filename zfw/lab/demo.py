@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,10 @@ host, port, source = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 try:
     s = socket.create_connection((host, port), timeout=2, source_address=(source, 0))
     s.sendall(b"hello through zfw\\n")
-    data = s.recv(200)
+    s.shutdown(socket.SHUT_WR)  # done sending: read the answer and the echo to the end
+    data = b""
+    while piece := s.recv(200):
+        data += piece
     print(data.decode().splitlines()[0] if data else "(connection closed by zfw)")
 except TimeoutError:
     print("no answer: dropped")
@@ -94,12 +99,16 @@ def start_ftp_server(lab: Lab) -> tuple[subprocess.Popen[str], str]:
 
 
 def curl(lab: Lab, *args: str) -> str:
-    """curl from the client: status line and body, or the error."""
+    """curl from the client: the body (an error page's explanation) and status, or the error."""
     proc = lab.run(
-        "client", ["curl", "-sS", "--max-time", "5", "-w", " [HTTP %{http_code}]", *args],
+        "client", ["curl", "-sS", "--max-time", "5", "-w", "\n[HTTP %{http_code}]", *args],
         check=False,
     )  # fmt: skip
-    return (proc.stdout.strip().splitlines() or [""])[-1] or proc.stderr.strip()
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    status = lines.pop() if lines else ""
+    info = re.search(r"<p>(.*?)</p>", proc.stdout)  # zfw's error page says why
+    body = html.unescape(info.group(1)) if info else (lines[0] if lines else "")
+    return f"{body} {status}".strip() or proc.stderr.strip()
 
 
 def say(text: str) -> None:
