@@ -19,7 +19,10 @@ DEFAULT_TEMPLATE = """<!DOCTYPE html>
 <hr><address>zfw, session @SESSION@</address></body></html>
 """
 
-_cache: dict[tuple[str, int], dict[str, str]] = {}
+#: Per template directory: its mtime when read, and its templates. One entry per
+#: directory a policy names, so services with different directories do not evict
+#: each other (and read their files again on every error).
+_cache: dict[str, tuple[int, dict[str, str]]] = {}
 
 
 def reason_phrase(status: int) -> str:
@@ -32,16 +35,16 @@ def reason_phrase(status: int) -> str:
 
 def _templates(directory: str) -> dict[str, str]:
     try:
-        key = (directory, Path(directory).stat().st_mtime_ns)
+        mtime = Path(directory).stat().st_mtime_ns
     except OSError:
         return {}
-    found = _cache.get(key)
-    if found is None:
-        found = {}
-        for path in Path(directory).glob("*.html"):
-            found[path.stem] = path.read_text(encoding="utf-8", errors="replace")
-        _cache.clear()
-        _cache[key] = found
+    cached = _cache.get(directory)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    found = {}
+    for path in Path(directory).glob("*.html"):
+        found[path.stem] = path.read_text(encoding="utf-8", errors="replace")
+    _cache[directory] = (mtime, found)
     return found
 
 
