@@ -249,8 +249,8 @@ def writer(transport: Any) -> Callable[[bytes], None]:
     """``transport.write``, except that a TCP connection with nothing queued sends at once.
 
     Twisted queues every write and sends it when the reactor next finds the
-    socket writable: two ``epoll_ctl`` and one more dispatch per write, which is
-    most of what relaying a small message costs. With an empty queue this sends
+    socket writable: two ``epoll_ctl`` and one more dispatch per write, about
+    half of what relaying a small message costs. With an empty queue this sends
     now (as asyncio's transports do); whatever the socket does not take, and
     any error, goes to ``transport.write`` as before, so order, backpressure
     (the producer is paused as the queue fills) and error handling stay
