@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from plug import NGINX_HTTP, NGINX_SERVER, wrk  # the same load against the same server
+from plug import NGINX_HTTP, NGINX_SERVER, start_proxy, wrk  # the same load, server, relay
 
 from zfw.lab import Lab
 from zfw.lab.servers import pinned, start_nginx
@@ -63,17 +63,16 @@ def start_squid(lab: Lab):
     return lab.popen("fw", pinned(0, ["squid", "-N", "-f", conf]))
 
 
-def start_zfw(lab: Lab, instance: str, env: dict[str, str] | None = None):
+def start_setup(lab: Lab, instance: str, env: dict[str, str] | None = None):
     """Start one setup pinned to CPU 0 (None: plain routing, nothing to start)."""
     if instance == "routing":
         lab.tproxy({}, divert="none")
         return None
+    if instance == "minimal":
+        lab.tproxy({80: 50080})
+        return start_proxy(lab, "minimal")
     if instance == "squid":
         proc = start_squid(lab)
-    elif instance == "minimal":
-        lab.tproxy({80: 50080})
-        args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
-        proc = lab.popen("fw", pinned(0, args))
     else:
         lab.tproxy({80: 50080 if instance == "http" else 50081})
         args = pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null"))
@@ -132,7 +131,7 @@ def million(lab: Lab) -> None:
     """One million requests through HttpProxy; memory after every 10-s wrk run."""
     out = os.path.join(tempfile.mkdtemp(), "memprobe")
     env = {"PYTHONPATH": os.path.join(HERE, "memprobe"), "ZFW_MEMPROBE": out}
-    proc = start_zfw(lab, "http", env)
+    proc = start_setup(lab, "http", env)
     assert proc is not None
     pid = int(lab.run("fw", ["pgrep", "-n", "-f", "zfw_plugin|twistd"]).stdout.split()[0])
     done, start = 0, time.monotonic()
@@ -186,7 +185,7 @@ def main() -> None:
             proxies.remove("squid")
         # Routing first: stale conntrack entries of diverted connections stall routed ones.
         for setup in ["routing"] * a.rounds + proxies * a.rounds:
-            proc = start_zfw(lab, setup)
+            proc = start_setup(lab, setup)
             try:
                 results.setdefault((setup, "keepalive"), []).append(wrk(lab, a.seconds, False))
                 results.setdefault((setup, "conn"), []).append(wrk(lab, a.seconds, True))
