@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -174,6 +175,16 @@ def test_writer_queues_what_the_socket_does_not_take_and_keeps_the_order():
         assert received == [big + b"after"]
         transport.unregisterProducer()
         transport.connectionLost(Failure(ConnectionDone()))
+
+
+def test_writer_leaves_a_failed_send_to_the_reactor():
+    transport, _proto, peer = _tcp_transport()
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # a reset: our next send fails
+    net.writer(transport)(b"lost")  # no exception here
+    assert transport._tempDataLen == 4  # queued: the reactor's write turn finds the error
+    assert isinstance(transport.doWrite(), Exception)  # the reactor then drops the connection
+    transport.connectionLost(Failure(ConnectionDone()))
 
 
 @pytest.mark.parametrize("state", ["closing", "half-closing", "tls"])
