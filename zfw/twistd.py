@@ -17,6 +17,7 @@ from zfw.engine.engine import Engine, listen_keys
 from zfw.errors import ZfwError
 from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log, LogSpec
+from zfw.reactor import install as reactor_install
 
 
 class Options(usage.Options):
@@ -195,6 +196,7 @@ def raise_fd_limit() -> None:
 def make_service(options: Options) -> ZfwService:
     """Build the service; a policy or option mistake exits with one line."""
     raise_fd_limit()
+    reactor_install()  # before anything imports the default reactor
     try:
         return ZfwService(
             options["policy"],
