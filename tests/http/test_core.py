@@ -390,6 +390,65 @@ def test_byte_by_byte_equals_all_at_once(msgs, data):
     assert sum(isinstance(e, EndOfMessage) for e in whole) == len(msgs)
 
 
+@st.composite
+def responses(draw):
+    """A response to GET or HEAD with any framing, and the method it answers."""
+    method = draw(st.sampled_from([b"GET", b"HEAD"]))
+    status = draw(st.sampled_from([200, 204, 304, 404]))
+    headers = [(b"X-" + n, v) for n, v in draw(st.lists(st.tuples(tokens, values), max_size=5))]
+    body = draw(bodies)
+    head = b"HTTP/1.1 %d Reason\r\nServer: s\r\n" % status
+    head += b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+    if status in (204, 304) or method == b"HEAD":
+        return method, head + b"\r\n"
+    if draw(st.booleans()):
+        return method, head + b"Transfer-Encoding: chunked\r\n\r\n" + chunk(body) + LAST_CHUNK
+    return method, head + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(responses(), min_size=1, max_size=3), st.data())
+def test_responses_in_any_pieces_equal_all_at_once(msgs, data):
+    # All at once takes the idle parser's shortcut (Parser._whole); pieces take the buffer.
+    methods = [m for m, _r in msgs]
+    stream = b"".join(r for _m, r in msgs)
+    whole = merged(parse(stream, "response", methods))
+    p = Parser("response")
+    for m in methods:
+        p.expect(m)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    pieces = []
+    for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True):
+        pieces += p.feed(stream[a:b])
+    assert merged(pieces) == whole
+    assert sum(isinstance(e, EndOfMessage) for e in whole) == len(msgs)
+
+
+def test_a_read_ending_just_after_a_body():
+    # The shortcut must hand whatever follows the body, however little, to the buffer.
+    first = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"
+    second = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nde"
+    for k in range(len(second) + 1):
+        p = Parser("response")
+        p.expect(b"GET")
+        p.expect(b"GET")
+        events = merged(p.feed(first + second[:k]) + p.feed(second[k:]))
+        assert [type(e) for e in events] == [Response, Data, EndOfMessage] * 2
+        assert [e.data for e in events if isinstance(e, Data)] == [b"abc", b"de"]
+
+
+_FIELD_VALUES = st.text(" \tab:\x80", max_size=8).map(lambda s: s.encode("latin-1"))
+
+
+@given(st.lists(st.tuples(tokens, _FIELD_VALUES), min_size=1, max_size=6))
+def test_header_block_regex_agrees_with_line_by_line(fields):
+    # _fields reads a whole block with one regex; _headers, line by line, is the reference.
+    from zfw.http.core import _fields, _headers
+
+    block = b"".join(n + b":" + v + b"\r\n" for n, v in fields)
+    assert _fields(block, Limits(), True) == _headers(block[:-2].split(b"\r\n"), Limits())
+
+
 def test_serialize_round_trip_and_hop_by_hop():
     (req, _e) = parse(
         b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Private\r\n"
