@@ -122,7 +122,13 @@ class Log:
         clock = time.time
 
         def write(message: str, **fields: object) -> None:
-            self._write(f"{self._time(clock())}{prefix}{message}{_extra(fields)}\n")
+            now = clock()
+            if int(now) != self._stamp_second:
+                self._time(now)
+            extra = ""
+            for k, v in fields.items():
+                extra = f"{extra}; {k}={v}"
+            self._write(f"{self._stamp}.{int(now % 1 * 1000):03d}{prefix}{message}{extra}\n")
 
         return write
 

@@ -242,6 +242,7 @@ class HttpProxy(Proxy):
         self._timer_kind = ""
         self._now = self.session.reactor.seconds
         self._request_log = self.session.log_writer("http.request", 3)
+        self._client_host = self.session.client[0]
         #: Non-transparent: the server comes from each request (an InbandRouter).
         self.nontransparent = isinstance(self.session.service.router, InbandRouter)
         self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
@@ -1009,10 +1010,11 @@ class HttpProxy(Proxy):
     # --- endings ---------------------------------------------------------------------------
 
     def _log_request(self, tx: Transaction) -> None:
-        if self._request_log is not None:
-            self._request_log(
+        write = self._request_log
+        if write is not None:
+            write(
                 f"{tx.method} {tx.url} -> {tx.status}",
-                client=self.session.client[0],
+                client=self._client_host,
                 bytes=tx.sent,
                 duration=f"{time.monotonic() - tx.started:.3f}",
             )
