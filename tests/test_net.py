@@ -204,6 +204,73 @@ def test_writer_leaves_a_closing_or_tls_connection_to_twisted(state):
         transport.connectionLost(Failure(ConnectionDone()))
 
 
+def _batched_transport() -> tuple[tcp.Connection, _Recorder, socket.socket, net.SendBatch]:
+    transport, proto, peer = _tcp_transport()
+    batch = transport.reactor.send_batch = net.SendBatch()  # as zfw's reactor has
+    return transport, proto, peer, batch
+
+
+def _nothing_arrived(peer: socket.socket) -> bool:
+    peer.setblocking(False)
+    try:
+        peer.recv(10)
+    except BlockingIOError:
+        return True
+    finally:
+        peer.setblocking(True)
+    return False
+
+
+def test_writes_in_a_batch_go_out_together_when_it_ends():
+    transport, _proto, peer, batch = _batched_transport()
+    with peer:
+        write = net.writer(transport)
+        batch.open = True  # the reactor is dispatching ready sockets
+        write(b"head ")
+        write(b"body")
+        assert _nothing_arrived(peer)
+        batch.flush()
+        assert not batch.open
+        assert _receive(peer, 9) == b"head body"
+        write(b"!")  # outside a batch: at once
+        assert _receive(peer, 1) == b"!"
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+def test_a_batch_does_not_hold_writes_behind_queued_data():
+    transport, _proto, peer, batch = _batched_transport()
+    with peer:
+        transport.write(b"queued ")  # in Twisted's queue, waiting for a write turn
+        batch.open = True
+        net.writer(transport)(b"after")
+        assert transport._tempDataLen == len(b"queued after")  # behind it, in order
+        batch.flush()
+        transport.doWrite()
+        assert _receive(peer, 12) == b"queued after"
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
+def test_close_drained_sends_what_a_batch_holds_first():
+    transport, proto, peer, batch = _batched_transport()
+    with peer:
+        batch.open = True
+        net.writer(transport)(b"last words")
+        assert net.close_drained(transport)
+        assert len(proto.lost) == 1
+        assert _receive(peer, 10) == b"last words"
+        assert peer.recv(10) == b""  # then our FIN
+        batch.flush()  # nothing left for the closed connection
+
+
+def test_a_batch_holding_for_a_lost_connection_drops_it_quietly():
+    transport, _proto, peer, batch = _batched_transport()
+    peer.close()
+    batch.open = True
+    net.writer(transport)(b"too late")
+    transport.connectionLost(Failure(ConnectionDone()))
+    batch.flush()  # no exception: Twisted's write ignores a lost connection
+
+
 def test_writer_of_other_transports_is_their_write():
     st = StringTransport()
     assert net.writer(st) == st.write

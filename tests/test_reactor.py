@@ -187,3 +187,47 @@ def test_the_twistd_plugin_runs_on_it(tmp_path):
         "make_service(o)"
     )
     assert "zfw.reactor.EPollReactor" in _reactor_after(code)
+
+
+class Echo(Reader):
+    """Answers each read with two writes through zfw.net.writer's batch."""
+
+    def __init__(self, reactor, sock: socket.socket, fail: bool = False):
+        super().__init__(reactor, sock)
+        self.fail = fail
+        self.sent: list[bytes] = []
+        self.reactor = reactor
+
+    def doRead(self):
+        data = self.sock.recv(65536)
+        batch = self.reactor.send_batch
+        for piece in (b"<", data):
+            if not batch.hold(self, piece):  # a stand-in for a TCP transport
+                raise AssertionError("not held during the batch")
+        if self.fail:
+            raise RuntimeError("handler failed after writing")
+        return None
+
+
+def test_writes_during_a_batch_are_sent_when_it_ends(reactor, pair, monkeypatch, logged):
+    a, b = pair
+    sent: list[tuple[object, bytes]] = []
+    monkeypatch.setattr("zfw.net._send", lambda t, data: sent.append((t, data)))
+    monkeypatch.setattr("zfw.net._idle", lambda t: True)
+    ok = Echo(reactor, a)
+    c, d = socket.socketpair()
+    c.setblocking(False)
+    failing = Echo(reactor, c, fail=True)
+    reactor.addReader(ok)
+    reactor.addReader(failing)
+    b.send(b"one")
+    d.send(b"two")
+    reactor.doPoll(1)
+    # One send per connection, after the batch, also for the handler that failed.
+    assert sorted(sent, key=lambda s: s[1]) == [(ok, b"<one"), (failing, b"<two")]
+    assert not reactor.send_batch.open
+    assert len(logged) == 1  # the failure was logged, as before
+    reactor.removeReader(ok)
+    reactor.removeReader(failing)
+    c.close()
+    d.close()

@@ -5,7 +5,8 @@
 - :func:`original_destination` tells where an accepted client was going;
 - :func:`connect` opens an outgoing connection, optionally from a foreign
   (the client's) address, non-blocking inside the reactor;
-- :func:`writer` sends on a TCP connection at once when nothing is queued.
+- :func:`writer` sends on a TCP connection at once when nothing is queued, or at
+  the end of the reactor's batch of events (:class:`SendBatch`).
 """
 
 from __future__ import annotations
@@ -220,12 +221,15 @@ def close_drained(transport: Any) -> bool:
     This does what that turn would do, now: ``close`` (it sends our FIN if the
     write side is still open; the ``shutdown`` Twisted adds first is skipped,
     as no other process holds the socket) and ``connectionLost`` on the
-    protocol before it returns.
+    protocol before it returns. What a :class:`SendBatch` holds for it is sent first.
     Returns False (and does nothing) when data is queued, a producer is
     registered or the transport is not a Twisted TCP connection.
     """
     if not isinstance(transport, tcp.Connection):
         return False
+    batch = getattr(transport.reactor, "send_batch", None)
+    if batch is not None:
+        batch.release(transport)
     if (
         not transport.connected
         or transport.disconnecting
@@ -245,13 +249,80 @@ def close_drained(transport: Any) -> bool:
 _QUEUE_STATE = ("_tempDataLen", "dataBuffer", "offset", "_writeDisconnecting", "TLS")
 
 
+def _idle(t: Any) -> bool:
+    """Whether Twisted has nothing queued on TCP connection ``t`` and we may send on it."""
+    return (
+        not t._tempDataLen
+        and t.offset == len(t.dataBuffer)
+        and t.connected
+        and not (t.disconnecting or t._writeDisconnecting or t.TLS)
+    )
+
+
+def _send(transport: Any, data: bytes) -> None:
+    """Send ``data`` now if nothing is queued; what the socket does not take, and any
+    error, goes to ``transport.write`` (Twisted's queue, its backpressure and errors)."""
+    if _idle(transport):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # full, or the connection is gone: the reactor's turn finds out
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+class SendBatch:
+    """Writes held while the reactor dispatches one batch of ready sockets, and sent
+    (one ``send`` per connection) when the batch is done.
+
+    A ``send`` that reaches a peer asleep on another CPU also pays for waking it,
+    which on a small request costs more than the rest of relaying it. Sent one
+    by one as each event is handled, a batch of requests wakes the peer (a server
+    holding many connections, a load generator) once per request; sent together at
+    the end, it wakes once and finds the rest waiting. Nothing is held longer than
+    the batch, at most what one read of each connection produced, and nothing
+    outside a batch (timers, startup) is held at all.
+    """
+
+    def __init__(self) -> None:
+        self.open = False
+        self._held: dict[Any, list[bytes]] = {}
+
+    def hold(self, transport: Any, data: bytes) -> bool:
+        """Keep ``data`` for ``transport`` until the batch ends; False: send it now."""
+        held = self._held.get(transport)
+        if held is not None:
+            held.append(data)
+            return True
+        if not self.open or not _idle(transport):
+            return False  # outside a batch, or behind queued data: as before
+        self._held[transport] = [data]
+        return True
+
+    def release(self, transport: Any) -> None:
+        """Send what is held for ``transport`` now (before it is closed)."""
+        held = self._held.pop(transport, None)
+        if held is not None:
+            _send(transport, held[0] if len(held) == 1 else b"".join(held))
+
+    def flush(self) -> None:
+        """The batch is done: send everything held."""
+        self.open = False
+        held, self._held = self._held, {}
+        for transport, pieces in held.items():
+            _send(transport, pieces[0] if len(pieces) == 1 else b"".join(pieces))
+
+
 def writer(transport: Any) -> Callable[[bytes], None]:
-    """``transport.write``, except that a TCP connection with nothing queued sends at once.
+    """``transport.write``, except that a TCP connection with nothing queued sends at once,
+    or at the end of the reactor's batch (:class:`SendBatch`, on zfw's reactor).
 
     Twisted queues every write and sends it when the reactor next finds the
     socket writable: two ``epoll_ctl`` and one more dispatch per write, about
     half of what relaying a small message costs. With an empty queue this sends
-    now (as asyncio's transports do); whatever the socket does not take, and
+    itself (as asyncio's transports do); whatever the socket does not take, and
     any error, goes to ``transport.write`` as before, so order, backpressure
     (the producer is paused as the queue fills) and error handling stay
     Twisted's. Other transports (test doubles, TLS, a Twisted whose internals
@@ -261,25 +332,18 @@ def writer(transport: Any) -> Callable[[bytes], None]:
         hasattr(transport, name) for name in _QUEUE_STATE
     ):
         return transport.write
-    queue = transport.write
-    send = transport.socket.send
+    batch = getattr(transport.reactor, "send_batch", None)
+    if not isinstance(batch, SendBatch):
+
+        def write_now(data: bytes) -> None:
+            _send(transport, data)
+
+        return write_now
+    hold = batch.hold
 
     def write(data: bytes) -> None:
-        t = transport
-        if (
-            not t._tempDataLen
-            and t.offset == len(t.dataBuffer)
-            and t.connected
-            and not (t.disconnecting or t._writeDisconnecting or t.TLS)
-        ):
-            try:
-                sent = send(data)
-            except OSError:  # full, or the connection is gone: the reactor's turn finds out
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        queue(data)
+        if not hold(transport, data):
+            _send(transport, data)
 
     return write
 

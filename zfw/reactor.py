@@ -7,7 +7,8 @@ their session themselves and never read that context, and on a small relayed
 request the context costs more than the relaying (docs/performance.md,
 "Dispatching without a log context"). :class:`EPollReactor` dispatches the
 same way but without it; an exception that escapes is still logged and the
-loop goes on, as before.
+loop goes on, as before. What proxies write while it dispatches one batch of
+ready sockets is sent when the batch is done (:class:`zfw.net.SendBatch`).
 
 ``twistd -n zfw`` installs it unless ``--reactor`` chose another one.
 """
@@ -21,9 +22,16 @@ from twisted.internet import epollreactor
 from twisted.internet.main import installReactor
 from twisted.python import log
 
+from zfw.net import SendBatch
+
 
 class EPollReactor(epollreactor.EPollReactor):
-    """Twisted's epoll reactor without the per-event logging context."""
+    """Twisted's epoll reactor without the per-event logging context, whose writes
+    during a batch of events go out together when it is done (:class:`zfw.net.SendBatch`)."""
+
+    def __init__(self) -> None:
+        self.send_batch = SendBatch()
+        super().__init__()
 
     def doPoll(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds (None: no limit) and dispatch what is ready."""
@@ -35,16 +43,21 @@ class EPollReactor(epollreactor.EPollReactor):
             raise
         selectables = self._selectables
         dispatch = self._doReadOrWrite  # which catches what doRead/doWrite raise
-        for fd, event in events:
-            selectable = selectables.get(fd)
-            if selectable is None:  # removed by an earlier event of this batch
-                continue
-            try:
-                dispatch(selectable, fd, event)
-            except KeyboardInterrupt:
-                raise
-            except BaseException:  # e.g. from connectionLost: log it and go on, as Twisted does
-                log.err()
+        batch = self.send_batch
+        batch.open = True
+        try:
+            for fd, event in events:
+                selectable = selectables.get(fd)
+                if selectable is None:  # removed by an earlier event of this batch
+                    continue
+                try:
+                    dispatch(selectable, fd, event)
+                except KeyboardInterrupt:
+                    raise
+                except BaseException:  # e.g. from connectionLost: log it and go on, as Twisted does
+                    log.err()
+        finally:
+            batch.flush()
 
     doIteration = doPoll
 
