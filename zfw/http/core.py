@@ -252,19 +252,10 @@ class Parser:
 
         The same checks as :meth:`_head` and :meth:`_events`, without copying the
         bytes through the buffer; anything after the message goes on as usual."""
-        request = self.role == "request"
-        m = (_FAST_REQUEST if request else _FAST_RESPONSE).match(data)
-        if m is None:
+        found = self._fast_head(data)
+        if found is None:
             return None
-        end = m.end()
-        if end > self.limits.max_line or end > self.limits.max_head:
-            return None
-        g = m.groups()
-        event: Request | Response
-        if request:
-            event = self._request(g[0], g[1], (1, int(g[2])), g[3], True)
-        else:
-            event = self._response(int(g[1]), g[2], (1, int(g[0])), g[3], True)
+        event, end = found
         out: list[object] = [event]
         state = self._state
         if state == "head":
@@ -351,15 +342,27 @@ class Parser:
 
     # --- heads -----------------------------------------------------------------------------
 
+    def _fast_head(self, data: bytes | bytearray) -> tuple[Request | Response, int] | None:
+        """The head at the start of ``data`` if one regular expression takes all of it
+        (a well-formed head within the limits), and where it ends; None: look closer."""
+        request = self.role == "request"
+        m = (_FAST_REQUEST if request else _FAST_RESPONSE).match(data)
+        if m is None:
+            return None
+        end = m.end()
+        if end > self.limits.max_line or end > self.limits.max_head:
+            return None
+        g = m.groups()  # copies: the buffer may change after the match
+        if request:
+            return self._request(g[0], g[1], (1, int(g[2])), g[3], True), end
+        return self._response(int(g[1]), g[2], (1, int(g[0])), g[3], True), end
+
     def _head(self) -> Request | Response | None:
         request = self.role == "request"
-        m = (_FAST_REQUEST if request else _FAST_RESPONSE).match(self._buf)
-        if m is not None and m.end() <= self.limits.max_line and m.end() <= self.limits.max_head:
-            g = m.groups()  # before the buffer changes under the match
-            del self._buf[: m.end()]
-            if request:
-                return self._request(g[0], g[1], (1, int(g[2])), g[3], True)
-            return self._response(int(g[1]), g[2], (1, int(g[0])), g[3], True)
+        found = self._fast_head(self._buf)
+        if found is not None:
+            del self._buf[: found[1]]
+            return found[0]
         end = self._buf.find(b"\r\n\r\n")
         if end < 0:
             if _BARE_CR_LF.search(self._buf):  # fail now, not when the head limit is hit
