@@ -250,6 +250,22 @@ def test_a_batch_does_not_hold_writes_behind_queued_data():
         transport.connectionLost(Failure(ConnectionDone()))
 
 
+def test_a_batch_holds_at_most_its_limit_and_keeps_the_order():
+    transport, _proto, peer, batch = _batched_transport()
+    with peer:
+        batch.limit = 10
+        write = net.writer(transport)
+        batch.open = True
+        write(b"small ")  # held
+        write(b"too big for it")  # over the limit: what was held goes first, then this
+        assert _receive(peer, 20) == b"small too big for it"
+        write(b"again")  # held again: the limit counts only what is held
+        assert _nothing_arrived(peer)
+        batch.flush()
+        assert _receive(peer, 5) == b"again"
+        transport.connectionLost(Failure(ConnectionDone()))
+
+
 def test_close_drained_sends_what_a_batch_holds_first():
     transport, proto, peer, batch = _batched_transport()
     with peer:

@@ -282,35 +282,46 @@ class SendBatch:
     by one as each event is handled, a batch of requests wakes the peer (a server
     holding many connections, a load generator) once per request; sent together at
     the end, it wakes once and finds the rest waiting. Nothing is held longer than
-    the batch, at most what one read of each connection produced, and nothing
-    outside a batch (timers, startup) is held at all.
+    the batch, never more than ``limit`` bytes in all (bulk transfers fill it and
+    then send at once, as before), and nothing outside a batch (timers, startup).
     """
+
+    limit = 1 << 20
 
     def __init__(self) -> None:
         self.open = False
         self._held: dict[Any, list[bytes]] = {}
+        self._size = 0
 
     def hold(self, transport: Any, data: bytes) -> bool:
         """Keep ``data`` for ``transport`` until the batch ends; False: send it now."""
         held = self._held.get(transport)
+        if self._size + len(data) > self.limit:
+            if held is not None:
+                self.release(transport)  # what came first goes first
+            return False
         if held is not None:
             held.append(data)
-            return True
-        if not self.open or not _idle(transport):
+        elif not self.open or not _idle(transport):
             return False  # outside a batch, or behind queued data: as before
-        self._held[transport] = [data]
+        else:
+            self._held[transport] = [data]
+        self._size += len(data)
         return True
 
     def release(self, transport: Any) -> None:
         """Send what is held for ``transport`` now (before it is closed)."""
         held = self._held.pop(transport, None)
         if held is not None:
-            _send(transport, held[0] if len(held) == 1 else b"".join(held))
+            data = held[0] if len(held) == 1 else b"".join(held)
+            self._size -= len(data)
+            _send(transport, data)
 
     def flush(self) -> None:
         """The batch is done: send everything held."""
         self.open = False
         held, self._held = self._held, {}
+        self._size = 0
         for transport, pieces in held.items():
             _send(transport, pieces[0] if len(pieces) == 1 else b"".join(pieces))
 
