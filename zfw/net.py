@@ -344,16 +344,10 @@ def writer(transport: Any) -> Callable[[bytes], None]:
     ):
         return transport.write
     batch = getattr(transport.reactor, "send_batch", None)
-    if not isinstance(batch, SendBatch):
-
-        def write_now(data: bytes) -> None:
-            _send(transport, data)
-
-        return write_now
-    hold = batch.hold
+    hold = batch.hold if isinstance(batch, SendBatch) else None
 
     def write(data: bytes) -> None:
-        if not hold(transport, data):
+        if hold is None or not hold(transport, data):
             _send(transport, data)
 
     return write
