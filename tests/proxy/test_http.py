@@ -88,11 +88,48 @@ def test_server_connection_close_means_a_new_connection_next_time():
     h.send(GET)
     h.connect()
     h.reply(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    h.servers[0][0].readConnectionLost()  # the server closes, as it said it would
     assert h.servers[0][1].disconnecting
     h.send(GET)
     assert h.pending
     h.connect()
     assert h.to_server().startswith(b"GET /a")
+
+
+def test_a_server_told_to_close_closes_first():
+    # zfw waits for its FIN, so the server, not the firewall, keeps the TIME_WAIT.
+    h = Harness()
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
+    h.connect()
+    h.reply(OK)
+    assert h.to_client().endswith(b"\r\nConnection: close\r\n\r\nhi")
+    server_ep, server = h.servers[0]
+    assert h.ct.disconnecting and not server.disconnecting
+    server_ep.readConnectionLost()
+    assert server.disconnecting
+
+
+def test_a_server_that_does_not_close_is_closed_after_the_wait():
+    h = Harness()
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
+    h.connect()
+    h.reply(OK)
+    server = h.servers[0][1]
+    h.clock.advance(h.proxy.server_close_wait - 0.1)
+    assert not server.disconnecting
+    h.clock.advance(0.2)
+    assert server.disconnecting
+
+
+def test_a_server_sending_after_its_last_response_is_aborted():
+    h = Harness()
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
+    h.connect()
+    h.reply(OK)
+    h.reply(b"more")
+    server = h.servers[0][1]
+    assert server.disconnecting  # StringTransport.abortConnection: disconnected at once
+    assert not [c for c in h.clock.getDelayedCalls() if "loseConnection" in repr(c)]  # no wait
 
 
 def test_pipelined_requests_are_answered_in_order():

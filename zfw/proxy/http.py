@@ -21,6 +21,7 @@ import attrs
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
+from zfw import net
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
 from zfw.http import errorpage
@@ -147,6 +148,7 @@ class Transaction:
     resp_started: bool = False
     resp_chunked: bool = False
     server_keep: bool = True
+    server_told_close: bool = False  # the request carried Connection: close
     status: int = 0
     sent: int = 0  # response body bytes to the client
     server: tuple[str, int] | None = None  # in-band: the server the request named
@@ -165,7 +167,9 @@ class HttpProxy(Proxy):
     - timeouts (seconds): ``header_timeout`` 10 (a request head must be
       complete: slowloris), ``keepalive_timeout`` 60 (idle between requests),
       ``response_timeout`` 60 (request sent, no response head), ``timeout``
-      300 (no traffic during a body), ``connect_timeout`` 30;
+      300 (no traffic during a body), ``connect_timeout`` 30, ``server_close_wait`` 2
+      (a server told ``Connection: close`` closes first, as without the firewall, and
+      keeps the TIME_WAIT; zfw closes after this long if it does not);
     - ``verify_host`` False: the Host header must name the original destination
       (an address literal, or a name resolving to it), else 409;
     - ``permit_upgrade`` (): protocols (``"websocket"``, ``"h2c"``) that may be
@@ -200,6 +204,7 @@ class HttpProxy(Proxy):
     response_timeout: float = 60.0
     timeout: float = 300.0
     connect_timeout: float = 30.0
+    server_close_wait: float = 2.0
     verify_host: bool = False
     permit_upgrade: tuple[str, ...] = ()
     error_files_dir: str | None = None
@@ -426,6 +431,7 @@ class HttpProxy(Proxy):
             # Closing first here would leave it on the client's address and a port of
             # the firewall's range, which then runs out under many short connections.
             framing += ((b"Connection", b"close"),)
+            tx.server_told_close = True
         tx.state = "connecting"
         if tx.server is not None:  # in-band: Host names the server of the URL
             host, port = tx.server
@@ -784,7 +790,7 @@ class HttpProxy(Proxy):
             else:
                 if i < last:  # more after the response: never reuse this connection
                     tx.server_keep = False
-                    self.log("violation", 2, "the server sent more than one response")
+                    self._drop_server("the server sent more than one response")
                 if tx.resp_chunked:
                     pending += LAST_CHUNK
                 if pending:
@@ -981,10 +987,16 @@ class HttpProxy(Proxy):
         tx = self.tx
         assert tx is not None
         self.tx = None
-        if self.server is not None and not (
-            tx.server_keep and self.server_reader is not None and self.server_reader.idle
-        ):
-            self._drop_server()
+        if self.server is not None:
+            complete = (
+                tx.state == "sent" and self.server_reader is not None and self.server_reader.idle
+            )
+            if not complete:
+                self._drop_server()
+            elif not tx.server_keep or tx.server_told_close:
+                # The server said or was told Connection: close, so it closes now: let it
+                # close first and keep the TIME_WAIT, as without the firewall.
+                self._drop_server(wait_for_close=True)
         if not tx.client_keep or self.client_eof:
             self._close_client()
             return
@@ -994,7 +1006,7 @@ class HttpProxy(Proxy):
             self._arm("keepalive", self.keepalive_timeout)
         self._pump()
 
-    def _drop_server(self, why: str = "") -> None:
+    def _drop_server(self, why: str = "", wait_for_close: bool = False) -> None:
         if why:
             self.log("violation", 2, why)
         server, self.server = self.server, None
@@ -1003,9 +1015,33 @@ class HttpProxy(Proxy):
             self._server_bytes += server.received
             server.on_eof = server.on_lost = lambda *_a: None
             server.transport.unregisterProducer()
-            server.transport.loseConnection()
+            if wait_for_close and not server.lost:
+                self._await_server_close(server)
+            else:
+                server.transport.loseConnection()
         self.client_valve.release("backpressure")
         self.server_valve.attach(None)
+
+    def _await_server_close(self, server: Endpoint) -> None:
+        """Close ``server`` once it has closed (its FIN came), or after
+        ``server_close_wait`` seconds; whatever it sends meanwhile aborts it."""
+        timer = self.session.reactor.callLater(
+            self.server_close_wait, server.transport.loseConnection
+        )
+
+        def closed(*_a: Any) -> None:
+            if timer.active():
+                timer.cancel()
+            if not (server.lost or net.close_drained(server.transport)):
+                server.transport.loseConnection()
+
+        def data_after_the_end(_data: bytes) -> None:
+            if timer.active():
+                timer.cancel()
+            server.transport.abortConnection()
+
+        server.on_data = data_after_the_end
+        server.on_eof = server.on_lost = closed
 
     # --- endings ---------------------------------------------------------------------------
 
