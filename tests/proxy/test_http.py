@@ -96,12 +96,18 @@ def test_server_connection_close_means_a_new_connection_next_time():
     assert h.to_server().startswith(b"GET /a")
 
 
-def test_a_server_told_to_close_closes_first():
-    # zfw waits for its FIN, so the server, not the firewall, keeps the TIME_WAIT.
+def _closing_transaction() -> Harness:
+    """A harness whose client ended its connection with a request, answered."""
     h = Harness()
     h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
     h.connect()
     h.reply(OK)
+    return h
+
+
+def test_a_server_told_to_close_closes_first():
+    # zfw waits for its FIN, so the server, not the firewall, keeps the TIME_WAIT.
+    h = _closing_transaction()
     assert h.to_client().endswith(b"\r\nConnection: close\r\n\r\nhi")
     server_ep, server = h.servers[0]
     assert h.ct.disconnecting and not server.disconnecting
@@ -110,10 +116,7 @@ def test_a_server_told_to_close_closes_first():
 
 
 def test_a_server_that_does_not_close_is_closed_after_the_wait():
-    h = Harness()
-    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
-    h.connect()
-    h.reply(OK)
+    h = _closing_transaction()
     server = h.servers[0][1]
     h.clock.advance(h.proxy.server_close_wait - 0.1)
     assert not server.disconnecting
@@ -122,10 +125,7 @@ def test_a_server_that_does_not_close_is_closed_after_the_wait():
 
 
 def test_a_server_sending_after_its_last_response_is_aborted():
-    h = Harness()
-    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nConnection: close\r\n\r\n")
-    h.connect()
-    h.reply(OK)
+    h = _closing_transaction()
     h.reply(b"more")
     server = h.servers[0][1]
     assert server.disconnecting  # StringTransport.abortConnection: disconnected at once
