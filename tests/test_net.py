@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -14,12 +15,17 @@ import time
 
 import pytest
 from twisted.internet import tcp
+from twisted.internet.defer import succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.error import ConnectionRefusedError as Refused
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from zfw import net
+from zfw.reactor import EPollReactor
 
 # Under CI (root, setpriv installed by contrib/install-deps) these must run: no skip there.
 needs_root = pytest.mark.skipif(
@@ -110,6 +116,44 @@ def test_close_drained_leaves_a_connection_with_queued_data_alone():
         assert not net.close_drained(transport)
         assert proto.lost == [] and transport.connected
         transport.connectionLost(Failure(ConnectionDone()))
+
+
+@implementer(IHalfCloseableProtocol)
+class _HalfRecorder(_Recorder):
+    write_closed = 0
+
+    def readConnectionLost(self) -> None:
+        pass
+
+    def writeConnectionLost(self) -> None:
+        self.write_closed += 1
+
+
+def test_half_close_drained_sends_our_fin_at_once_and_keeps_reading():
+    transport, _proto, peer = _tcp_transport()
+    proto = transport.protocol = _HalfRecorder()
+    proto.makeConnection(transport)
+    with peer:
+        assert net.half_close_drained(transport)
+        assert proto.write_closed == 1 and transport.connected and not proto.lost
+        peer.settimeout(5)
+        assert peer.recv(10) == b""  # our FIN arrived
+        transport.write(b"dropped, as after Twisted's own half-close")
+        peer.sendall(b"still read")
+        assert transport.socket.recv(100) == b"still read"
+        assert not net.half_close_drained(transport)  # once is enough
+        assert net.close_drained(transport) and len(proto.lost) == 1
+        assert peer.recv(100) == b""
+
+
+def test_half_close_drained_leaves_a_connection_with_queued_data_alone():
+    transport, _proto, peer = _tcp_transport()
+    with peer:
+        transport.write(b"not sent yet")
+        assert not net.half_close_drained(transport)
+        assert not transport._writeDisconnecting
+        transport.connectionLost(Failure(ConnectionDone()))
+    assert not net.half_close_drained(StringTransport())
 
 
 def test_close_drained_only_knows_tcp_transports():
@@ -317,3 +361,126 @@ def test_transparent_source_port_zero_is_chosen_at_connect_a_fixed_one_is_shared
             assert sock.getsockname()[1] == port  # 0 until connect() picks one
         finally:
             client.socket.close()
+
+
+class _Outcome(ClientFactory):
+    """Records how a connection attempt ended and what the connection read."""
+
+    noisy = False
+
+    def __init__(self) -> None:
+        self.made: list[Protocol] = []
+        self.failed: list[Failure] = []
+        self.data = b""
+
+    def buildProtocol(self, addr: object) -> Protocol:
+        factory = self
+
+        class Reader(Protocol):
+            def connectionMade(self) -> None:
+                factory.made.append(self)
+
+            def dataReceived(self, data: bytes) -> None:
+                factory.data += data
+
+        return Reader()
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        self.failed.append(reason)
+
+
+def _spin(reactor: EPollReactor, done, seconds: float = 5) -> None:
+    """Run ``reactor`` by hand until ``done()``."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert time.monotonic() < deadline, "nothing happened in time"
+        reactor.runUntilCurrent()
+        reactor.doPoll(0.05)
+
+
+@pytest.fixture
+def epoll():
+    reactor = EPollReactor()
+    yield reactor
+    reactor._poller.close()
+
+
+def _read_some(sock: socket.socket, into: bytearray) -> bytearray:
+    with contextlib.suppress(BlockingIOError):
+        into += sock.recv(100)
+    return into
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_connect_reaches_the_server_and_relays():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        reactor = EPollReactor()
+        try:
+            outcome = _Outcome()
+            net.connect(reactor, "127.0.0.1", server.getsockname()[1], outcome)
+            _spin(reactor, lambda: outcome.made)
+            peer, _addr = server.accept()
+            with peer:
+                peer.sendall(b"hello")
+                _spin(reactor, lambda: outcome.data == b"hello")
+                outcome.made[0].transport.write(b"back")
+                peer.setblocking(False)
+                got = bytearray()
+                _spin(reactor, lambda: _read_some(peer, got) == b"back")
+            # Connected, it is registered for reading only.
+            fd = outcome.made[0].transport.fileno()
+            assert fd in reactor._reads and fd not in reactor._writes
+        finally:
+            reactor._poller.close()
+
+
+def test_a_refused_connection_says_so(epoll):
+    outcome = _Outcome()
+    net.connect(epoll, "127.0.0.1", _free_port(), outcome)
+    _spin(epoll, lambda: outcome.failed)
+    assert outcome.failed[0].check(Refused)
+    assert "Connection refused" in str(outcome.failed[0].value)
+    assert not epoll._writes and set(epoll._reads) <= {epoll.waker.fileno()}
+
+
+def test_giving_up_on_a_pending_connection(epoll):
+    outcome = _Outcome()
+    # A documentation address nobody answers for: the attempt stays pending.
+    connector = net.connect(epoll, "192.0.2.1", 9, outcome)
+    epoll.runUntilCurrent()  # the attempt starts on the reactor's next turn
+    connector.stopConnecting()
+    assert len(outcome.failed) == 1 and connector.state == "disconnected"
+    assert not epoll._writes and set(epoll._reads) <= {epoll.waker.fileno()}
+
+
+def test_a_name_is_resolved_the_twisted_way(epoll, monkeypatch):
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        asked = []
+        monkeypatch.setattr(
+            epoll, "resolve", lambda name, timeout=None: asked.append(name) or succeed("127.0.0.1")
+        )
+        outcome = _Outcome()
+        net.connect(epoll, "server.example", server.getsockname()[1], outcome)
+        _spin(epoll, lambda: outcome.made)
+        assert asked == ["server.example"]
+        outcome.made[0].transport.loseConnection()
+
+
+@needs_net_admin
+def test_a_transparent_connection_comes_from_the_source_given():
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        reactor = EPollReactor()
+        try:
+            outcome = _Outcome()
+            net.connect(reactor, "127.0.0.1", server.getsockname()[1], outcome, ("127.0.0.2", 0))
+            _spin(reactor, lambda: outcome.made)
+            peer, addr = server.accept()
+            peer.close()
+            assert addr[0] == "127.0.0.2"
+        finally:
+            reactor._poller.close()
