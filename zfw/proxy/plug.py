@@ -19,22 +19,40 @@ class PlugProxy(Proxy):
 
     - ``timeout``: seconds without traffic either way before the session is
       dropped (default 600);
-    - ``connect_timeout``: seconds to wait for the server (default 30).
+    - ``connect_timeout``: seconds to wait for the server (default 30);
+    - ``max_early_data``: bytes read from the client while the server connection
+      is being made (default 65536); past it, reading waits for the server.
     """
 
     log_tag: ClassVar[str] = "plug"
     timeout: float = 600.0
     connect_timeout: float = 30.0
+    max_early_data: int = 65536
 
     def start(self, client: Endpoint) -> None:
-        """Hold the client, connect to the server, then relay."""
+        """Connect to the server; what the client sends meanwhile waits, then relay."""
         self.client = client
-        client.transport.pauseProducing()
+        self._early: list[bytes] = []
+        self._early_size = 0
+        self._early_eof = False
+        client.on_data = self._early_data
+        client.on_eof = self._early_end
         client.on_lost = self._client_lost_early
         self._connector = self.session.connect_server(
             self.connect_timeout, self._connected, self._failed
         )
         self.session.abort = self._give_up
+
+    def _early_data(self, data: bytes) -> None:
+        # Kept for the server rather than left in the socket: most clients speak
+        # first, and pausing the client costs two epoll_ctl for every session.
+        self._early.append(data)
+        self._early_size += len(data)
+        if self._early_size >= self.max_early_data:
+            self.client.transport.pauseProducing()  # the relay resumes it
+
+    def _early_end(self, _ep: Endpoint) -> None:
+        self._early_eof = True  # the relay passes it on after the early data
 
     def _give_up(self) -> None:
         if self._connector.state == "connecting":
@@ -55,17 +73,24 @@ class PlugProxy(Proxy):
             server.transport.loseConnection()
             self.session.close()
             return
-        self.adopt(self.client, server)
+        early, self._early = b"".join(self._early), []
+        self.adopt(self.client, server, to_server=early, client_eof=self._early_eof)
 
     def adopt(
-        self, client: Endpoint, server: Endpoint, to_server: bytes = b"", to_client: bytes = b""
+        self,
+        client: Endpoint,
+        server: Endpoint,
+        to_server: bytes = b"",
+        to_client: bytes = b"",
+        client_eof: bool = False,
     ) -> None:
         """Relay between connections another proxy opened (HttpProxy's CONNECT tunnels);
-        ``to_server``/``to_client``: bytes that proxy read but did not pass on."""
+        ``to_server``/``to_client``: bytes that proxy read but did not pass on;
+        ``client_eof``: the client has half-closed already."""
         self.client = client
         self.relay = Relay(client, server, self.session.idle_watch, self.timeout, self._done)
         self.session.abort = self.relay.abort
-        self.relay.start(to_server=to_server, to_client=to_client)
+        self.relay.start(to_server=to_server, to_client=to_client, client_eof=client_eof)
 
     def _done(self, relay: Relay, reason: str) -> None:
         self.log(

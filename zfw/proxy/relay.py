@@ -43,8 +43,11 @@ class Relay:
         self._done = False
         self.end_reason = ""
 
-    def start(self, to_server: bytes = b"", to_client: bytes = b"") -> None:
-        """Start relaying; ``to_server``/``to_client`` are bytes a proxy already read."""
+    def start(
+        self, to_server: bytes = b"", to_client: bytes = b"", client_eof: bool = False
+    ) -> None:
+        """Start relaying; ``to_server``/``to_client`` are bytes a proxy already read,
+        ``client_eof``: the client half-closed after them (passed on to the server)."""
         c, s = self.client, self.server
         c.on_data = s.write
         s.on_data = c.write
@@ -56,7 +59,10 @@ class Relay:
             s.write(to_server)
         if to_client:
             c.write(to_client)
-        c.transport.resumeProducing()
+        if client_eof:
+            self._eof_from(c)  # Twisted reads no more from it: no resuming
+        else:
+            c.transport.resumeProducing()
         s.transport.resumeProducing()
         if self.idle_timeout and self.idle_watch is not None:
             self.idle_watch.add(self)
@@ -74,7 +80,8 @@ class Relay:
         other = self._other(ep)
         if not other.lost:
             other.transport.unregisterProducer()
-            other.transport.loseWriteConnection()
+            if not net.half_close_drained(other.transport):
+                other.transport.loseWriteConnection()
 
     def _lost(self, ep: Endpoint, reason: Failure) -> None:
         if self._done:
