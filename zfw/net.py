@@ -23,7 +23,7 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.internet.error import getConnectError as connect_error
 from twisted.internet.interfaces import IListeningPort, IReactorSocket
-from twisted.internet.main import CONNECTION_DONE
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from zfw.errors import NetError
@@ -322,7 +322,7 @@ def close_drained(transport: Any) -> bool:
     transport.stopReading()
     transport.stopWriting()
     transport._shouldShutdown = False  # one syscall less; close() alone is orderly
-    transport.connectionLost(Failure(CONNECTION_DONE))
+    transport.connectionLost(connectionDone)  # Twisted's shared Failure: none built per close
     return True
 
 
