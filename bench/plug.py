@@ -12,8 +12,10 @@ Measures, through each of: plain routing, the minimal relay
 - new connections/s (wrk with ``Connection: close``), with both forms of the
   DIVERT rule (the textbook ``-m socket`` first, and ``! --syn`` first).
 
-The proxy runs pinned to CPU 0; load generator and server to CPU 1. Prints
-figures and ratios; nothing here is a pass/fail test.
+The proxy runs pinned to CPU 0; load generator and server to CPU 1. Each
+round runs every proxy once, back to back. Prints each figure's best round,
+the ratios of the best rounds and the median of the ratios within each round
+(steadier on a noisy machine); nothing here is a pass/fail test.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -117,11 +120,16 @@ def run_round(lab: Lab, a, name: str, results: dict) -> None:
         stop_proxy(proc)
 
 
+def paired(ours: list[float], theirs: list[float]) -> list[float]:
+    """Round-by-round ratios (rounds where either failed are left out)."""
+    return [a / b for a, b in zip(ours, theirs, strict=True) if a and b] or [0.0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--gib", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     lab = Lab("zfwbench").up()
     results: dict = {}
@@ -167,19 +175,31 @@ def main() -> None:
         unit = "Gbit/s" if metric == "bulk" else "req/s"
         rounds = ", ".join(f"{v:.1f}" if unit == "Gbit/s" else f"{v:.0f}" for v in values)
         print(f"  {name:10} {metric:14} {best[(name, metric)]:10.1f} {unit:6} [{rounds}]")
-    print("\nratios")
-    for metric, base in (
+    print("\nratios of the best rounds")
+    metrics = (
         ("bulk", "bulk"),
         ("keepalive", "keepalive"),
         ("conn/nosyn", "conn/none"),
         ("conn/textbook", "conn/none"),
-    ):
+    )
+    for metric, base in metrics:
         z, m, r = best[("zfw", metric)], best[("minimal", metric)], best[("routing", base)]
         h = best[("minimal-hc", metric)]
         print(
             f"  {metric:14} zfw/minimal {z / m:5.2f}   zfw/minimal-hc {z / h:5.2f}   "
             f"zfw/routing {z / r:5.2f}   minimal/routing {m / r:5.2f}"
         )
+    # Each round runs the three proxies back to back, so the machine's slow phases
+    # mostly hit all three: the ratio within a round is steadier than that of two
+    # best rounds, which may come from different phases.
+    print("\nmedian of the ratios within each round (each round's ratios in brackets)")
+    for metric, _base in metrics:
+        line = f"  {metric:14}"
+        for other in ("minimal", "minimal-hc"):
+            ratios = paired(results[("zfw", metric)], results[(other, metric)])
+            shown = ", ".join(f"{x:.2f}" for x in ratios)
+            line += f" zfw/{other} {statistics.median(ratios):5.2f} [{shown}]  "
+        print(line.rstrip())
     for name in ("minimal", "minimal-hc", "zfw"):
         t, n = best[(name, "conn/textbook")], best[(name, "conn/nosyn")]
         print(f"  {name}: new connections/s, textbook DIVERT / '! --syn' DIVERT = {t / n:.2f}")
