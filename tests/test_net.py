@@ -348,7 +348,7 @@ def test_transparent_source_port_zero_is_chosen_at_connect_a_fixed_one_is_shared
         probe.bind(("127.0.0.1", 0))
         fixed = probe.getsockname()[1]
     for port, at_connect in ((0, 1), (fixed, 0)):
-        connector = net._TransparentConnector(
+        connector = net._Connector(
             "127.0.0.1", 9, Protocol, 30, ("127.0.0.1", port), MemoryReactorClock()
         )
         client = connector._makeTransport()

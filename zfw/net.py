@@ -254,12 +254,11 @@ class _TransparentClient(_Client):
 
 
 class _Connector(tcp.Connector):
-    def _makeTransport(self) -> tcp.Client:
-        return _Client(self.host, self.port, self.bindAddress, self, self.reactor)
+    """Makes a :class:`_Client`, or with a source address a :class:`_TransparentClient`."""
 
-
-class _TransparentConnector(tcp.Connector):
     def _makeTransport(self) -> tcp.Client:
+        if self.bindAddress is None:
+            return _Client(self.host, self.port, None, self, self.reactor)
         # A plain (host, port) binding: every Twisted release takes it (tcp.makeBinding
         # is new in 26.10); the socket options are set in createInternetSocket.
         host, port = self.bindAddress
@@ -279,10 +278,7 @@ def connect(
     The connection is made non-blocking by the reactor; the factory hears of
     success or failure as usual.
     """
-    if source is None:
-        connector: tcp.Connector = _Connector(host, port, factory, timeout, None, reactor)
-    else:
-        connector = _TransparentConnector(host, port, factory, timeout, source, reactor)
+    connector = _Connector(host, port, factory, timeout, source, reactor)
     connector.connect()
     return connector
 
@@ -295,12 +291,12 @@ def _drained(transport: Any) -> bool:
     batch = getattr(transport.reactor, "send_batch", None)
     if batch is not None:
         batch.release(transport)
-    return not (
-        not transport.connected
-        or transport.disconnecting
-        or transport.producer is not None
-        or len(transport.dataBuffer) > transport.offset
-        or transport._tempDataLen
+    return bool(
+        transport.connected
+        and not transport.disconnecting
+        and transport.producer is None
+        and len(transport.dataBuffer) == transport.offset
+        and not transport._tempDataLen
     )
 
 
