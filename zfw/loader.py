@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import os
+import signal
 import sys
+import threading
 import traceback
 import types
 from collections.abc import Iterator
@@ -32,6 +34,7 @@ from zfw.model import (
     Service,
     TransparentRouter,
 )
+from zfw.proxycheck import check_proxy_config
 from zfw.zones import WILDCARD, Location, Zone, ZoneTable
 
 _current: contextvars.ContextVar[PolicyBuilder | None] = contextvars.ContextVar(
@@ -119,21 +122,55 @@ def current_builder(what: str) -> PolicyBuilder:
     return b
 
 
-def load_policy(path: str, instance: str | None = None) -> Policy:
+#: Seconds a policy may take to load (its module code and instance functions).
+LOAD_TIME_LIMIT = 30.0
+
+
+class _TooSlow(Exception):
+    """Raised into policy code that runs past the load time limit."""
+
+
+def load_policy(
+    path: str, instance: str | None = None, time_limit: float | None = LOAD_TIME_LIMIT
+) -> Policy:
     """Load and check the policy at ``path``; choose ``instance`` if given.
 
     Raises :class:`PolicyError` (``file:line: message``) for any mistake; a
-    policy is either loaded whole or not at all.
+    policy is either loaded whole or not at all. Policy code that runs longer
+    than ``time_limit`` seconds is interrupted where it is (only when loading
+    on the main thread: the limit is a SIGALRM timer).
     """
     path = os.path.abspath(path)
     builder = PolicyBuilder(path)
     token = _current.set(builder)
     try:
-        namespace = _exec_file(builder, path)
-        instances = _run_instances(builder, path, namespace)
+        with _deadline(time_limit):
+            namespace = _exec_file(builder, path)
+            instances = _run_instances(builder, path, namespace)
+            policy = _finish(builder, path, instances, instance)
+    except _TooSlow as e:  # outside policy code (zfw's own checks ran past the limit)
+        raise PolicyError(str(e), path) from None
     finally:
         _current.reset(token)
-    return _finish(builder, path, instances, instance)
+    return policy
+
+
+@contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(_signum: int, _frame: object) -> None:
+        raise _TooSlow(f"the policy did not finish loading within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def include_zones(builder: PolicyBuilder, relpath: str) -> None:
@@ -155,15 +192,18 @@ def include_zones(builder: PolicyBuilder, relpath: str) -> None:
 
 def _exec_file(builder: PolicyBuilder, path: str) -> dict[str, object]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
             source = f.read()
     except OSError as e:
         raise PolicyError(f"cannot read policy: {e.strerror}", path) from None
     builder.files.add(path)
     try:
-        code = compile(source, path, "exec")
+        # From bytes, as Python reads a module: a PEP 263 coding line or a UTF-8 BOM counts.
+        code = compile(source, path, "exec", dont_inherit=True)
     except SyntaxError as e:
         raise PolicyError(f"syntax error: {e.msg}", e.filename or path, e.lineno) from None
+    except ValueError as e:  # a NUL byte
+        raise PolicyError(f"not a Python file: {e}", path) from None
     namespace: dict[str, object] = {"__name__": "zfw_policy", "__file__": path}
     with _user_errors(builder):
         exec(code, namespace)
@@ -171,8 +211,9 @@ def _exec_file(builder: PolicyBuilder, path: str) -> dict[str, object]:
 
 
 @contextmanager
-def _user_errors(builder: PolicyBuilder) -> Iterator[None]:
-    """Turn any exception raised by policy code into a located PolicyError."""
+def _user_errors(builder: PolicyBuilder, what: str = "") -> Iterator[None]:
+    """Turn any exception raised by policy code into a located PolicyError
+    (``what``: what was running, as a prefix of the message)."""
     try:
         yield
     except PolicyError as e:
@@ -180,9 +221,19 @@ def _user_errors(builder: PolicyBuilder) -> Iterator[None]:
             loc = _policy_frame(builder, e.__traceback__)
             raise e.located(loc.filename, loc.lineno) from None
         raise
+    except _TooSlow as e:
+        loc = _policy_frame(builder, e.__traceback__)
+        raise PolicyError(str(e), loc.filename, loc.lineno) from None
+    except SystemExit as e:
+        loc = _policy_frame(builder, e.__traceback__)
+        raise PolicyError(
+            f"the policy called sys.exit({'' if e.code is None else repr(e.code)})",
+            loc.filename,
+            loc.lineno,
+        ) from None
     except Exception as e:
         loc = _policy_frame(builder, e.__traceback__)
-        raise PolicyError(f"{type(e).__name__}: {e}", loc.filename, loc.lineno) from None
+        raise PolicyError(f"{what}{type(e).__name__}: {e}", loc.filename, loc.lineno) from None
 
 
 def _policy_frame(builder: PolicyBuilder, tb: types.TracebackType | None) -> Location:
@@ -238,7 +289,21 @@ def _run_instances(
 def _finish(
     builder: PolicyBuilder, path: str, instances: dict[str, Instance], chosen: str | None
 ) -> Policy:
+    if not instances and not builder.zones and not builder.local_services:
+        raise PolicyError(
+            "the policy declares nothing: no zone, and no instance function "
+            "(def NAME(): with Service() and Listener() in it)",
+            path,
+        )
     zones = ZoneTable.build(builder.zones)
+    parents = {z.admin_parent for z in zones}
+    for z in zones.unmatched():
+        if z.name not in parents:  # an admin parent may exist only to pass on its services
+            raise _error(
+                z.location,
+                f"zone {z.name!r} can never match an address: every address in it "
+                "belongs to a more specific zone",
+            )
     services: dict[str, Service] = {}
     addresses: dict[tuple[str, int], Listener] = {}
     for inst in instances.values():
@@ -278,6 +343,11 @@ def _finish(
                     f"{lst.location}: listener {lst.address} intercepts no port: "
                     "the generated packet filter diverts nothing to it"
                 )
+    _check_intercepts(zones, instances)
+    for svc in services.values():
+        what = f"service {svc.name!r}: {svc.proxy_class.__name__}.config() failed: "
+        with _user_errors(builder, what):
+            check_proxy_config(svc)
     local_names = {s.name for s in builder.local_services}
     for z in zones:
         for svc_name in (*z.inbound_services, *z.outbound_services):
@@ -303,7 +373,47 @@ def _finish(
         packet_filter=builder.packet_filter or PacketFilterOptions(),
         instance_name=chosen,
         warnings=tuple(builder.warnings),
+        files=tuple(sorted(builder.files)),
     )
+
+
+def _check_intercepts(zones: ZoneTable, instances: dict[str, Instance]) -> None:
+    """Two transparent listeners must not divert the same port for the same traffic:
+    the packet filter would send it all to the first, and the second never sees any."""
+    from zfw.zones import INBOUND, OUTBOUND
+
+    listeners = [
+        (lst, inst.services[lst.service])
+        for inst in instances.values()
+        for lst in inst.listeners
+        if lst.tproxy
+    ]
+    for i, (a, sa) in enumerate(listeners):
+        for b, sb in listeners[:i]:
+            if a.address.host and b.address.host and a.address.family != b.address.family:
+                continue
+            ports = [
+                p
+                for p in a.intercept
+                if any(p.low <= q.high and q.low <= p.high for q in b.intercept)
+            ]
+            if not ports:
+                continue
+            shared = [
+                (c.name, s.name)
+                for c in zones
+                if zones.permits(c, sa.name, OUTBOUND) and zones.permits(c, sb.name, OUTBOUND)
+                for s in zones
+                if zones.permits(s, sa.name, INBOUND) and zones.permits(s, sb.name, INBOUND)
+            ]
+            if shared:
+                client, server = shared[0]
+                raise _error(
+                    a.location,
+                    f"listener {a.address} intercepts port {ports[0]}, as the one at "
+                    f"{b.location} does, for traffic both services may carry (zone "
+                    f"{client!r} to {server!r}): only the first would ever receive it",
+                )
 
 
 def _error(loc: Location | None, message: str) -> PolicyError:

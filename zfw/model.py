@@ -12,7 +12,33 @@ from types import MappingProxyType
 import attrs
 
 from zfw.addr import SockAddrInet
+from zfw.errors import PolicyError
 from zfw.zones import INBOUND, OUTBOUND, Location, Zone, ZoneTable
+
+
+def _flag(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
+    if not isinstance(value, bool):
+        raise PolicyError(
+            f"{type(inst).__name__}: {attr.name} must be True or False, not {value!r}"
+        )
+
+
+def _optional_port(inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise PolicyError(
+            f"{type(inst).__name__}: {attr.name} must be a port from 1 to 65535, not {value!r}"
+        )
+
+
+def _sockaddr(inst: object, attr: attrs.Attribute[SockAddrInet], value: object) -> None:
+    if not isinstance(value, SockAddrInet):
+        raise PolicyError(
+            f"{type(inst).__name__}: {attr.name} must be SockAddrInet(host, port), not {value!r}"
+        )
+    if not value.host or not value.port:
+        raise PolicyError(f"{type(inst).__name__}: {attr.name} needs an address and a port")
 
 
 @attrs.frozen
@@ -23,18 +49,18 @@ class TransparentRouter:
     ``forced_port`` replaces the destination port.
     """
 
-    forge_addr: bool = True
-    forced_port: int | None = None
-    forge_port: bool = False
+    forge_addr: bool = attrs.field(default=True, validator=_flag)
+    forced_port: int | None = attrs.field(default=None, validator=_optional_port)
+    forge_port: bool = attrs.field(default=False, validator=_flag)
 
 
 @attrs.frozen
 class DirectedRouter:
     """Connect to a fixed target whatever the client asked for."""
 
-    target: SockAddrInet
-    forge_addr: bool = False
-    forge_port: bool = False
+    target: SockAddrInet = attrs.field(validator=_sockaddr)
+    forge_addr: bool = attrs.field(default=False, validator=_flag)
+    forge_port: bool = attrs.field(default=False, validator=_flag)
 
 
 @attrs.frozen
@@ -45,8 +71,8 @@ class InbandRouter:
     ``forge_addr`` makes the server see the client's address (``forge_port``: and port).
     """
 
-    forge_addr: bool = False
-    forge_port: bool = False
+    forge_addr: bool = attrs.field(default=False, validator=_flag)
+    forge_port: bool = attrs.field(default=False, validator=_flag)
 
 
 Router = TransparentRouter | DirectedRouter | InbandRouter
@@ -152,6 +178,8 @@ class Policy:
     packet_filter: PacketFilterOptions = PacketFilterOptions()
     instance_name: str | None = None
     warnings: tuple[str, ...] = ()
+    #: The policy file and the zones files it included (to find policy code in a traceback).
+    files: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     @property
     def instance(self) -> Instance:

@@ -132,6 +132,12 @@ class ZoneTable:
         }
         return cls(MappingProxyType(by_name), MappingProxyType(segments))
 
+    def unmatched(self) -> list[Zone]:
+        """Zones with networks that no address ever matches: each address in them
+        belongs to a more specific zone."""
+        reached = {name for _starts, names in self._segments.values() for name in names}
+        return [z for z in self.zones.values() if z.networks and z.name not in reached]
+
     def __iter__(self) -> Iterator[Zone]:
         return iter(self.zones.values())
 
