@@ -31,7 +31,8 @@ def i():
 
 
 def test_a_proxy_that_failed_to_start_hears_nothing_more(write_policy):
-    policy = load_policy(str(write_policy(POLICY)), "i")
+    path = write_policy(POLICY)
+    policy = load_policy(str(path), "i")
     out = io.StringIO()
     engine = Engine(policy, Log(LogSpec.parse("*:5"), out), MemoryReactorClock())
     engine.accepting = True
@@ -44,7 +45,11 @@ def test_a_proxy_that_failed_to_start_hears_nothing_more(write_policy):
             ep = Endpoint("client")
             ep.makeConnection(transport)
             engine.accept(ep, policy.instance.listeners[0])
-    assert "proxy failed to start: RuntimeError: half started" in out.getvalue()
+    # One line that names the policy's line, not a traceback.
+    assert f"{path}:9: HalfStarted start raised RuntimeError: half started; refused" in (
+        out.getvalue()
+    )
+    assert "Traceback" not in out.getvalue()
     assert transport.disconnecting
     ep.connectionLost(Failure(ConnectionDone()))  # the proxy's 1 / 0 is not called
     assert not engine.sessions.active

@@ -172,7 +172,7 @@ class Engine:
             proxy.config()
             proxy.start(ep)
         except Exception as e:  # policy code in config() may raise anything
-            session.log("core.error", 1, f"proxy failed to start: {type(e).__name__}: {e}")
+            session.policy_failed(f"{service.proxy_class.__name__} start", e)
             ep.silence()  # a half-started proxy must not hear of the close it caused
             transport.abortConnection()
             session.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,20 @@ class Session:
         """A fast writer of this session's ``tag`` lines at ``level`` (None: that level
         is off); see :meth:`zfw.log.Log.writer`."""
         return self._log.writer(tag, level, self.id)
+
+    def policy_failed(self, what: str, exc: BaseException) -> None:
+        """Policy code (``config()``, a table's POLICY function, a callback) raised:
+        one line that names the policy's file and line, at most once per 10 s for that
+        line, never a traceback per connection. The caller refuses what it was doing."""
+        files = self.policy.files if self.policy is not None else ()
+        where = policy_location(exc, files)
+        self._log.limited(
+            where,
+            "core.policy",
+            1,
+            f"{where}: {what} raised {type(exc).__name__}: {exc}; refused",
+            self.id,
+        )
 
     def log_enabled(self, tag: str, level: int) -> bool:
         """Whether a message at ``level`` for ``tag`` would be written."""
@@ -164,6 +179,22 @@ class SessionTable:
         else:
             self._drained.append(d)
         return d
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def policy_location(exc: BaseException, files: tuple[str, ...] = ()) -> str:
+    """``file:line`` of the innermost frame of ``exc`` in a policy file (one of
+    ``files``), else the innermost outside zfw itself."""
+    found = outside = None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        name = frame.f_code.co_filename
+        if name in files:
+            found = f"{name}:{lineno}"
+        elif not name.startswith(_PACKAGE_DIR):
+            outside = f"{name}:{lineno}"
+    return found or outside or "policy"
 
 
 def describe_failure(reason: Failure) -> str:

@@ -275,6 +275,10 @@ class FtpProxy(Proxy):
             self.log("error", 1, f"policy: {e}")
             self._send_client(451, "Local error in the firewall policy.")
             return
+        except Exception as e:  # policy code
+            self.session.policy_failed(f"request policy for {cmd.verb}", e)
+            self._send_client(451, "Local error in the firewall policy.")
+            return
         if v.action == "abort":
             self._policy_log(f"{cmd.verb}: aborted by policy")
             self._send_client(421, v.text or "Command aborted by policy; closing.")
@@ -600,6 +604,9 @@ class FtpProxy(Proxy):
             )
         except PolicyValueError as e:
             self.log("error", 1, f"policy: {e}")
+            v = FtpVerdict("reject", 451, "Local error in the firewall policy.")
+        except Exception as e:  # policy code
+            self.session.policy_failed(f"response policy for {cmd.verb}", e)
             v = FtpVerdict("reject", 451, "Local error in the firewall policy.")
         if v.action == "abort":
             self._policy_log(f"reply {reply.code} to {cmd.verb}: aborted by policy")

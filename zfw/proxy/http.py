@@ -79,6 +79,7 @@ class _Refused(Exception):
 
 #: A method the request table does not list (not even with "*"): closed by default.
 _UNLISTED = Verdict("reject", 405, "This method is not permitted.")
+_POLICY_FAILED = "The firewall policy failed on this request."
 
 
 class _Message:
@@ -248,6 +249,8 @@ class HttpProxy(Proxy):
         self._now = self.session.reactor.seconds
         self._request_log = self.session.log_writer("http.request", 3)
         self._client_host = self.session.client[0]
+        target = self.session.decision.target
+        self._dest_text = net.fmt_addr(*target) if target is not None else "-"
         #: Non-transparent: the server comes from each request (an InbandRouter).
         self.nontransparent = isinstance(self.session.service.router, InbandRouter)
         self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
@@ -422,7 +425,8 @@ class HttpProxy(Proxy):
             self._policy_error(str(e))
             return
         except Exception as e:  # policy code
-            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
+            self.session.policy_failed(f"request policy for {method} {tx.url[:80]}", e)
+            self._send_error(500, _POLICY_FAILED)
             return
         framing = self._request_framing(head)
         if not tx.client_keep and tx.upgrade is None and method != "CONNECT":
@@ -914,7 +918,8 @@ class HttpProxy(Proxy):
             self._policy_error(str(e))
         except Exception as e:  # policy code
             tx.status = 0
-            self._policy_error(f"policy function failed: {type(e).__name__}: {e}")
+            self.session.policy_failed(f"response policy for {tx.method} {tx.url[:80]}", e)
+            self._send_error(500, _POLICY_FAILED)
         return None
 
     def _request_view(self) -> HttpRequest:
@@ -1046,11 +1051,18 @@ class HttpProxy(Proxy):
     # --- endings ---------------------------------------------------------------------------
 
     def _log_request(self, tx: Transaction) -> None:
+        """The access line: client, what was asked of which host, and the answer."""
         write = self._request_log
         if write is not None:
+            url = tx.url
+            if url.startswith("/"):  # origin-form: the host is in Host (else the address)
+                host = tx.head.fields.get(b"host")
+                url = f"http://{host[0].decode('latin-1') if host else self._dest_text}{url}"
+            server = tx.server
             write(
-                f"{tx.method} {tx.url} -> {tx.status}",
+                f"{tx.method} {url} -> {tx.status}",
                 client=self._client_host,
+                server=self._dest_text if server is None else net.fmt_addr(*server),
                 bytes=tx.sent,
                 duration=f"{time.monotonic() - tx.started:.3f}",
             )
@@ -1069,7 +1081,7 @@ class HttpProxy(Proxy):
 
     def _policy_error(self, reason: str) -> None:
         self.log("error", 1, reason)
-        self._send_error(500, "The firewall policy failed on this request.")
+        self._send_error(500, _POLICY_FAILED)
 
     def _client_violation(self, status: int, reason: str) -> None:
         self.log("violation", 1, f"request: {reason}")

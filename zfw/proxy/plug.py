@@ -6,6 +6,7 @@ from typing import ClassVar
 
 from twisted.python.failure import Failure
 
+from zfw import net
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
 from zfw.proxy.base import Proxy
@@ -97,6 +98,8 @@ class PlugProxy(Proxy):
             "info",
             3,
             f"session end: {reason}",
+            client=net.fmt_addr(*self.session.client),
+            server=net.fmt_addr(*target) if (target := self.session.decision.target) else "-",
             client_bytes=relay.client.received,
             server_bytes=relay.server.received,
             duration=f"{relay.duration:.3f}",

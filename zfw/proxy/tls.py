@@ -153,7 +153,7 @@ class TlsTunnelProxy(Proxy):
         try:
             verdict = self.check_hello(hello)
         except Exception as e:  # policy code
-            self.log("error", 1, f"check_hello failed: {type(e).__name__}: {e}")
+            self.session.policy_failed("check_hello", e)
             verdict = "policy error"
         if verdict is not True:
             self._refuse(verdict or "denied by policy")
