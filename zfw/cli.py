@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from collections.abc import Sequence
+from importlib import resources
 
+from zfw import __version__
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import load_policy
 from zfw.summary import describe, render
+
+#: Where the installed package keeps the example policy and the service files.
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -19,6 +26,28 @@ def _check(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(render(data))
+    return 0
+
+
+def _example(args: argparse.Namespace) -> int:
+    examples = resources.files("zfw") / "examples"
+    target = os.path.abspath(args.dir)
+    files = ["policy.py", "zones/example.py"]
+    existing = [f for f in files if os.path.exists(os.path.join(target, f))]
+    if existing and not args.force:
+        raise ZfwError(f"{os.path.join(target, existing[0])} exists (--force replaces it)")
+    for name in files:
+        dest = os.path.join(target, name)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with resources.as_file(examples / name) as src:
+            shutil.copyfile(src, dest)
+        print(dest)
+    print(f"check it with: zfw check {os.path.join(target, 'policy.py')}", file=sys.stderr)
+    return 0
+
+
+def _files(_args: argparse.Namespace) -> int:
+    print(os.path.join(PACKAGE_DIR, "data"))
     return 0
 
 
@@ -39,12 +68,14 @@ def _run(args: argparse.Namespace) -> int:
         "--instance",
         args.instance,
     ]
-    for opt in ("log_spec", "verbose", "log_file"):
+    for opt in ("log_spec", "verbose", "log_file", "syslog_socket"):
         value = getattr(args, opt)
         if value is not None:
             argv += ["--" + opt.replace("_", "-"), str(value)]
     if args.json_log:
         argv.append("--json-log")
+    if args.syslog:
+        argv.append("--syslog")
     if args.apply_rules:
         argv.append("--apply-rules")
     sys.argv = argv
@@ -55,9 +86,30 @@ def _run(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``zfw`` command."""
     p = argparse.ArgumentParser(prog="zfw", description="application-level proxy firewall")
+    p.add_argument("--version", action="version", version=f"zfw {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    c = sub.add_parser("check", help="validate a policy and print a summary")
+    e = sub.add_parser(
+        "example",
+        help="copy the example policy and its zones into DIR",
+        description="Write DIR/policy.py and DIR/zones/example.py: the example three-zone "
+        "policy (documentation addresses), a start for /etc/zfw.",
+    )
+    e.add_argument("dir")
+    e.add_argument("--force", action="store_true", help="replace files that exist")
+    e.set_defaults(func=_example)
+
+    f = sub.add_parser(
+        "files",
+        help="print the folder of the installed service files (systemd units, logrotate)",
+    )
+    f.set_defaults(func=_files)
+
+    c = sub.add_parser(
+        "check",
+        help="validate a policy and print a summary",
+        epilog="zfw example DIR writes the example policy to start from.",
+    )
     c.add_argument("policy")
     c.add_argument("--instance", help="only this instance")
     c.add_argument("--json", action="store_true", help="machine-readable output")
@@ -68,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--instance", required=True)
     r.add_argument("--log-spec", help="per-tag verbosity, e.g. 'core.*:5,plug:3'")
     r.add_argument("--verbose", type=int, help="default verbosity (0-9)")
-    r.add_argument("--log-file", help="write the log here instead of standard output")
+    r.add_argument("--log-file", help="write the log here (reopened on SIGUSR1)")
+    r.add_argument("--syslog", action="store_true", help="log to syslog (facility daemon)")
+    r.add_argument("--syslog-socket", help="the syslog socket (default /dev/log)")
     r.add_argument("--json-log", action="store_true", help="log JSON lines")
     r.add_argument(
         "--apply-rules",

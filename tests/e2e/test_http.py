@@ -75,7 +75,9 @@ def test_get_sees_the_client_address_and_the_rewritten_headers(http_lab):
     line = [ln for ln in access_log(d) if "/small.txt" in ln][-1]
     assert line.startswith(f"{CLIENT4} GET /small.txt 200 ")
     assert 'ua="zfw-checked"' in line and 'fwd="zfw"' in line
-    assert "GET /small.txt -> 200" in z.wait_for("http.request(3)")
+    line = z.wait_for("http.request(3)")
+    # The access line names the client, the URL with its host, and the server.
+    assert f"GET http://{SERVER4}/small.txt -> 200; client={CLIENT4}; server={SERVER4}:80" in line
 
 
 def test_ipv6(http_lab):
