@@ -12,7 +12,7 @@ from importlib import resources
 
 from zfw import __version__
 from zfw.errors import PolicyError, ZfwError
-from zfw.loader import load_policy
+from zfw.loader import LOAD_TIME_LIMIT, load_policy
 from zfw.summary import describe, render
 
 #: Where the installed package keeps the example policy and the service files.
@@ -20,7 +20,7 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _check(args: argparse.Namespace) -> int:
-    policy = load_policy(args.policy, args.instance)
+    policy = load_policy(args.policy, args.instance, time_limit=args.time_limit)
     data = describe(policy)
     if args.json:
         print(json.dumps(data, indent=2))
@@ -112,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("policy")
     c.add_argument("--instance", help="only this instance")
+    c.add_argument(
+        "--time-limit",
+        type=float,
+        default=LOAD_TIME_LIMIT,
+        help=f"seconds the policy may take to load (default {LOAD_TIME_LIMIT:g})",
+    )
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.set_defaults(func=_check)
 

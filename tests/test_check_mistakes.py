@@ -1,0 +1,199 @@
+"""``zfw check`` finds what would otherwise fail only at run time: one line each,
+``file:line: message``, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from zfw.cli import main
+from zfw.loader import load_policy
+
+ZONES = """\
+InetZone('lan', '192.0.2.0/24', outbound_services=['*'])
+InetZone('net', '0.0.0.0/0', inbound_services=['*'])
+"""
+
+# (name, policy body after ``from zfw.policy import *`` (line 1), the line the error
+# names, a part of its message)
+CASES = [
+    (
+        "config raises",
+        ZONES
+        + """
+class Broken(HttpProxy):
+    def config(self):
+        self.request['GET'] = 1 / 0
+
+def i():
+    Service('web', Broken)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "service 'web': Broken.config() failed: ZeroDivisionError: division by zero",
+    ),
+    (
+        "attribute typo in config",
+        ZONES
+        + """
+class Slow(PlugProxy):
+    def config(self):
+        self.timeout = 5
+        self.timout = 5
+
+def i():
+    Service('ssh', Slow)
+    Listener(SockAddrInet('', 50022), 'ssh', intercept=22)
+""",
+        8,
+        "Slow has no attribute 'timout' (did you mean 'timeout'?)",
+    ),
+    (
+        "directed router given a string",
+        ZONES
+        + """
+def i():
+    Service('ssh', PlugProxy, router=DirectedRouter('198.51.100.1:80'))
+    Listener(SockAddrInet('192.0.2.1', 50022), 'ssh', transparent=False)
+""",
+        6,
+        "DirectedRouter: target must be SockAddrInet(host, port), not '198.51.100.1:80'",
+    ),
+    (
+        "transparent router forced_port out of range",
+        ZONES
+        + """
+def i():
+    Service('ssh', PlugProxy, router=TransparentRouter(forced_port=70000))
+    Listener(SockAddrInet('', 50022), 'ssh', intercept=22)
+""",
+        6,
+        "TransparentRouter: forced_port must be a port from 1 to 65535, not 70000",
+    ),
+    (
+        "router flag not a bool",
+        ZONES
+        + """
+def i():
+    Service('ssh', PlugProxy, router=TransparentRouter(forge_addr='yes'))
+    Listener(SockAddrInet('', 50022), 'ssh', intercept=22)
+""",
+        6,
+        "TransparentRouter: forge_addr must be True or False, not 'yes'",
+    ),
+    (
+        "port intercepted twice",
+        ZONES
+        + """
+def i():
+    Service('web', HttpProxy)
+    Service('web2', HttpProxy)
+    Listener(SockAddrInet('', 50080), 'web')
+    Listener(SockAddrInet('', 50081), 'web2', intercept=[(79, 81)])
+""",
+        9,
+        "listener *:50081 intercepts port 79:81, as the one at",
+    ),
+    (
+        "zone no address reaches",
+        """\
+InetZone('lan', '192.0.2.0/24', outbound_services=['*'])
+InetZone('low', '192.0.2.0/25')
+InetZone('high', '192.0.2.128/25')
+""",
+        2,
+        "zone 'lan' can never match an address: every address in it belongs to a more",
+    ),
+    ("empty policy", "", None, "the policy declares nothing"),
+    (
+        "sys.exit",
+        """\
+import sys
+InetZone('lan', '192.0.2.0/24')
+sys.exit(3)
+""",
+        4,
+        "the policy called sys.exit(3)",
+    ),
+    (
+        "instance function calls exit",
+        ZONES
+        + """
+def i():
+    raise SystemExit
+""",
+        6,
+        "the policy called sys.exit()",
+    ),
+]
+
+
+@pytest.mark.parametrize("body,line,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_check_reports_file_line_and_exits_2(write_policy, capsys, body, line, message):
+    path = write_policy(body)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    where = f"{path}:{line}: " if line else f"{path}: "
+    assert err.startswith(where), err
+    assert message in err, err
+
+
+def test_a_policy_that_never_finishes_is_stopped_where_it_runs(write_policy):
+    path = write_policy("InetZone('lan', '192.0.2.0/24')\nwhile True:\n    pass\n")
+    with pytest.raises(Exception) as info:
+        load_policy(str(path), time_limit=0.5)
+    assert str(info.value) == f"{path}:3: the policy did not finish loading within 0.5 s"
+
+
+def test_the_cli_limit_applies_to_zfw_check(write_policy):
+    path = write_policy("import time\ntime.sleep(60)\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfw.cli", "check", str(path), "--time-limit", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"{path}:3: the policy did not finish loading within 1 s"
+
+
+def test_own_names_of_a_policy_are_allowed(write_policy):
+    path = write_policy(
+        ZONES
+        + """
+class Web(HttpProxy):
+    hosts = ()
+
+    def config(self):
+        self.hosts = ('a.example',)   # declared on the class
+        self._seen = set()            # private by name
+        self.timeout = 10             # the proxy's own
+        self.request['GET'] = (HTTP_REQ_POLICY, self._check)
+
+    def _check(self, request):
+        return HTTP_REQ_ACCEPT
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+"""
+    )
+    load_policy(str(path))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\xef\xbb\xbf" + b"from zfw.policy import *\nInetZone('lan', '192.0.2.0/24')\n",
+        b"# -*- coding: latin-1 -*-\nfrom zfw.policy import *\n"
+        b"# Zone f\xfcr das LAN\nInetZone('lan', '192.0.2.0/24')\n",
+    ],
+    ids=["utf-8 BOM", "PEP 263 latin-1"],
+)
+def test_encodings_python_honours(tmp_path, raw):
+    path = tmp_path / "policy.py"
+    path.write_bytes(raw)
+    assert [z.name for z in load_policy(str(path)).zones] == ["lan"]

@@ -1,0 +1,189 @@
+"""A real ``zfw run`` on loopback: one log for zfw and Twisted, SIGUSR1, syslog and
+systemd's readiness notification."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from twisted.logger import LogLevel
+from twisted.python.failure import Failure
+
+from zfw.log import Log, LogSpec
+from zfw.twistd import TwistedObserver
+
+ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
+LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} zfw/plain\[\d+\]: [a-z.]+\(\d\): ")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def echo_server() -> Iterator[int]:
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                while data := conn.recv(4096):
+                    conn.sendall(data)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield port
+    finally:
+        srv.close()
+
+
+def policy(tmp_path: Path, listen: int, target: int) -> str:
+    path = tmp_path / "policy.py"
+    path.write_text(
+        "from zfw.policy import *\n"
+        "InetZone('local', '127.0.0.0/8', inbound_services=['*'], outbound_services=['*'])\n"
+        "def plain():\n"
+        f"    Service('echo', PlugProxy, router=DirectedRouter(SockAddrInet('127.0.0.1', {target})))\n"
+        f"    Listener(SockAddrInet('127.0.0.1', {listen}), 'echo', transparent=False)\n"
+    )
+    return str(path)
+
+
+@contextmanager
+def zfw_run(args: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [ZFW, "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(path: Path, text: str, timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if text in line:
+                    return line
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {path}: {path.read_text() if path.exists() else ''}")
+
+
+def echo_through(port: int, data: bytes = b"ping\n") -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(data)
+        return c.recv(100)
+
+
+def test_one_log_file_and_sigusr1(tmp_path):
+    listen = free_port()
+    log = tmp_path / "zfw.log"
+    with echo_server() as target:
+        args = ["--policy", policy(tmp_path, listen, target), "--instance", "plain"]
+        with zfw_run([*args, "--log-file", str(log)]) as proc:
+            wait_for(log, "started from")
+            assert echo_through(listen) == b"ping\n"
+            wait_for(log, "plug.info(3)")
+            log.rename(tmp_path / "zfw.log.1")
+            proc.send_signal(signal.SIGUSR1)
+            wait_for(log, "core.info(3): log reopened")
+            assert echo_through(listen) == b"ping\n"
+            end = wait_for(log, "plug.info(3)")
+        assert proc.returncode in (0, -signal.SIGTERM)  # twistd ends by the signal it got
+    old = (tmp_path / "zfw.log.1").read_text().splitlines()
+    # Twisted's own lines, in zfw's format, in the same file.
+    starting = [ln for ln in old if "twistd" in ln and "starting up" in ln]
+    assert starting and LINE.match(starting[0]) and "twisted.info(3): " in starting[0]
+    assert all(LINE.match(ln) for ln in old), old
+    assert not any("starting on" in ln for ln in old)  # Twisted's per-port noise
+    assert "client=127.0.0.1:" in end and f"server=127.0.0.1:{target}" in end
+    assert "Received SIGTERM" in log.read_text()
+
+
+def test_syslog_priorities(tmp_path):
+    listen = free_port()
+    address = str(tmp_path / "syslog.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as syslog:
+        syslog.bind(address)
+        syslog.settimeout(20)
+        closed = free_port()  # nothing listens there: the plug proxy's connect fails
+        args = ["--policy", policy(tmp_path, listen, closed), "--instance", "plain"]
+        with zfw_run([*args, "--syslog", "--syslog-socket", address]):
+            got = []
+            while not any("started from" in g for g in got):
+                got.append(syslog.recv(4096).decode())
+            with socket.create_connection(("127.0.0.1", listen), timeout=10) as c:
+                assert c.recv(100) == b""  # closed: the server cannot be reached
+            while not any("plug.error" in g for g in got):
+                got.append(syslog.recv(4096).decode())
+    starting = next(g for g in got if "starting up" in g)
+    assert re.match(r"<30>zfw/plain\[\d+\]: twisted\.info\(3\): twistd", starting)
+    error = next(g for g in got if "plug.error" in g)
+    assert re.match(r"<27>zfw/plain\[\d+\]: plug\.error\(3\): \(plain/echo:1\): connecting", error)
+
+
+def test_ready_is_notified_once_listening(tmp_path):
+    listen = free_port()
+    notify = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd, echo_server() as target:
+        sd.bind(notify)
+        sd.settimeout(20)
+        args = ["--policy", policy(tmp_path, listen, target), "--instance", "plain"]
+        with zfw_run(args, {"NOTIFY_SOCKET": notify}) as proc:
+            state = sd.recv(4096).decode()
+            assert state.startswith("READY=1\n") and f"MAINPID={proc.pid}" in state
+            assert echo_through(listen) == b"ping\n"  # listening when READY=1 came
+            proc.send_signal(signal.SIGHUP)
+            assert sd.recv(4096).decode().startswith("RELOADING=1\nMONOTONIC_USEC=")
+            assert sd.recv(4096).decode().startswith("READY=1")
+            proc.send_signal(signal.SIGTERM)
+            assert sd.recv(4096).decode() == "STOPPING=1"
+
+
+def test_twisted_failures_become_zfw_lines():
+    import io
+
+    out = io.StringIO()
+    observer = TwistedObserver(Log(LogSpec(), out, program="zfw/plain"))
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        failure = Failure()
+    observer(
+        {
+            "log_level": LogLevel.critical,
+            "log_format": "Unhandled Error",
+            "log_failure": failure,
+            "log_namespace": "test",
+        }
+    )
+    lines = out.getvalue().splitlines()
+    assert all(LINE.match(ln) and "twisted.error(0): " in ln for ln in lines)
+    assert lines[0].endswith("Unhandled Error") and "ZeroDivisionError" in lines[-1]
