@@ -1,0 +1,21 @@
+"""A policy whose request callback raises for one URL (tests/e2e/test_policy_faults.py)."""
+
+from zfw.policy import *
+
+InetZone("lan", ["192.0.2.0/25", "2001:db8:1::/64"], outbound_services=["*"])
+InetZone("servers", ["198.51.100.0/24", "2001:db8:2::/64"], inbound_services=["*"])
+
+
+class FaultyHttp(HttpProxy):
+    def config(self):
+        self.request["GET"] = (HTTP_REQ_POLICY, self.check_get)
+
+    def check_get(self, request):
+        if request.url.startswith("/boom"):
+            raise RuntimeError("the policy author's bug")  # line 15: the test names it
+        return HTTP_REQ_ACCEPT
+
+
+def http():
+    Service("http", FaultyHttp)
+    Listener(SockAddrInet("", 50080), "http")
