@@ -131,6 +131,8 @@ def test_installed_zfw_serves_in_the_lab(venv, lab: Lab, servers):
                 assert z.wait_for("listening on 0.0.0.0:50022"), what
                 got = lab.run("client", ["python3", "-c", REACH, SERVER4]).stdout
                 assert got.startswith(f"you are {CLIENT4} port "), (what, got)
+                seen = servers["whoami"].stdout.readline()  # (read, or the next test sees it)
+                assert seen.startswith(f"peer {CLIENT4} "), (what, seen)
                 assert z.wait_for("plug.info(3)"), what
                 assert not z.grep("Traceback"), what
             finally:

@@ -39,7 +39,10 @@ def test_get_relayed_canonically_without_hop_by_hop_headers():
     assert st.value() == b"GET /a?b=1 HTTP/1.1\r\nHost: www.example\r\nAccept: */*\r\n\r\n"
     h.reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nProxy-Connection: x\r\n\r\nhi")
     assert h.to_client() == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
-    assert "http.request(3): (i/http:1): GET /a?b=1 -> 200; client=192.0.2.2; bytes=2" in h.log()
+    assert (
+        "http.request(3): (i/http:1): GET http://www.example/a?b=1 -> 200; client=192.0.2.2; "
+        "server=198.51.100.2:80; bytes=2"
+    ) in h.log()
 
 
 def test_a_small_response_goes_to_the_client_in_one_write():

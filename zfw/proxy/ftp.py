@@ -198,7 +198,16 @@ class FtpProxy(Proxy):
             self.session.idle_watch.discard(self)
         c = self.client.received if self.client else 0
         s = self.server.received if self.server else 0
-        self.log("info", 3, f"session end: {reason}", client_bytes=c, server_bytes=s)
+        target = self.session.decision.target
+        self.log(
+            "info",
+            3,
+            f"session end: {reason}",
+            client=net.fmt_addr(*self.session.client),
+            server=net.fmt_addr(*target) if target is not None else "-",
+            client_bytes=c,
+            server_bytes=s,
+        )
         self.session.close()
 
     # --- the idle watch ----------------------------------------------------------------------
