@@ -15,6 +15,7 @@ from zfw.engine.session import Session, SessionTable
 from zfw.errors import NetError
 from zfw.log import Log
 from zfw.model import Listener, Policy
+from zfw.stats import RATE_INTERVAL, InstanceStats
 
 ListenKey = tuple[str, int, bool]
 
@@ -55,6 +56,8 @@ class Engine:
         self.ports: dict[ListenKey, tuple[Any, ListenerFactory]] = {}
         self.accepting = False
         self.idle = IdleWatch(reactor)
+        self.stats = InstanceStats()
+        self._ticker: Any = None
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -67,6 +70,11 @@ class Engine:
         except NetError:
             self.stop_listening()
             raise
+        self._tick()
+
+    def _tick(self) -> None:
+        self.stats.tick()
+        self._ticker = self.reactor.callLater(RATE_INTERVAL, self._tick)
 
     def _open(self, lst: Listener) -> None:
         for key in listen_keys(lst):
@@ -87,6 +95,8 @@ class Engine:
     def stop_listening(self) -> list[Deferred[None]]:
         """Close every listening socket; running sessions go on."""
         self.accepting = False
+        if self._ticker is not None and self._ticker.active():
+            self._ticker.cancel()
         ds = [p.stopListening() for p, _f in self.ports.values()]
         self.ports.clear()
         return [d for d in ds if d is not None]
@@ -124,7 +134,9 @@ class Engine:
             return
         destination = net.original_destination(transport.getHandle(), listener.redirect)
         decision = decide(policy, listener, service, client, destination)
+        stats = self.stats.service(service.name)
         if not decision.allowed:
+            stats.refused_zone += 1
             self.log(
                 "core.policy",
                 1,
@@ -136,6 +148,7 @@ class Engine:
             return
         refused = self.sessions.refuse_reason(service)
         if refused:
+            stats.refused_limit += 1
             self.log(
                 "core.session",
                 1,
@@ -153,10 +166,13 @@ class Engine:
             decision,
             self.log,
             self.reactor,
-            self.sessions.remove,
+            self._closed,
             self.idle,
             policy,
+            stats,
         )
+        session.track(ep)
+        stats.total += 1
         self.sessions.add(session)
         if self.log.enabled("core.session", 4):
             target = decision.target
@@ -168,14 +184,26 @@ class Engine:
                 f"{net.fmt_addr(*destination)}, server {server} ({session.server_zone})",
             )
         try:
-            proxy = service.proxy_class(session)
+            session.proxy = proxy = service.proxy_class(session)
             proxy.config()
             proxy.start(ep)
         except Exception as e:  # policy code in config() may raise anything
+            stats.refused_proxy += 1
             session.policy_failed(f"{service.proxy_class.__name__} start", e)
             ep.silence()  # a half-started proxy must not hear of the close it caused
             transport.abortConnection()
             session.close()
+
+    def _closed(self, session: Session) -> None:
+        session.stats.finished(session)
+        self.sessions.remove(session)
+
+    def find(self, sid: str) -> Session | None:
+        """The running session with id ``sid``."""
+        for s in self.sessions.active:
+            if s.id == sid:
+                return s
+        return None
 
     def drain(self, grace: float) -> Deferred[None]:
         """Stop accepting; fire when sessions are done, aborting them after ``grace`` s."""

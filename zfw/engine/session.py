@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import UserError
 from twisted.python.failure import Failure
 
 from zfw import net
@@ -17,6 +18,7 @@ from zfw.engine.endpoint import ConnectFactory, Endpoint
 from zfw.engine.idle import IdleWatch
 from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
+from zfw.stats import ServiceStats
 
 
 class Session:
@@ -38,6 +40,7 @@ class Session:
         on_close: Callable[[Session], None],
         idle_watch: IdleWatch | None = None,
         policy: Policy | None = None,
+        stats: ServiceStats | None = None,
     ):
         self.id = sid
         self.service = service
@@ -55,6 +58,28 @@ class Session:
         self.closed = False
         #: Set by the proxy: drops every connection of the session at once.
         self.abort: Callable[[], None] = lambda: None
+        #: The counters of the session's service (a proxy adds its own with ``count``).
+        self.stats = stats if stats is not None else ServiceStats(service.name)
+        #: The proxy serving the session (``zfw sessions`` asks it for its state).
+        self.proxy: Any = None
+        #: Every connection of the session, for its byte counts.
+        self.endpoints: list[Endpoint] = []
+
+    def track(self, ep: Endpoint) -> Endpoint:
+        """Count ``ep``'s bytes as this session's (the engine and connect_server do it
+        for the client and the servers; FTP data channels for theirs)."""
+        self.endpoints.append(ep)
+        return ep
+
+    def traffic(self) -> tuple[int, int]:
+        """Bytes received so far from the client side and from the server side."""
+        from_client = from_server = 0
+        for ep in self.endpoints:
+            if ep.side == "client":
+                from_client += ep.received
+            else:
+                from_server += ep.received
+        return from_client, from_server
 
     @property
     def client_zone(self) -> str:
@@ -108,11 +133,21 @@ class Session:
         decision = decision or self.decision
         target = decision.target
         assert target is not None
+
+        def connected(ep: Endpoint) -> object:
+            self.endpoints.append(ep)
+            return on_connected(ep)
+
+        def failed(reason: Failure) -> object:
+            if not reason.check(UserError):  # (not the proxy giving up the attempt)
+                self.stats.connect_failures += 1
+            return on_failed(reason)
+
         return net.connect(
             self.reactor,
             target[0],
             target[1],
-            ConnectFactory(on_connected, on_failed),
+            ConnectFactory(connected, failed),
             source=decision.source,
             timeout=timeout,
         )

@@ -37,6 +37,11 @@ class Proxy:
         """Take over the accepted client connection."""
         raise NotImplementedError
 
+    def state(self) -> str:
+        """What the session is doing now, for ``zfw sessions`` (an HTTP request in
+        progress, an FTP transfer ...); empty when there is nothing to say."""
+        return ""
+
     def log(self, kind: str, level: int, message: str, **fields: object) -> None:
         """Log under ``<log_tag>.<kind>`` with the session id."""
         self.session.log(f"{self.log_tag}.{kind}", level, message, **fields)

@@ -135,6 +135,7 @@ class FtpProxy(Proxy):
         self._epsv_all = False
         self._closed = False
         self.idle_timeout: float | None = None
+        self._transfer_text = ""
 
     # --- start and end ---------------------------------------------------------------------
 
@@ -230,6 +231,7 @@ class FtpProxy(Proxy):
 
     def violation(self, reason: str) -> None:
         """Log a protocol or policy violation (``ftp.violation``)."""
+        self.session.stats.count("ftp_violations")
         self.log("violation", 1, reason, client=net.fmt_addr(*self.session.client))
 
     def _policy_log(self, message: str) -> None:
@@ -536,7 +538,16 @@ class FtpProxy(Proxy):
             self._send_client(425, "Use PORT or PASV first.")
             return
         self._send(cmd, self._transfer_reply)
+        self._transfer_text = f"{cmd.verb} {cmd.arg or ''}".rstrip()
         data.start("server" if cmd.verb in UPLOAD_COMMANDS else "client")
+
+    def state(self) -> str:
+        """The transfer in progress, if any (``RETR big.bin: 1048576 bytes``)."""
+        data = self.data
+        if data is None or not data.started:
+            return "control connection"
+        up, down = data.bytes()
+        return f"{self._transfer_text}: {up + down} bytes"
 
     def _transfer_reply(self, cmd: Command, reply: Reply) -> None:
         data = self.data
@@ -560,6 +571,7 @@ class FtpProxy(Proxy):
             self._pass(cmd, reply)
         else:
             self._send_client(426, "Data connection failed; transfer aborted.")
+        self.session.stats.count("ftp_transfers" if ok else "ftp_transfers_failed")
         self.log(
             "transfer",
             3,

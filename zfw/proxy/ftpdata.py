@@ -159,6 +159,7 @@ class DataChannel:
         ep.transport.pauseProducing()
         ep.on_lost = self._lost_early
         self.ends[side] = ep
+        self.proxy.session.track(ep)  # the session's bytes include its transfers
         if len(self.ends) == 2:
             self._timer.cancel()
             self.relay = Relay(

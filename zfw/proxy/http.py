@@ -80,6 +80,19 @@ class _Refused(Exception):
 #: A method the request table does not list (not even with "*"): closed by default.
 _UNLISTED = Verdict("reject", 405, "This method is not permitted.")
 _POLICY_FAILED = "The firewall policy failed on this request."
+#: What ``zfw sessions`` says of a transaction in each state (before a response).
+_PHASES = {
+    "head": "request head",
+    "connecting": "connecting",
+    "body": "request body",
+    "sent": "waiting for the response",
+}
+#: Counter names of the answers by status class (0: no status, as after an abort).
+_STATUS_COUNTERS = (
+    "http_requests_none",
+    *(f"http_requests_{n}xx" for n in range(1, 6)),
+    "http_requests_none",
+)
 
 
 class _Message:
@@ -454,6 +467,14 @@ class HttpProxy(Proxy):
             self._verify_host(head)
         else:
             self._to_server()
+
+    def state(self) -> str:
+        """The request in progress (``GET /big.bin: body``), or idle between requests."""
+        tx = self.tx
+        if tx is None:
+            return f"idle after {self.requests} requests" if self.requests else "reading a request"
+        phase = "response" if tx.resp_started else _PHASES.get(tx.state, tx.state)
+        return f"{tx.method} {tx.url[:200]}: {phase}"
 
     def _full_view(self, view: HttpRequest, head: Request) -> HttpRequest:
         """The view with its end-to-end headers (built only when a policy function asks)."""
@@ -1051,7 +1072,9 @@ class HttpProxy(Proxy):
     # --- endings ---------------------------------------------------------------------------
 
     def _log_request(self, tx: Transaction) -> None:
-        """The access line: client, what was asked of which host, and the answer."""
+        """Count the answer; the access line: client, what was asked of which host,
+        and the answer."""
+        self.session.stats.count(_STATUS_COUNTERS[min(tx.status // 100, 6)])
         write = self._request_log
         if write is not None:
             url = tx.url
@@ -1084,10 +1107,12 @@ class HttpProxy(Proxy):
         self._send_error(500, _POLICY_FAILED)
 
     def _client_violation(self, status: int, reason: str) -> None:
+        self.session.stats.count("http_violations")
         self.log("violation", 1, f"request: {reason}")
         self._send_error(status, reason)
 
     def _server_violation(self, reason: str) -> None:
+        self.session.stats.count("http_violations")
         self.log("violation", 1, f"response: {reason}")
         self._server_failed(502, "The server sent an invalid response.", logged=True)
 
@@ -1119,6 +1144,7 @@ class HttpProxy(Proxy):
             tx.status = status
             self._log_request(tx)
         else:
+            self.session.stats.count(_STATUS_COUNTERS[min(status // 100, 6)])
             self.log("request", 3, f"(invalid request) -> {status}", client=self.session.client[0])
         self._drop_server()
         self._close_client()

@@ -44,6 +44,10 @@ class PlugProxy(Proxy):
         )
         self.session.abort = self._give_up
 
+    def state(self) -> str:
+        """Connecting, or relaying."""
+        return "relaying" if getattr(self, "relay", None) is not None else "connecting"
+
     def _early_data(self, data: bytes) -> None:
         # Kept for the server rather than left in the socket: most clients speak
         # first, and pausing the client costs two epoll_ctl for every session.

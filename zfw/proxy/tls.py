@@ -46,6 +46,10 @@ def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
     return False
 
 
+#: Counter names by the session's decision (a reject's by what refused it).
+_TLS_COUNTERS = {"accept": "tls_accepted", "violation": "tls_violations"}
+
+
 class TlsTunnelProxy(Proxy):
     """Tunnels TLS blindly to servers whose name the policy permits.
 
@@ -116,16 +120,24 @@ class TlsTunnelProxy(Proxy):
         self._open = connect or self.session.connect_server
         self.hello: ClientHello | None = None
         self.decision = "pending"
+        self._reject_kind = "policy"
         self._reader = ClientHelloReader(self.max_hello_size)
         self._connector: Any = None
         self._relay: Relay | None = None
         client.on_data = self._hello_data
-        client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello")
-        client.on_lost = lambda _ep, _r: self._refuse("client left before its ClientHello")
+        client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
+        client.on_lost = lambda _ep, _r: self._refuse(
+            "client left before its ClientHello", "client"
+        )
         self._deadline = self.session.reactor.callLater(self.hello_timeout, self._late)
         self.session.abort = self._abort
         if pending:
             self._hello_data(pending)
+
+    def state(self) -> str:
+        """The decision so far and the server name the client asked for."""
+        sni = self.hello.sni if self.hello is not None else None
+        return f"{self.decision} {sni}" if sni else self.decision
 
     def _late(self) -> None:
         self._deadline = None
@@ -162,7 +174,7 @@ class TlsTunnelProxy(Proxy):
             dest = self.session.destination[0]
             if not _is_address(dest):  # a name, as in CONNECT through a parent proxy
                 if hello.sni.lower() != dest.lower():
-                    self._refuse(f"{hello.sni} does not name the destination {dest}")
+                    self._refuse(f"{hello.sni} does not name the destination {dest}", "destination")
                     return
                 self._connect()
                 return
@@ -174,14 +186,15 @@ class TlsTunnelProxy(Proxy):
     def _verified(self, addresses: list[str]) -> None:
         dest = self.session.destination[0]
         if dest not in addresses:
-            self._refuse(f"{self.hello.sni} does not resolve to {dest}")  # type: ignore[union-attr]
+            self._refuse(f"{self.hello.sni} does not resolve to {dest}", "destination")  # type: ignore[union-attr]
             return
         self._connect()
 
     def _unresolved(self, reason: Failure) -> None:
         self._refuse(
             f"{self.hello.sni} does not resolve: "  # type: ignore[union-attr]
-            f"{describe_failure(reason)}"
+            f"{describe_failure(reason)}",
+            "destination",
         )
 
     def _connect(self) -> None:
@@ -228,9 +241,12 @@ class TlsTunnelProxy(Proxy):
         self.decision = "violation"
         self._close_client(reason)
 
-    def _refuse(self, reason: str) -> None:
+    def _refuse(self, reason: str, kind: str = "policy") -> None:
+        """Close the client: denied by the policy, or by the ``kind`` of check named
+        (``client``, ``destination``), which the counters keep apart."""
         if self.decision == "pending":
             self.decision = "reject"
+            self._reject_kind = kind
         self._close_client(reason)
 
     def _close_client(self, reason: str) -> None:
@@ -251,6 +267,10 @@ class TlsTunnelProxy(Proxy):
     ) -> None:
         if self.session.closed:
             return
+        if self.decision == "reject":
+            self.session.stats.count(f"tls_rejected_{self._reject_kind}")
+        else:
+            self.session.stats.count(_TLS_COUNTERS.get(self.decision, "tls_rejected_policy"))
         h = self.hello
         self.log(
             "info",
