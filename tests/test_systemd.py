@@ -70,4 +70,5 @@ def test_the_instance_unit_asks_for_what_zfw_needs():
     assert "Type=notify" in text
     assert "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE" in text
     assert "User=zfw" in text and "LimitNOFILE=65536" in text
-    assert "--instance %i" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text
+    assert "--instance %i" in text and "ExecReload=/usr/local/bin/zfw reload --instance %i" in text
+    assert "RuntimeDirectory=zfw" in text  # /run/zfw, where the control socket is

@@ -19,7 +19,7 @@ from twisted.logger import LogLevel
 from twisted.python.failure import Failure
 
 from zfw.log import Log, LogSpec
-from zfw.twistd import TwistedObserver
+from zfw.twistd_log import TwistedObserver
 
 ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
 LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} zfw/plain\[\d+\]: [a-z.]+\(\d\): ")
@@ -53,7 +53,7 @@ def echo_server() -> Iterator[int]:
         srv.close()
 
 
-def policy(tmp_path: Path, listen: int, target: int) -> str:
+def policy(tmp_path: Path, listen: int, target: int) -> list[str]:
     path = tmp_path / "policy.py"
     path.write_text(
         "from zfw.policy import *\n"
@@ -62,7 +62,7 @@ def policy(tmp_path: Path, listen: int, target: int) -> str:
         f"    Service('echo', PlugProxy, router=DirectedRouter(SockAddrInet('127.0.0.1', {target})))\n"
         f"    Listener(SockAddrInet('127.0.0.1', {listen}), 'echo', transparent=False)\n"
     )
-    return str(path)
+    return ["--policy", str(path), "--control-socket", str(tmp_path / "control.sock")]
 
 
 @contextmanager
@@ -106,7 +106,7 @@ def test_one_log_file_and_sigusr1(tmp_path):
     listen = free_port()
     log = tmp_path / "zfw.log"
     with echo_server() as target:
-        args = ["--policy", policy(tmp_path, listen, target), "--instance", "plain"]
+        args = [*policy(tmp_path, listen, target), "--instance", "plain"]
         with zfw_run([*args, "--log-file", str(log)]) as proc:
             wait_for(log, "started from")
             assert echo_through(listen) == b"ping\n"
@@ -134,7 +134,7 @@ def test_syslog_priorities(tmp_path):
         syslog.bind(address)
         syslog.settimeout(20)
         closed = free_port()  # nothing listens there: the plug proxy's connect fails
-        args = ["--policy", policy(tmp_path, listen, closed), "--instance", "plain"]
+        args = [*policy(tmp_path, listen, closed), "--instance", "plain"]
         with zfw_run([*args, "--syslog", "--syslog-socket", address]):
             got = []
             while not any("started from" in g for g in got):
@@ -155,7 +155,7 @@ def test_ready_is_notified_once_listening(tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd, echo_server() as target:
         sd.bind(notify)
         sd.settimeout(20)
-        args = ["--policy", policy(tmp_path, listen, target), "--instance", "plain"]
+        args = [*policy(tmp_path, listen, target), "--instance", "plain"]
         with zfw_run(args, {"NOTIFY_SOCKET": notify}) as proc:
             state = sd.recv(4096).decode()
             assert state.startswith("READY=1\n") and f"MAINPID={proc.pid}" in state

@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         "--instance",
         args.instance,
     ]
-    for opt in ("log_spec", "verbose", "log_file", "syslog_socket"):
+    for opt in ("log_spec", "verbose", "log_file", "syslog_socket", "control_socket", "metrics"):
         value = getattr(args, opt)
         if value is not None:
             argv += ["--" + opt.replace("_", "-"), str(value)]
@@ -131,15 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--syslog-socket", help="the syslog socket (default /dev/log)")
     r.add_argument("--json-log", action="store_true", help="log JSON lines")
     r.add_argument(
+        "--control-socket", help="the control socket (default /run/zfw/INSTANCE.sock; 'none')"
+    )
+    r.add_argument("--metrics", help="serve Prometheus metrics on HOST:PORT (off by default)")
+    r.add_argument(
         "--apply-rules",
         action="store_true",
         help="apply the policy's packet filter at start and on SIGHUP",
     )
     r.set_defaults(func=_run)
 
+    from zfw.control.cli import add_parsers
     from zfw.rules.cli import add_parser
 
     add_parser(sub)
+    add_parsers(sub)
     return p
 
 

@@ -10,6 +10,7 @@ the loader runs, so two loads never share state. Every mistake becomes a
 from __future__ import annotations
 
 import contextvars
+import ctypes
 import os
 import signal
 import sys
@@ -129,6 +130,11 @@ LOAD_TIME_LIMIT = 30.0
 class _TooSlow(Exception):
     """Raised into policy code that runs past the load time limit."""
 
+    limit: float = LOAD_TIME_LIMIT
+
+    def __str__(self) -> str:
+        return f"the policy did not finish loading within {self.limit:g} s"
+
 
 def load_policy(
     path: str, instance: str | None = None, time_limit: float | None = LOAD_TIME_LIMIT
@@ -157,20 +163,49 @@ def load_policy(
 
 @contextmanager
 def _deadline(seconds: float | None) -> Iterator[None]:
-    if not seconds or threading.current_thread() is not threading.main_thread():
+    """Interrupt the policy code running in this thread after ``seconds``: SIGALRM on
+    the main thread; elsewhere (a reload off the reactor thread) an exception the
+    interpreter raises in the thread at its next Python instruction."""
+    if not seconds:
         yield
         return
 
-    def expired(_signum: int, _frame: object) -> None:
-        raise _TooSlow(f"the policy did not finish loading within {seconds:g} s")
+    class TooSlow(_TooSlow):
+        limit = seconds
 
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    if threading.current_thread() is threading.main_thread():
+
+        def expired(_signum: int, _frame: object) -> None:
+            raise TooSlow
+
+        previous = signal.signal(signal.SIGALRM, expired)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        return
+    ident = threading.get_ident()
+    lock = threading.Lock()
+    state = {"running": True}
+
+    def expire() -> None:
+        with lock:
+            if state["running"]:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(ident), ctypes.py_object(TooSlow)
+                )
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        with lock:
+            state["running"] = False
+        timer.cancel()
 
 
 def include_zones(builder: PolicyBuilder, relpath: str) -> None:

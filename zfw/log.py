@@ -60,6 +60,10 @@ class LogSpec:
             rules.append((pattern, int(level)))
         return cls(tuple(rules), default)
 
+    def __str__(self) -> str:
+        """The spec as ``--log-spec`` takes it, the default last (``core.*:5,*:3``)."""
+        return ",".join([*(f"{p}:{lv}" for p, lv in self.rules), f"*:{self.default}"])
+
     def level(self, tag: str) -> int:
         """The highest level shown for ``tag``."""
         found = self.default
@@ -99,6 +103,17 @@ class Log:
         """Write out what is buffered."""
         self._flush_pending = False
         self.sink.flush()
+
+    def set_spec(self, spec: LogSpec) -> None:
+        """Change the levels at run time (``zfw loglevel``). Lines already bound by
+        :meth:`writer` (a running session's per-request line) keep theirs."""
+        self.spec = spec
+        self._levels = {}
+
+    @property
+    def spec_text(self) -> str:
+        """The levels in force, as ``--log-spec`` writes them."""
+        return str(self.spec)
 
     def reopen(self) -> None:
         """Reopen the log file (SIGUSR1, after logrotate renamed it)."""

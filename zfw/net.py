@@ -65,6 +65,13 @@ def check_capability() -> None:
         s.close()
 
 
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """``(pid, uid, gid)`` of the process at the other end of a UNIX socket."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
 def _listening_socket(host: str, port: int, transparent: bool, backlog: int) -> socket.socket:
     """A bound, listening, non-blocking socket; OSError if ``host:port`` is taken."""
     family = family_of(host)

@@ -3,26 +3,32 @@
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
-import re
 import resource
 import signal
 import sys
+import time
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.logger import ILogObserver, LogLevel, formatEvent
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import ILogObserver
 from twisted.python import usage
-from zope.interface import implementer
+from twisted.python.failure import Failure
 
-from zfw import systemd
+from zfw import net, systemd
+from zfw.control.client import RUN_DIR, socket_path
+from zfw.control.controller import Controller
+from zfw.control.server import ControlFactory, listen_control
 from zfw.engine.engine import Engine, listen_keys
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import load_policy
-from zfw.log import DEFAULT_LEVEL, Log, LogSpec
-from zfw.logsinks import FileSink, Sink, StreamSink, SyslogSink
+from zfw.log import DEFAULT_LEVEL, Log
+from zfw.model import Policy
 from zfw.reactor import install as reactor_install
+from zfw.twistd_log import TwistedObserver, open_log
 
 
 class Options(usage.Options):
@@ -35,6 +41,13 @@ class Options(usage.Options):
         ["verbose", "v", str(DEFAULT_LEVEL), "default verbosity (0-9)"],
         ["log-file", None, None, "write the log here (reopened on SIGUSR1)"],
         ["syslog-socket", None, "/dev/log", "the syslog socket --syslog sends to"],
+        [
+            "control-socket",
+            None,
+            None,
+            f"the control socket (default {RUN_DIR}/INSTANCE.sock; 'none': no control socket)",
+        ],
+        ["metrics", None, None, "serve Prometheus metrics on HOST:PORT (off by default)"],
     ]
     optFlags = [
         ["json-log", None, "log JSON lines"],
@@ -50,47 +63,8 @@ class Options(usage.Options):
             raise usage.UsageError("--verbose takes a number")
         if self["syslog"] and self["log-file"]:
             raise usage.UsageError("--syslog and --log-file exclude each other")
-
-
-#: Twisted's log levels as zfw tags and levels.
-_TWISTED_LEVELS = {
-    LogLevel.critical: ("twisted.error", 0),
-    LogLevel.error: ("twisted.error", 1),
-    LogLevel.warn: ("twisted.warning", 2),
-    LogLevel.info: ("twisted.info", 3),
-    LogLevel.debug: ("twisted.debug", 6),
-}
-
-
-#: What Twisted says of every listening socket it opens and closes (FTP data channels
-#: open one per transfer); zfw says it itself where it matters: debug level here.
-_PORT_NOISE = re.compile(r"\S+ starting on \d+|\(\S+ Port \d+ Closed\)")
-
-
-@implementer(ILogObserver)
-class TwistedObserver:
-    """What Twisted and twistd log (start-up lines, ``Unhandled Error`` tracebacks,
-    anything printed), written to zfw's log in zfw's format: one log, not two."""
-
-    def __init__(self, log: Log):
-        self.log = log
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        tag, level = _TWISTED_LEVELS.get(event.get("log_level"), ("twisted.info", 3))
-        if event.get("log_io") is not None and event.get("log_level") == LogLevel.error:
-            tag = "twisted.stderr"
-        if not self.log.enabled(tag, level):
-            return
-        text = formatEvent(event) or ""
-        if level == 3 and _PORT_NOISE.fullmatch(text):
-            tag, level = "twisted.debug", 6
-            if not self.log.enabled(tag, level):
-                return
-        failure = event.get("log_failure")
-        if failure is not None:
-            text = f"{text}\n{failure.getTraceback()}" if text else failure.getTraceback()
-        for line in text.rstrip("\n").splitlines() or [""]:
-            self.log(tag, level, line)
+        if self["metrics"] is not None:
+            self["metrics"] = parse_hostport(self["metrics"], "--metrics")
 
 
 class ZfwService(Service):
@@ -103,6 +77,8 @@ class ZfwService(Service):
         log: Log,
         reactor: Any = None,
         apply_rules: bool = False,
+        control_socket: str | None = None,
+        metrics: tuple[str, int] | None = None,
     ):
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -113,8 +89,16 @@ class ZfwService(Service):
         self.log = log
         self.reactor = reactor
         self.policy = load_policy(policy_path, instance)
+        self.policy_hash = policy_digest(self.policy)
+        self.loaded_at = time.time()
+        self.started_monotonic = time.monotonic()
+        self.reloads = 0
         self.engine: Engine | None = None
         self.apply_rules = apply_rules
+        self.control_socket = control_socket
+        self.metrics = metrics
+        self._ports: list[Any] = []
+        self._reloading: Deferred[str | None] | None = None
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd asks the application for an ILogObserver when it starts logging: be it,
@@ -134,6 +118,7 @@ class ZfwService(Service):
                 live.apply(compile_policy(self.policy))  # before the reactor runs
                 self.log("core.rules", 3, "packet filter applied")
             self.engine.start()
+            self._open_control()
         except ZfwError as e:
             self.log("core.error", 0, f"cannot start: {e}")
             print(f"zfw: {e}", file=sys.__stderr__)  # twistd has taken over sys.stderr
@@ -151,6 +136,18 @@ class ZfwService(Service):
         )
         systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running\nMAINPID={os.getpid()}")
 
+    def _open_control(self) -> None:
+        if self.control_socket:
+            factory = ControlFactory(Controller(self).handle, self.log)
+            self._ports.append(listen_control(self.reactor, self.control_socket, factory))
+            self.log("core.control", 3, f"control socket {self.control_socket}")
+        if self.metrics:
+            from zfw.metrics import listen_metrics
+
+            assert self.engine is not None
+            self._ports.append(listen_metrics(self.reactor, self.metrics, self))
+            self.log("core.control", 3, f"metrics on http://{net.fmt_addr(*self.metrics)}/metrics")
+
     def _sighup(self, _signum: int, _frame: Any) -> None:
         self.reactor.callFromThread(self.reload)
 
@@ -161,24 +158,46 @@ class ZfwService(Service):
         self.log.reopen()
         self.log("core.info", 3, "log reopened")
 
-    def reload(self) -> bool:
-        """Load the policy again; keep the old one if the new one is broken."""
+    def reload(self) -> Deferred[str | None]:
+        """Load the policy again, off the reactor thread (it runs policy code), and switch
+        to it in one step; fires with None, or the reason a broken policy was refused
+        (the running one stays). A reload asked for during another waits for it."""
+        if self._reloading is not None:
+            waiting: Deferred[str | None] = Deferred()
+            self._reloading.addBoth(lambda r: (self.reload().chainDeferred(waiting), r)[1])
+            return waiting
         systemd.notify(systemd.reloading_state())
-        try:
-            policy = load_policy(self.policy_path, self.instance)
-        except ZfwError as e:
-            self.log("core.policy", 1, f"reload refused, keeping the running policy: {e}")
-            systemd.notify("READY=1\nSTATUS=reload refused: the running policy stays")
-            return False
+        d = deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), load_policy, self.policy_path, self.instance
+        )
+        d.addCallbacks(self._loaded, self._refused)
+        self._reloading = d
+
+        def done(result: str | None) -> str | None:
+            self._reloading = None
+            return result
+
+        d.addBoth(done)
+        return d
+
+    def _refused(self, reason: Failure) -> str:
+        text = str(reason.value) if reason.check(ZfwError) else reason.getErrorMessage()
+        self.log("core.policy", 1, f"reload refused, keeping the running policy: {text}")
+        systemd.notify("READY=1\nSTATUS=reload refused: the running policy stays")
+        return text
+
+    def _loaded(self, policy: Policy) -> None:
         systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running")
         assert self.engine is not None
         old = {k for lst in self.policy.instance.listeners for k in listen_keys(lst)}
         new = {k for lst in policy.instance.listeners for k in listen_keys(lst)}
         self.policy = policy
+        self.policy_hash = policy_digest(policy)
+        self.loaded_at = time.time()
+        self.reloads += 1
         if not self.apply_rules:
-            self.engine.reload(policy)
-            self.log("core.policy", 3, "policy reloaded")
-            return True
+            self._reloaded(policy)
+            return None
         if new - old:
             # Rules first for added services, so that they are reachable once listening ...
             d = self._apply_rules()
@@ -187,7 +206,7 @@ class ZfwService(Service):
             # ... and last for removed ones: the listeners close before the rules go.
             self._reloaded(policy)
             self._apply_rules()
-        return True
+        return None
 
     def _reloaded(self, policy: Any) -> None:
         assert self.engine is not None
@@ -223,6 +242,9 @@ class ZfwService(Service):
     def stopService(self) -> Deferred[None] | None:
         super().stopService()
         systemd.notify("STOPPING=1")
+        for port in self._ports:
+            port.stopListening()
+        self._ports = []
         if self.engine is None:
             return None
         grace = self.policy.instance.options.shutdown_grace
@@ -236,28 +258,22 @@ class ZfwService(Service):
         return d
 
 
-def open_log(options: Options) -> Log:
-    """The log the options ask for; :class:`ZfwError` if it cannot be opened."""
-    from twisted.internet import reactor
+def parse_hostport(text: str, what: str) -> tuple[str, int]:
+    """``127.0.0.1:9150`` or ``[::1]:9150`` as ``(host, port)``; UsageError otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise usage.UsageError(f"{what} takes HOST:PORT, not {text!r}")
+    return host, int(port)
 
-    program = f"zfw/{options['instance']}"
-    sink: Sink
-    if options["log-file"]:
-        sink = FileSink(options["log-file"])
-    elif options["syslog"]:
-        sink = SyslogSink(options["syslog-socket"], program)
-    else:
-        # twistd replaces sys.stdout with its own logger once it starts: keep the real one.
-        fd = os.dup(sys.__stdout__.fileno())
-        sink = StreamSink(os.fdopen(fd, "w", encoding="utf-8"), systemd.under_journal(fd))
-    spec = LogSpec.parse(options["log-spec"], int(options["verbose"]))
-    return Log(
-        spec,
-        sink,
-        json_lines=bool(options["json-log"]),
-        program=program,
-        flush_later=lambda flush: reactor.callLater(0.1, flush),
-    )
+
+def policy_digest(policy: Policy) -> str:
+    """sha256 over the policy file and the zones files it included, in order."""
+    h = hashlib.sha256()
+    for path in policy.files:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
 
 
 def raise_fd_limit() -> None:
@@ -271,12 +287,17 @@ def make_service(options: Options) -> ZfwService:
     """Build the service; a policy or option mistake exits with one line."""
     raise_fd_limit()
     reactor_install()  # before anything imports the default reactor
+    control = options["control-socket"]
+    if control is None:
+        control = socket_path(RUN_DIR, options["instance"])
     try:
         return ZfwService(
             options["policy"],
             options["instance"],
             open_log(options),
             apply_rules=bool(options["apply-rules"]),
+            control_socket=None if control == "none" else control,
+            metrics=options["metrics"],
         )
     except ZfwError as e:
         raise SystemExit(str(e) if isinstance(e, PolicyError) else f"zfw: {e}") from None

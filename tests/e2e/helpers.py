@@ -36,12 +36,13 @@ def zfw_in_front(
     policy: str,
     instance: str,
     log_spec: str,
+    *extra: str,
 ) -> Iterator[ZfwProcess]:
     """zfw with the rules compiled from ``policy`` in front of ``server`` (one or a list);
-    all stopped after."""
+    all stopped after. ``extra``: more options of ``twistd zfw``."""
     lab.tproxy({}, divert="none")
     lab.apply_rules(policy)
-    z = lab.start_zfw(policy, instance, "--log-spec", log_spec)
+    z = lab.start_zfw(policy, instance, "--log-spec", log_spec, *extra)
     try:
         yield z
     finally:

@@ -105,9 +105,13 @@ def test_installed_zfw_serves_in_the_lab(venv, lab: Lab, servers):
     rules = run(venv, "zfw", "rules", "apply", policy, "--netns", lab.ns["fw"])
     assert rules.returncode == 0, rules.stderr
     bin_dir = venv / "bin"
+    run_dir = venv.parent / "run"
+    run_dir.mkdir(exist_ok=True)
+    os.chown(run_dir, 65534, 65534)  # the control socket's folder, as RuntimeDirectory= makes it
+    control = ["--control-socket", str(run_dir / "intra.sock")]
     twistd = [str(bin_dir / "twistd"), "--nodaemon", "--pidfile=", "zfw"]
     commands = {
-        "twistd -n zfw": [*twistd, "--policy", policy, "--instance", "intra"],
+        "twistd -n zfw": [*twistd, "--policy", policy, "--instance", "intra", *control],
         # As the systemd unit runs it: an unprivileged user with only these capabilities.
         "zfw run as nobody": [
             "setpriv",
@@ -122,6 +126,7 @@ def test_installed_zfw_serves_in_the_lab(venv, lab: Lab, servers):
             policy,
             "--instance",
             "intra",
+            *control,
         ],
     }
     try:
@@ -135,6 +140,8 @@ def test_installed_zfw_serves_in_the_lab(venv, lab: Lab, servers):
                 assert seen.startswith(f"peer {CLIENT4} "), (what, seen)
                 assert z.wait_for("plug.info(3)"), what
                 assert not z.grep("Traceback"), what
+                status = run(venv, "zfw", "status", "--socket", str(run_dir / "intra.sock"))
+                assert "service intra_ssh: 0/1000 running, 1 total" in status.stdout, what
             finally:
                 z.stop()
     finally:

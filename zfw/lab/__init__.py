@@ -65,6 +65,8 @@ class Lab:
     def __init__(self, name: str = "zfwlab"):
         self.name = name
         self.ns = {node: f"{name}-{node}" for node in NODES}
+        #: Control sockets of the zfw instances the lab runs (not the host's /run/zfw).
+        self.run_dir = f"/tmp/{name}-run"
 
     # --- life cycle ----------------------------------------------------------------------
 
@@ -76,6 +78,7 @@ class Lab:
         if missing:
             raise LabError(f"missing programs: {', '.join(missing)} (run contrib/install-deps)")
         self.down()
+        os.makedirs(self.run_dir, exist_ok=True)
         try:
             self._create()
         except BaseException:
@@ -149,6 +152,7 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def exists(self) -> bool:
         """Whether the lab's namespaces are there."""
@@ -261,8 +265,11 @@ class Lab:
         if proc.returncode != 0:
             raise LabError(f"zfw rules apply: {proc.stderr.strip()}")
 
-    @staticmethod
-    def zfw_command(policy: str, instance: str, *extra: str) -> list[str]:
+    def control_socket(self, instance: str) -> str:
+        """Where a zfw the lab runs for ``instance`` has its control socket."""
+        return os.path.join(self.run_dir, f"{instance}.sock")
+
+    def zfw_command(self, policy: str, instance: str, *extra: str) -> list[str]:
         """The ``twistd -n zfw`` command line for ``policy`` and ``instance``."""
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         return [
@@ -274,6 +281,8 @@ class Lab:
             policy,
             "--instance",
             instance,
+            "--control-socket",
+            self.control_socket(instance),
             *extra,
         ]
 
