@@ -1,6 +1,7 @@
 """HttpProxy against PlugProxy, Squid, a minimal relay and plain kernel routing, in the lab.
 
     sudo .venv/bin/python bench/http_proxy.py [--seconds 5] [--rounds 3] [--million]
+    sudo .venv/bin/python bench/http_proxy.py --ab REV [--rounds 5]
 
 - keep-alive requests/s with small responses (wrk, 32 connections, against nginx);
 - new connections/s (wrk with ``Connection: close``);
@@ -13,6 +14,10 @@
   ``malloc_trim``. Per-request growth of live memory would show as a slope
   in the blocks; memory the C allocator keeps after it was freed shows as
   RSS that the trim gives back.
+
+With ``--ab REV``: HttpProxy of this checkout against HttpProxy of the commit REV
+(a git worktree of it, put first on the module path), in alternating rounds, and
+their ratio per round: what a change costs, measured in one run.
 
 zfw is pinned to CPU 0, wrk and nginx to CPU 1; the best round counts.
 """
@@ -73,12 +78,30 @@ def start_setup(lab: Lab, instance: str, env: dict[str, str] | None = None):
         return start_proxy(lab, "minimal")
     if instance == "squid":
         proc = start_squid(lab)
+    elif instance == "base":  # HttpProxy of the --ab commit (which may predate some options)
+        lab.tproxy({80: 50080})
+        cmd = lab.zfw_command(POLICY, "http", "--log-file", "/dev/null")
+        i = cmd.index("--control-socket")
+        args = pinned(0, cmd[:i] + cmd[i + 2 :])
+        proc = lab.popen("fw", args, env={**os.environ, "PYTHONPATH": BASE[0]})
     else:
         lab.tproxy({80: 50080 if instance == "http" else 50081})
         args = pinned(0, lab.zfw_command(POLICY, instance, "--log-file", "/dev/null"))
         proc = lab.popen("fw", args, env={**os.environ, **(env or {})})
     time.sleep(2)
     return proc
+
+
+#: The worktree of the --ab commit, when there is one.
+BASE: list[str] = []
+
+
+def base_worktree(rev: str) -> str:
+    """A detached git worktree of ``rev`` in a temporary folder."""
+    path = tempfile.mkdtemp(prefix="zfw-ab-")
+    top = os.path.join(HERE, "..")
+    subprocess.run(["git", "-C", top, "worktree", "add", "-q", "--detach", path, rev], check=True)
+    return path
 
 
 def stop(proc, setup: str) -> None:
@@ -170,7 +193,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--million", action="store_true")
+    ap.add_argument("--ab", metavar="REV", help="against HttpProxy of commit REV instead")
     a = ap.parse_args()
+    if a.ab:
+        BASE.append(base_worktree(a.ab))
     lab = Lab("zfwbenchhttp").up()
     results: dict[tuple[str, str], list[float]] = {}
     try:
@@ -180,11 +206,16 @@ def main() -> None:
         nginx = start_nginx(lab, tempfile.mkdtemp(), NGINX_SERVER, NGINX_HTTP, 4096, cpu=1)
         time.sleep(1)
         proxies = ["minimal", "squid", "plug", "http"]
-        if shutil.which("squid") is None:
+        if a.ab:
+            proxies = []
+        elif shutil.which("squid") is None:
             print("    squid is not installed (contrib/install-deps --bench): left out")
             proxies.remove("squid")
         # Routing first: stale conntrack entries of diverted connections stall routed ones.
-        for setup in ["routing"] * a.rounds + proxies * a.rounds:
+        order = ["routing"] * a.rounds + proxies * a.rounds
+        if a.ab:
+            order = ["base", "http"] * a.rounds
+        for setup in order:
             proc = start_setup(lab, setup)
             try:
                 results.setdefault((setup, "keepalive"), []).append(wrk(lab, a.seconds, False))
@@ -199,12 +230,26 @@ def main() -> None:
         nginx.kill()
     finally:
         lab.down()
+        if BASE:
+            subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", BASE[0]])
     best = {k: max(v) for k, v in results.items()}
     print("\nbest of each (all rounds in brackets), requests/s")
     for (setup, metric), values in sorted(results.items()):
         rounds = ", ".join(f"{v:.0f}" for v in values)
         print(f"  {setup:8} {metric:10} {best[(setup, metric)]:9.0f} [{rounds}]")
     print("\nratios")
+    if a.ab:
+        for metric in ("keepalive", "conn"):
+            pairs = zip(results[("http", metric)], results[("base", metric)], strict=True)
+            per_round = sorted(h / b for h, b in pairs)
+            median = per_round[len(per_round) // 2]
+            ratio = best[("http", metric)] / best[("base", metric)]
+            rounds = ", ".join(f"{r:.3f}" for r in per_round)
+            print(
+                f"  {metric:10} this/{a.ab}: best {ratio:5.3f}"
+                f"   median within rounds {median:5.3f}   [{rounds}]"
+            )
+        return
     for metric in ("keepalive", "conn"):
         h, p, r, m = (best[(s, metric)] for s in ("http", "plug", "routing", "minimal"))
         print(f"  {metric:10} http/plug {h / p:5.2f}   http/minimal {h / m:5.2f}   "
