@@ -8,10 +8,14 @@ lock-out guard uses it to see whether a management connection survives.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
+from zfw.routing import TproxyRouting
 from zfw.rules.model import Rule, Ruleset, Table
+from zfw.rules.nft import NftTable
 
 
 @attrs.frozen
@@ -74,13 +78,18 @@ def _matches(rule: Rule, p: Packet, mark: int) -> bool:
     return True
 
 
-def run_chain(table: Table, chain: str, p: Packet, mark: int = 0) -> tuple[Verdict | None, int]:
-    """Walk ``chain``; a verdict, or None when the packet falls through (and the mark)."""
+def run_chain(
+    table: Table | Callable[[str], Sequence[Rule]], chain: str, p: Packet, mark: int = 0
+) -> tuple[Verdict | None, int]:
+    """Walk ``chain``; a verdict, or None when the packet falls through (and the mark).
+
+    ``table``: an iptables table, or a function from a chain's name to its rules."""
+    rules_of = table if callable(table) else (lambda n: table.chain(n).rules)  # type: ignore[union-attr]
     path = [chain]
     stack: list[tuple[str, int]] = []
     name, i = chain, 0
     while True:
-        rules = table.chain(name).rules
+        rules = rules_of(name)
         if i >= len(rules):
             if not stack:
                 return None, mark
@@ -122,12 +131,32 @@ def evaluate(ruleset: Ruleset, p: Packet, local_addresses: frozenset[str] = froz
     family = ipaddress.ip_address(p.src).version
     mangle = ruleset.table(family, "mangle")
     filt = ruleset.table(family, "filter")
+    return _walk(mangle, filt, ruleset.routing, p, local_addresses)
+
+
+def evaluate_nft(
+    table: NftTable,
+    routing: TproxyRouting,
+    p: Packet,
+    local_addresses: frozenset[str] = frozenset(),
+) -> Verdict:
+    """The same for the nftables form: one inet table, each rule limited to its family."""
+    family = ipaddress.ip_address(p.src).version
+
+    def rules_of(name: str) -> Sequence[Rule]:
+        return table.rules(name, family)
+
+    return _walk(rules_of, rules_of, routing, p, local_addresses)
+
+
+def _walk(
+    mangle: Any, filt: Any, routing: TproxyRouting, p: Packet, local_addresses: frozenset[str]
+) -> Verdict:
     verdict, mark = run_chain(mangle, "PREROUTING", p, p.mark)
     if verdict is not None and verdict.action == "tproxy":
         return verdict
     if verdict is not None and verdict.action == "drop":
         return verdict
-    routing = ruleset.routing
     local = p.dst in local_addresses or (mark & routing.mask) == routing.mark
     if verdict is not None and verdict.action == "accept" and (mark & routing.mask) == routing.mark:
         return Verdict("divert", None, verdict.chain_path)
