@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.syslog:
         argv.append("--syslog")
     if args.apply_rules:
-        argv.append("--apply-rules")
+        argv += ["--apply-rules", "--rules-backend", args.backend]
     sys.argv = argv
     run()
     return 0
@@ -138,6 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--apply-rules",
         action="store_true",
         help="apply the policy's packet filter at start and on SIGHUP",
+    )
+    r.add_argument(
+        "--backend",
+        choices=("auto", "nft", "iptables"),
+        default="auto",
+        help="the packet filter backend of --apply-rules",
     )
     r.set_defaults(func=_run)
 

@@ -48,6 +48,7 @@ class Options(usage.Options):
             f"the control socket (default {RUN_DIR}/INSTANCE.sock; 'none': no control socket)",
         ],
         ["metrics", None, None, "serve Prometheus metrics on HOST:PORT (off by default)"],
+        ["rules-backend", None, "auto", "with --apply-rules: nft, iptables or auto"],
     ]
     optFlags = [
         ["json-log", None, "log JSON lines"],
@@ -63,6 +64,8 @@ class Options(usage.Options):
             raise usage.UsageError("--verbose takes a number")
         if self["syslog"] and self["log-file"]:
             raise usage.UsageError("--syslog and --log-file exclude each other")
+        if self["rules-backend"] not in ("auto", "nft", "iptables"):
+            raise usage.UsageError("--rules-backend takes nft, iptables or auto")
         if self["metrics"] is not None:
             self["metrics"] = parse_hostport(self["metrics"], "--metrics")
 
@@ -77,6 +80,7 @@ class ZfwService(Service):
         log: Log,
         reactor: Any = None,
         apply_rules: bool = False,
+        rules_backend: str = "auto",
         control_socket: str | None = None,
         metrics: tuple[str, int] | None = None,
     ):
@@ -95,6 +99,7 @@ class ZfwService(Service):
         self.reloads = 0
         self.engine: Engine | None = None
         self.apply_rules = apply_rules
+        self.rules_backend = rules_backend
         self.control_socket = control_socket
         self.metrics = metrics
         self._ports: list[Any] = []
@@ -113,10 +118,19 @@ class ZfwService(Service):
         try:
             if self.apply_rules:
                 from zfw.rules import apply as live
+                from zfw.rules import backends
                 from zfw.rules.compiler import compile_policy
 
-                live.apply(compile_policy(self.policy))  # before the reactor runs
-                self.log("core.rules", 3, "packet filter applied")
+                backend, why = backends.choose(self.rules_backend)
+                self.rules_backend = backend.name  # reloads use the same
+                ruleset = compile_policy(self.policy)
+                live.apply_routing(ruleset, None)
+                backend.apply(ruleset, None)  # before the reactor runs
+                self.log(
+                    "core.rules",
+                    3,
+                    f"packet filter applied ({backend.name}{'; ' + why if why else ''})",
+                )
             self.engine.start()
             self._open_control()
         except ZfwError as e:
@@ -219,7 +233,7 @@ class ZfwService(Service):
 
         d = getProcessOutputAndValue(
             sys.executable,
-            ["-m", "zfw.cli", "rules", "apply", self.policy_path],
+            ["-m", "zfw.cli", "rules", "apply", self.policy_path, "--backend", self.rules_backend],
             env=dict(os.environ),
             reactor=self.reactor,
         )
@@ -296,6 +310,7 @@ def make_service(options: Options) -> ZfwService:
             options["instance"],
             open_log(options),
             apply_rules=bool(options["apply-rules"]),
+            rules_backend=options["rules-backend"],
             control_socket=None if control == "none" else control,
             metrics=options["metrics"],
         )

@@ -49,21 +49,28 @@ def saved(name: str) -> str:
 def test_apply_keeps_other_tools_rules_and_is_idempotent(netns):
     ns(netns, "iptables-legacy", "-N", "OTHER")
     ns(netns, "iptables-legacy", "-A", "INPUT", "-s", "203.0.113.9", "-j", "OTHER")
-    zfw("rules", "apply", EXAMPLE, "--netns", netns)
+    zfw("rules", "apply", EXAMPLE, "--netns", netns, "--backend", "iptables")
     text = ns(netns, "iptables-legacy-save", "-t", "filter").stdout
     assert ":OTHER - " in text and "-A INPUT -s 203.0.113.9/32 -j OTHER" in text
     lines = [ln for ln in text.splitlines() if ln.startswith("-A INPUT")]
     assert lines[0] == "-A INPUT -j ZFWIN"  # ours first
     assert "lookup 100" in ns(netns, "ip", "rule").stdout
     assert "local default dev lo" in ns(netns, "ip", "-6", "route", "show", "table", "100").stdout
-    zfw("rules", "apply", EXAMPLE, "--netns", netns)  # again: nothing doubles
-    assert zfw("rules", "diff", EXAMPLE, "--netns", netns).returncode == 0
+    zfw(
+        "rules", "apply", EXAMPLE, "--netns", netns, "--backend", "iptables"
+    )  # again: nothing doubles
+    assert zfw("rules", "diff", EXAMPLE, "--netns", netns, "--backend", "iptables").returncode == 0
     assert ns(netns, "ip", "rule").stdout.count("lookup 100") == 1
-    zfw("rules", "flush", EXAMPLE, "--netns", netns)
+    zfw("rules", "flush", EXAMPLE, "--netns", netns, "--backend", "iptables")
     text = ns(netns, "iptables-legacy-save", "-t", "filter").stdout
     assert "ZFW" not in text and "LO" not in text and "-A INPUT -s 203.0.113.9/32 -j OTHER" in text
     assert "lookup 100" not in ns(netns, "ip", "rule").stdout
-    assert zfw("rules", "diff", EXAMPLE, "--netns", netns, check=False).returncode == 1
+    assert (
+        zfw(
+            "rules", "diff", EXAMPLE, "--netns", netns, "--backend", "iptables", check=False
+        ).returncode
+        == 1
+    )
 
 
 def test_try_without_confirmation_restores_rules_and_routing(netns):
@@ -75,6 +82,8 @@ def test_try_without_confirmation_restores_rules_and_routing(netns):
         EXAMPLE,
         "--netns",
         netns,
+        "--backend",
+        "iptables",
         "--timeout",
         "1",
         check=False,
@@ -88,7 +97,18 @@ def test_try_without_confirmation_restores_rules_and_routing(netns):
 
 def test_try_confirmed_keeps_the_rules(netns):
     proc = subprocess.Popen(
-        [ZFW, "rules", "try", EXAMPLE, "--netns", netns, "--timeout", "20"],
+        [
+            ZFW,
+            "rules",
+            "try",
+            EXAMPLE,
+            "--netns",
+            netns,
+            "--backend",
+            "iptables",
+            "--timeout",
+            "20",
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         text=True,
@@ -96,7 +116,7 @@ def test_try_confirmed_keeps_the_rules(netns):
     assert "confirm within" in proc.stdout.readline()
     zfw("rules", "confirm", "--netns", netns)
     assert proc.wait(10) == 0
-    assert zfw("rules", "diff", EXAMPLE, "--netns", netns).returncode == 0
+    assert zfw("rules", "diff", EXAMPLE, "--netns", netns, "--backend", "iptables").returncode == 0
 
 
 REACH = """

@@ -1,4 +1,5 @@
-"""The generated iptables-restore text, compared with reviewed golden files.
+"""The generated iptables-restore text and nft script, compared with reviewed golden
+files; nft itself checks each script (``nft -c``, in a network namespace of its own).
 
 Regenerate after an intended change with ``ZFW_UPDATE_GOLDEN=1 pytest tests/rules``
 and review the diff.
@@ -7,11 +8,13 @@ and review the diff.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from zfw.loader import load_policy
+from zfw.rules import backends, nft
 from zfw.rules.compiler import compile_policy
 from zfw.rules.text import full_text
 
@@ -32,6 +35,24 @@ def test_golden(case):
     if os.environ.get("ZFW_UPDATE_GOLDEN"):
         golden.write_text(text)
     assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_nft(case):
+    text = backends.Nft().text(compile_policy(load_policy(str(CASES[case]))))
+    golden = HERE / "golden" / f"{case}.nft"
+    if os.environ.get("ZFW_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_nft_accepts_the_script(case):
+    script = nft.replace_script(nft.build(compile_policy(load_policy(str(CASES[case])))))
+    proc = subprocess.run(
+        ["unshare", "--net", "nft", "-c", "-f", "-"], input=script, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_chain_names_fit_iptables():

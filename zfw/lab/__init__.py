@@ -251,14 +251,16 @@ class Lab:
             ]
             texts.append("\n".join(lines))
         self.restore(texts[0], texts[1])
+        if shutil.which("nft"):  # and no table of zfw's nft backend left from a test
+            self.run("fw", ["nft", "-f", "-"], input="table inet zfw\ndelete table inet zfw\n")
 
     # --- zfw -----------------------------------------------------------------------------
 
-    def apply_rules(self, policy: str, *extra: str) -> None:
+    def apply_rules(self, policy: str, *extra: str, backend: str = "iptables") -> None:
         """``zfw rules apply POLICY --netns FW``: the packet filter compiled from a policy."""
         zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
         proc = subprocess.run(
-            [zfw, "rules", "apply", policy, "--netns", self.ns["fw"], *extra],
+            [zfw, "rules", "apply", policy, "--netns", self.ns["fw"], "--backend", backend, *extra],
             capture_output=True,
             text=True,
         )

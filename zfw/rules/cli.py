@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import os
 import select
 import sys
@@ -11,21 +12,72 @@ import time
 
 from zfw.errors import ZfwError
 from zfw.loader import load_policy
+from zfw.model import PacketFilterOptions
+from zfw.routing import TproxyRouting
 from zfw.rules import apply as live
+from zfw.rules import backends
 from zfw.rules.compiler import compile_policy
 from zfw.rules.evaluate import Packet, evaluate
 from zfw.rules.model import Ruleset
-from zfw.rules.text import full_text, restore_text
+from zfw.rules.text import restore_text
 
 STATE_DIR = "/run/zfw"
 
 
-def _ruleset(args: argparse.Namespace) -> Ruleset:
+def _ruleset(args: argparse.Namespace, narrow: bool = False) -> Ruleset:
+    """The packet filter of the whole policy: every instance's listeners, so that
+    applying for one never removes another's (``narrow``: only ``--instance``'s, for show)."""
     policy = load_policy(args.policy)
-    instances = [args.instance] if args.instance else None
     if args.instance and args.instance not in policy.instances:
         raise ZfwError(f"unknown instance {args.instance!r}")
+    instances = [args.instance] if narrow and args.instance else None
     return compile_policy(policy, instances)
+
+
+def _backend(args: argparse.Namespace) -> backends.Backend:
+    backend, why = backends.choose(args.backend, args.netns)
+    if why:
+        print(f"backend: {backend.name} ({why})", file=sys.stderr)
+    return backend
+
+
+def _leftovers(backend: backends.Backend, netns: str | None) -> None:
+    other = backends.other(backend)
+    if other.present(netns):
+        print(
+            f"note: zfw's rules are also loaded in the {other.name} backend (from before a "
+            f"switch?); both are evaluated. Remove them: zfw rules flush --backend {other.name}",
+            file=sys.stderr,
+        )
+
+
+def _state_path(netns: str | None) -> str:
+    return os.path.join(STATE_DIR, f"rules-{netns or 'host'}.json")
+
+
+def _save_state(backend: backends.Backend, ruleset: Ruleset, netns: str | None) -> None:
+    """What was applied, so that flush can undo it when the policy no longer loads."""
+    r = ruleset.routing
+    data = {"backend": backend.name, "mark": r.mark, "mask": r.mask, "table": r.table}
+    try:
+        os.makedirs(STATE_DIR, exist_ok=True)
+        with open(_state_path(netns), "w") as f:
+            json.dump(data, f)
+    except OSError:
+        pass  # flush then falls back to the defaults
+
+
+def _routing_of_last_apply(netns: str | None) -> Ruleset:
+    """A ruleset carrying only the routing applied last (or the defaults)."""
+    opts = PacketFilterOptions()
+    mark, mask, table = opts.tproxy_mark, opts.tproxy_mask, opts.route_table
+    try:
+        with open(_state_path(netns)) as f:
+            data = json.load(f)
+        mark, mask, table = int(data["mark"]), int(data["mask"]), int(data["table"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return Ruleset((), TproxyRouting(mark, mask, table))
 
 
 def _normalized(lines: list[str]) -> list[str]:
@@ -74,15 +126,19 @@ def lockout_reason(ruleset: Ruleset) -> str | None:
     )
 
 
-def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset) -> None:
+def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
     if not args.netns and not args.force:
         reason = lockout_reason(ruleset)
         if reason:
             raise ZfwError(f"refusing to apply: {reason}")
-    warning = None if args.netns else live.backend_warning()
-    if warning:
-        print(warning, file=sys.stderr)
-    live.apply(ruleset, args.netns)
+    if backend.name == "iptables" and not args.netns:
+        warning = live.backend_warning()
+        if warning:
+            print(warning, file=sys.stderr)
+    live.apply_routing(ruleset, args.netns)  # harmless alone; the rules then lead to it
+    backend.apply(ruleset, args.netns)
+    _save_state(backend, ruleset, args.netns)
+    _leftovers(backend, args.netns)
 
 
 def _confirm_path(netns: str | None) -> str:
@@ -90,40 +146,47 @@ def _confirm_path(netns: str | None) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    print(full_text(_ruleset(args)), end="")
+    backend, _why = backends.choose(args.backend, args.netns)
+    print(backend.text(_ruleset(args, narrow=True)), end="")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    lines = diff_lines(_ruleset(args), args.netns)
+    lines = _backend(args).diff(_ruleset(args), args.netns)
     print("\n".join(lines) if lines else "no difference: the loaded rules are the policy's")
     return 1 if lines else 0
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    _guarded_apply(args, _ruleset(args))
-    print("rules applied")
+    backend = _backend(args)
+    _guarded_apply(args, _ruleset(args), backend)
+    print(f"rules applied ({backend.name})")
     return 0
 
 
 def cmd_try(args: argparse.Namespace) -> int:
     ruleset = _ruleset(args)
-    saved = live.snapshot(args.netns)
+    backend = _backend(args)
+    saved = backend.snapshot(args.netns)
     os.makedirs(STATE_DIR, exist_ok=True)
     confirm = _confirm_path(args.netns)
     if os.path.exists(confirm):
         os.unlink(confirm)
     routing_was = live.apply_routing(ruleset, args.netns, remove=False)
-    try:
-        _guarded_apply(args, ruleset)
-    except BaseException:
-        live.restore(saved, args.netns)
+
+    def roll_back() -> None:
+        backend.restore(saved, args.netns)
         if not routing_was:
             live.apply_routing(ruleset, args.netns, remove=True)
+
+    try:
+        _guarded_apply(args, ruleset, backend)
+    except BaseException:
+        roll_back()
         raise
     print(
-        f"rules applied; confirm within {args.timeout:g} s (press Enter, or run "
-        f"'zfw rules confirm{' --netns ' + args.netns if args.netns else ''}'), "
+        f"rules applied ({backend.name}); confirm within {args.timeout:g} s (press Enter, or "
+        f"run 'zfw rules confirm{' --netns ' + args.netns if args.netns else ''}'), "
         "or they are rolled back",
         flush=True,
     )
@@ -139,9 +202,7 @@ def cmd_try(args: argparse.Namespace) -> int:
             print("confirmed")
             return 0
         time.sleep(0.2)
-    live.restore(saved, args.netns)
-    if not routing_was:
-        live.apply_routing(ruleset, args.netns, remove=True)
+    roll_back()
     print("not confirmed: previous rules and routing restored", file=sys.stderr)
     return 3
 
@@ -155,8 +216,37 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 
 def cmd_flush(args: argparse.Namespace) -> int:
-    live.flush(_ruleset(args), args.netns)
-    print("zfw's rules and routing removed")
+    """Remove what zfw owns; works when the policy no longer loads (or is not given)."""
+    routing = None
+    if args.policy:
+        try:
+            routing = _ruleset(args)
+        except ZfwError as e:
+            print(f"zfw: the policy does not load ({e}); flushing without it", file=sys.stderr)
+    if routing is None:
+        routing = _routing_of_last_apply(args.netns)
+    if args.backend == "auto":  # everything zfw owns, in both
+        chosen = [b for b in (backends.Nft(), backends.Iptables()) if b.present(args.netns)]
+        keep_routing = False
+    else:
+        chosen = [backends.get(args.backend)]
+        keep_routing = backends.other(chosen[0]).present(args.netns)
+    for backend in chosen:
+        backend.flush(args.netns)
+    if keep_routing:
+        print(
+            f"the routing stays: zfw's rules in the {backends.other(chosen[0]).name} "
+            "backend still use it",
+            file=sys.stderr,
+        )
+    else:
+        live.apply_routing(routing, args.netns, remove=True)
+    names = " and ".join(b.name for b in chosen) or "no backend had any"
+    print(
+        f"zfw's rules ({names}) and routing removed"
+        if not keep_routing
+        else f"zfw's rules ({names}) removed"
+    )
     return 0
 
 
@@ -165,10 +255,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     rules = sub.add_parser("rules", help="the packet filter generated from the policy")
     rsub = rules.add_subparsers(dest="rules_command", required=True)
 
-    def common(p: argparse.ArgumentParser, policy: bool = True) -> None:
+    def common(p: argparse.ArgumentParser, policy: bool = True, optional: bool = False) -> None:
         if policy:
-            p.add_argument("policy")
-            p.add_argument("--instance", help="only this instance's listeners")
+            p.add_argument("policy", nargs="?" if optional else None)
+            p.add_argument(
+                "--instance",
+                help="show: only this instance's listeners (the others always apply all)",
+            )
+            p.add_argument(
+                "--backend",
+                choices=backends.BACKENDS,
+                default="auto",
+                help="nft, iptables (legacy xtables), or auto (default: nft where the "
+                "host's iptables is iptables-nft or nft tables are loaded)",
+            )
         p.add_argument("--netns", help="act inside this network namespace")
 
     for name, func, help_ in (
@@ -176,10 +276,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ("diff", cmd_diff, "compare with what is loaded now (exit 1 if different)"),
         ("apply", cmd_apply, "apply atomically (one commit per table)"),
         ("try", cmd_try, "apply, and roll back unless confirmed in time"),
-        ("flush", cmd_flush, "remove zfw's chains, jumps and routing"),
+        ("flush", cmd_flush, "remove zfw's rules and routing (the policy is optional)"),
     ):
         p = rsub.add_parser(name, help=help_)
-        common(p)
+        common(p, optional=name == "flush")
         if name in ("apply", "try"):
             p.add_argument(
                 "--force",
