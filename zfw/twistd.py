@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import os
@@ -103,6 +104,7 @@ class ZfwService(Service):
         self.control_socket = control_socket
         self.metrics = metrics
         self._ports: list[Any] = []
+        self._control_open = False
         self._reloading: Deferred[str | None] | None = None
 
     def setServiceParent(self, parent: Any) -> None:
@@ -154,6 +156,7 @@ class ZfwService(Service):
         if self.control_socket:
             factory = ControlFactory(Controller(self).handle, self.log)
             self._ports.append(listen_control(self.reactor, self.control_socket, factory))
+            self._control_open = True
             self.log("core.control", 3, f"control socket {self.control_socket}")
         if self.metrics:
             from zfw.metrics import listen_metrics
@@ -259,6 +262,9 @@ class ZfwService(Service):
         for port in self._ports:
             port.stopListening()
         self._ports = []
+        if self._control_open:  # no stale socket for the next start (maybe as another user)
+            with contextlib.suppress(OSError):
+                os.unlink(self.control_socket)
         if self.engine is None:
             return None
         grace = self.policy.instance.options.shutdown_grace

@@ -39,6 +39,8 @@ def nft(lab: Lab, *args: str, check: bool = True) -> str:
 
 
 EMPTY = (
+    "*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    ":POSTROUTING ACCEPT [0:0]\nCOMMIT\n"
     "*mangle\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n"
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
 )

@@ -61,10 +61,12 @@ def _matches(rule: Rule, p: Packet, mark: int) -> bool:
                 ok = p.socket
             elif opt == "syn":
                 ok = p.syn
-            elif opt == "dport":
+            elif opt == "dport":  # a port, a range lo:hi, or (nft) a list of them
                 assert value is not None
-                lo, _, hi = value.partition(":")
-                ok = int(lo) <= p.dport <= int(hi or lo)
+                ok = False
+                for item in value.split(","):
+                    lo, _, hi = item.partition(":")
+                    ok = ok or int(lo) <= p.dport <= int(hi or lo)
             elif opt == "mark":
                 assert value is not None
                 want, _, mask = value.partition("/")

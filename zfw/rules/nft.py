@@ -16,11 +16,12 @@ rules, in their order (:func:`merge` keeps the order within each family).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 import attrs
 
-from zfw.rules.model import Rule, Ruleset
+from zfw.rules.model import Match, Rule, Ruleset
 
 TABLE = "zfw"
 #: Base chains: name -> (hook, priority), as the iptables tables they stand for.
@@ -33,10 +34,26 @@ BASE = {
 
 @attrs.frozen
 class NftRule:
-    """A rule and the family it is limited to (None: both)."""
+    """A rule and the family it is limited to (None: both).
+
+    A dispatch by source address is one verdict map instead of a rule per network:
+    ``vmap`` holds disjoint address ranges ``(first, last, chain)`` of family
+    ``family``, and ``rule`` the goto or jump that each of them makes."""
 
     rule: Rule
     family: int | None = None
+    vmap: tuple[tuple[int, int, str], ...] = ()
+
+    def expanded(self) -> list[Rule]:
+        """The plain rules this one stands for (a verdict map: one per network)."""
+        if not self.vmap:
+            return [self.rule]
+        make = ipaddress.IPv4Address if self.family == 4 else ipaddress.IPv6Address
+        return [
+            attrs.evolve(self.rule, src=str(net), target=chain)
+            for first, last, chain in self.vmap
+            for net in ipaddress.summarize_address_range(make(first), make(last))
+        ]
 
 
 @attrs.frozen
@@ -63,7 +80,9 @@ class NftTable:
 
     def rules(self, name: str, family: int) -> list[Rule]:
         """The rules of chain ``name`` that a packet of ``family`` is matched against."""
-        return [r.rule for r in self.chain(name).rules if r.family in (None, family)]
+        return [
+            x for r in self.chain(name).rules if r.family in (None, family) for x in r.expanded()
+        ]
 
 
 def _own_family(rule: Rule) -> bool:
@@ -113,6 +132,104 @@ def merge(v4: Sequence[Rule], v6: Sequence[Rule]) -> tuple[NftRule, ...]:
     return tuple(out)
 
 
+def _dispatch(rule: Rule) -> bool:
+    """``-s CIDR -g CHAIN`` (or ``-j``) and nothing else: a verdict map can take it."""
+    return bool(
+        rule.src
+        and not (rule.dst or rule.in_iface or rule.protocol or rule.matches or rule.comment)
+        and rule.target not in ("ACCEPT", "DROP", "RETURN", "TPROXY", "MARK", "LOG")
+    )
+
+
+def _vmap(run: list[Rule], family: int) -> NftRule:
+    """Rules ``-s CIDR -g CHAIN`` (the first match wins) as disjoint ranges."""
+    taken: list[tuple[int, int]] = []  # ranges decided by earlier rules, sorted
+    ranges: list[tuple[int, int, str]] = []
+    for rule in run:
+        net = ipaddress.ip_network(rule.src)  # type: ignore[arg-type]
+        lo, hi = int(net.network_address), int(net.broadcast_address)
+        cursor = lo
+        for a, b in taken:
+            if b < cursor or a > hi:
+                continue
+            if a > cursor:
+                ranges.append((cursor, a - 1, rule.target))
+            cursor = max(cursor, b + 1)
+        if cursor <= hi:
+            ranges.append((cursor, hi, rule.target))
+        taken = sorted([*taken, (lo, hi)])
+        merged: list[tuple[int, int]] = []
+        for a, b in taken:
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        taken = merged
+    ranges.sort()
+    joined: list[tuple[int, int, str]] = []
+    for a, b, chain in ranges:
+        if joined and joined[-1][2] == chain and joined[-1][1] + 1 == a:
+            joined[-1] = (joined[-1][0], b, chain)
+        else:
+            joined.append((a, b, chain))
+    shape = attrs.evolve(run[0], src=None, target=run[0].target)
+    return NftRule(shape, family, tuple(joined))
+
+
+def _ports(rule: Rule) -> tuple[str, str] | None:
+    """``(match, ports)`` when a rule's only port test is one ``--dport``."""
+    found = [(m.name, v) for m in rule.matches for o, v, n in m.options if o == "dport" and not n]
+    return found[0] if len(found) == 1 and found[0][1] is not None else None  # type: ignore[return-value]
+
+
+def _with_ports(rule: Rule, ports: str) -> Rule:
+    matches = tuple(
+        Match(m.name, tuple((o, ports if o == "dport" else v, n) for o, v, n in m.options))
+        for m in rule.matches
+    )
+    return attrs.evolve(rule, matches=matches)
+
+
+def _compact(rules: Sequence[NftRule]) -> tuple[NftRule, ...]:
+    """Runs of source dispatch become verdict maps; neighbours that differ only in
+    their destination port become one rule with a port set."""
+    out: list[NftRule] = []
+    i = 0
+    while i < len(rules):
+        r = rules[i]
+        if _dispatch(r.rule) and r.family is None:
+            family = 6 if ":" in (r.rule.src or "") else 4
+            j = i
+            while (
+                j < len(rules)
+                and _dispatch(rules[j].rule)
+                and rules[j].family is None
+                and (":" in (rules[j].rule.src or "")) == (family == 6)
+                and rules[j].rule.goto == r.rule.goto
+            ):
+                j += 1
+            if j - i > 1:
+                out.append(_vmap([x.rule for x in rules[i:j]], family))
+                i = j
+                continue
+        ports = _ports(r.rule)
+        if out and ports and not out[-1].vmap:
+            prev = out[-1]
+            before = _ports(prev.rule)
+            if (
+                before
+                and before[0] == ports[0]
+                and prev.family == r.family
+                and _with_ports(prev.rule, "") == _with_ports(r.rule, "")
+            ):
+                out[-1] = NftRule(_with_ports(prev.rule, f"{before[1]},{ports[1]}"), r.family)
+                i += 1
+                continue
+        out.append(r)
+        i += 1
+    return tuple(out)
+
+
 def build(ruleset: Ruleset) -> NftTable:
     """The inet table of a compiled ruleset."""
     chains: dict[str, dict[int, tuple[Rule, ...]]] = {}
@@ -125,7 +242,7 @@ def build(ruleset: Ruleset) -> NftTable:
         if 4 not in by_family or 6 not in by_family:  # a chain of one family only
             only = 4 if 4 in by_family else 6
             rules = tuple(NftRule(r.rule, None if _own_family(r.rule) else only) for r in rules)
-        out.append(NftChain(name, rules, BASE.get(name)))
+        out.append(NftChain(name, _compact(rules), BASE.get(name)))
     return NftTable(tuple(out))
 
 
@@ -144,9 +261,25 @@ def _mark_set(value: str) -> str:
     return f"meta mark set meta mark & {~m & 0xFFFFFFFF:#x} ^ {v:#x}"
 
 
+def _element(first: int, last: int, family: int) -> str:
+    make = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    nets = list(ipaddress.summarize_address_range(make(first), make(last)))
+    if len(nets) == 1:
+        net = nets[0]
+        return str(net.network_address) if net.num_addresses == 1 else str(net)
+    return f"{make(first)}-{make(last)}"
+
+
 def rule_text(r: NftRule) -> str:
     """One rule in nft syntax."""
     rule = r.rule
+    if r.vmap:
+        ip = "ip6" if r.family == 6 else "ip"
+        verb = "goto" if rule.goto else "jump"
+        elements = ", ".join(
+            f"{_element(a, b, r.family or 4)} : {verb} {chain}" for a, b, chain in r.vmap
+        )
+        return f"{ip} saddr vmap {{ {elements} }}"
     six = bool(
         (rule.src and ":" in rule.src)
         or (rule.dst and ":" in rule.dst)
@@ -178,10 +311,9 @@ def rule_text(r: NftRule) -> str:
                 parts.append(f"tcp flags & (fin|syn|rst|ack) {'!=' if negated else '=='} syn")
             elif opt == "dport":
                 assert value is not None
-                lo, _, hi = value.partition(":")
-                parts.append(
-                    f"{m.name} dport {'!= ' if negated else ''}{lo}{'-' + hi if hi else ''}"
-                )
+                ports = [p.replace(":", "-") for p in value.split(",")]
+                shown = ports[0] if len(ports) == 1 else "{ " + ", ".join(ports) + " }"
+                parts.append(f"{m.name} dport {'!= ' if negated else ''}{shown}")
             elif opt == "mark":
                 assert value is not None
                 want, _, mask = value.partition("/")
