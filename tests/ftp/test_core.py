@@ -255,6 +255,7 @@ class ConversationMachine(RuleBasedStateMachine):
         self.replies = ReplyReader()
         self.sent: list[Command] = []
         self.answered: list[Command] = []
+        self.preliminaries: dict[int, int] = {}
         for code in greeting:
             [reply] = self.replies.feed(format_reply(code, "hello"))
             self.conv.received(reply)
@@ -283,10 +284,12 @@ class ConversationMachine(RuleBasedStateMachine):
     def preliminary(self, code):
         [reply] = self.replies.feed(format_reply(code, "wait"))
         pending = self.sent[len(self.answered)]
-        if pending.verb in TRANSFER_COMMANDS or pending.verb == "REIN":
+        first = self.preliminaries.get(len(self.answered), 0) == 0
+        if (pending.verb in TRANSFER_COMMANDS or pending.verb == "REIN") and first:
             answer = self.conv.received(reply)
             assert not answer.final and answer.command == pending
-        else:
+            self.preliminaries[len(self.answered)] = 1
+        else:  # not one that may have a 1yz reply, or a second one (RFC 959: one)
             with pytest.raises(FtpViolation):
                 self.conv.received(reply)
 

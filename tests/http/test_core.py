@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from zfw.http.core import (
     LAST_CHUNK,
+    Broken,
     Data,
     EndOfMessage,
     HttpViolation,
@@ -26,10 +27,14 @@ from zfw.http.core import tokens as connection_tokens
 
 
 def parse(data: bytes, role: str = "request", methods=(), limits=None) -> list[object]:
+    """The events of ``data``; a violation raises, also one behind complete messages."""
     p = Parser(role, limits)
     for m in methods:
         p.expect(m)
-    return p.feed(data)
+    events = p.feed(data)
+    if events and isinstance(events[-1], Broken):
+        raise HttpViolation(events[-1].status, events[-1].reason)
+    return events
 
 
 def merged(events):

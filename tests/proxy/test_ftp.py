@@ -217,3 +217,77 @@ def test_idle_control_channel_is_closed():
     h.proxy.idle_timeout = 5
     h.clock.pump([1] * 7)
     assert h.closed and b"421 Timeout" in h.to_client()
+
+
+def test_a_227_naming_a_low_port_is_refused():
+    """The address is the server's, but zfw would connect to its port 25 from the
+    client's address: a bounce through the firewall."""
+    h = Ftp(data_mode=FTP_DATA_PASSIVE)
+    h.send(b"PORT 192,0,2,2,156,64\r\n")
+    h.reply(b"227 Entering Passive Mode (198,51,100,2,0,25).\r\n")
+    assert h.to_client() == b"425 Cannot open the data connection.\r\n"
+    assert "server's 227 names port 25, below 1024: refused" in h.log()
+    assert h.proxy.data is None
+
+
+def test_a_229_naming_a_low_port_is_refused():
+    h = Ftp(data_mode=FTP_DATA_PASSIVE)
+    h.send(b"PORT 192,0,2,2,156,64\r\n")
+    h.reply(b"227 Entering Passive Mode (198,51,100,2,0,22).\r\n")
+    assert "below 1024" in h.log()
+
+
+def test_a_second_preliminary_reply_is_a_violation():
+    h = Ftp()
+    h.command(b"REIN\r\n", b"120 soon\r\n120 soon, really\r\n")
+    assert "a second preliminary reply 120 to REIN" in h.log() and h.closed
+
+
+def test_site_is_refused_by_default_and_a_policy_may_accept_it():
+    h = Ftp()
+    assert h.command(b"SITE EXEC /bin/sh\r\n") == (
+        b"502 SITE is not permitted through this firewall.\r\n"
+    )
+    assert h.to_server() == b""
+    from zfw.ftp.policy import FTP_REQ_ACCEPT
+
+    h = Ftp()
+    h.proxy.request["SITE"] = FTP_REQ_ACCEPT
+    assert h.command(b"SITE CHMOD 644 x\r\n", b"200 ok\r\n") == b"200 ok\r\n"
+
+
+@pytest.mark.parametrize("arg", [b"100", b"0"])
+def test_rest_with_an_offset_passes(arg):
+    h = Ftp()
+    assert h.command(b"REST " + arg + b"\r\n", b"350 ok\r\n") == b"350 ok\r\n"
+
+
+@pytest.mark.parametrize("arg", [b"-1", b"1e9", b"abc", b"", b"12 34"])
+def test_rest_without_digits_is_refused(arg):
+    h = Ftp()
+    assert h.command(b"REST " + arg + b"\r\n").startswith(b"501 REST takes a byte offset.")
+    assert h.to_server() == b""
+
+
+def test_a_reply_that_never_ends_meets_its_deadline():
+    """One byte every half second would keep the idle timeout from ever firing."""
+    h = Ftp(line_timeout=5)
+    h.send(b"NOOP\r\n")
+    h.to_server()
+    for _ in range(12):
+        if h.closed:
+            break
+        h.reply(b"2")
+        h.clock.pump([0.5] * 2)
+    assert h.closed and "server's reply not complete within 5 s" in h.log()
+    assert b"421 Timeout" in h.to_client()
+
+
+def test_a_command_line_that_never_ends_meets_its_deadline():
+    h = Ftp(line_timeout=3)
+    for _ in range(10):
+        if h.closed:
+            break
+        h.send(b"N")
+        h.clock.pump([0.5] * 2)
+    assert h.closed and "client's command not complete within 3 s" in h.log()

@@ -466,3 +466,29 @@ def test_policy_tables_are_per_session():
 )
 def test_split_host(value, expected):
     assert split_host(value) == expected
+
+
+def test_a_bad_request_behind_a_good_one_is_answered_after_it():
+    h = Harness()
+    h.send(GET + b"GET /b HTTP/1.1\r\nHost: www.example\r\nContent-Length: 1x\r\n\r\n")
+    st = h.connect()
+    assert st.value() == GET  # the good one went to the server ...
+    h.reply(OK)
+    out = h.to_client()
+    assert out.startswith(OK + b"HTTP/1.1 400 ")  # ... was answered, then the 400
+    assert h.client.transport.disconnecting
+    assert "malformed Content-Length" in h.log()
+
+
+def test_a_framing_lookalike_never_reaches_the_server():
+    h = Harness()
+    h.send(b"POST / HTTP/1.1\r\nHost: www.example\r\nContent_Length: 5\r\n\r\nhello")
+    assert h.to_client().startswith(b"HTTP/1.1 400 ")
+    assert "looks like a framing header" in h.log()
+
+
+def test_a_framing_lookalike_dropped_by_policy():
+    h = Harness(framing_lookalikes="drop")
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nTransfer_Encoding: chunked\r\n\r\n")
+    st = h.connect()
+    assert st.value() == GET

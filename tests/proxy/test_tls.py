@@ -115,3 +115,12 @@ def test_verify_destination(addresses, connects):
     assert bool(h.connects) is connects
     if not connects:
         assert "curl.example does not resolve to 198.51.100.2" in h.log()
+
+
+def test_the_ech_note_is_logged_at_the_default_level():
+    from tests.tls.test_clienthello import ext, hello, sni_ext
+
+    h = Harness(allowed_names=["public.example"])
+    h.proxy.session._log = Log(LogSpec.parse(""), h.out)  # the default levels
+    h.client.dataReceived(hello(sni_ext(b"public.example") + ext(0xFE0D, b"\x00" * 8)))
+    assert "tls.info(3)" in h.log() and "the inner name is hidden" in h.log()

@@ -136,6 +136,11 @@ class _LineReader:
         """Bytes of an incomplete line held."""
         return len(self._buf)
 
+    @property
+    def incomplete(self) -> bool:
+        """In the middle of a line (or, for replies, of a multi-line reply)."""
+        return bool(self._buf)
+
 
 class CommandReader(_LineReader):
     """The client side: lines in, :class:`Command` or :class:`BadCommand` out.
@@ -194,6 +199,11 @@ class ReplyReader(_LineReader):
                 replies.append(reply)
         return replies
 
+    @property
+    def incomplete(self) -> bool:
+        """In the middle of a line or of a multi-line reply."""
+        return bool(self._buf) or self._code is not None
+
     def _line(self, text: str) -> Reply | None:
         if self._code is not None:  # inside a multi-line reply
             if text.startswith(self._code) and text[3:4] in (" ", ""):
@@ -232,13 +242,14 @@ class Conversation:
     command sent gets exactly one final reply (2xx-5xx), in order, possibly
     after preliminary 1xx replies (only for the commands that may have them).
     A ``421`` may come at any time: the server is closing. Anything else out
-    of turn raises :class:`FtpViolation`.
+    of turn, a second 1xx to one command included, raises :class:`FtpViolation`.
     """
 
     def __init__(self) -> None:
         self.greeted = False
         self.pending: deque[Command] = deque()
         self.closing = False
+        self._preliminary = False  # the pending command had its one 1yz reply
 
     def sent(self, command: Command) -> None:
         """``command`` went to the server."""
@@ -260,8 +271,12 @@ class Conversation:
         if reply.preliminary:
             if command.verb not in PRELIMINARY_OK:
                 raise FtpViolation(f"preliminary reply {reply.code} to {command.verb}")
+            if self._preliminary:  # RFC 959: one 1yz reply, then the final one
+                raise FtpViolation(f"a second preliminary reply {reply.code} to {command.verb}")
+            self._preliminary = True
             return Answer(command, reply, False)
         self.pending.popleft()
+        self._preliminary = False
         if reply.code == 421:
             self.closing = True
         return Answer(command, reply, True)

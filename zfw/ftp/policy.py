@@ -140,11 +140,28 @@ def response_entry(table: Mapping[tuple[Any, Any], Any], verb: str, code: int) -
     return table.get(("*", "*"), FTP_RSP_ACCEPT)
 
 
+#: Commands a firewall cannot judge (``SITE EXEC``, ``SITE CHMOD``: whatever the server
+#: makes of them): refused unless a policy accepts them.
+OPAQUE_COMMANDS = frozenset({"SITE"})
+
+
+def _rest_offset(cmd: Any) -> Any:
+    """``REST`` takes a byte offset (RFC 3659): digits only."""
+    arg = (cmd.arg or "").strip()
+    if arg.isdigit() and arg.isascii() and len(arg) <= 19:
+        return FTP_REQ_ACCEPT
+    return (FTP_REQ_REJECT, 501, "REST takes a byte offset.")
+
+
 def default_requests() -> dict[str, Any]:
-    """The request table every FtpProxy starts with: known commands pass, except TLS."""
+    """The request table every FtpProxy starts with: known commands pass, except TLS and
+    what a firewall cannot judge (SITE); REST only with a numeric offset."""
     table: dict[str, Any] = {verb: FTP_REQ_ACCEPT for verb in KNOWN_COMMANDS}
     for verb in TLS_COMMANDS:
         table[verb] = (FTP_REQ_REJECT, 534, "TLS is not available through this firewall.")
+    for verb in OPAQUE_COMMANDS:
+        table[verb] = (FTP_REQ_REJECT, 502, f"{verb} is not permitted through this firewall.")
+    table["REST"] = (FTP_REQ_POLICY, _rest_offset)
     table["*"] = (FTP_REQ_REJECT, 500, "Command not recognized.")
     return table
 

@@ -124,6 +124,15 @@ _END = EndOfMessage()  # the common, trailer-less end; never changed
 
 
 @attrs.frozen
+class Broken:
+    """The stream broke here (``status``, ``reason`` as :class:`HttpViolation`): the
+    messages before it in the same read came first and are answered first."""
+
+    status: int
+    reason: str
+
+
+@attrs.frozen
 class Limits:
     """What a parser accepts; every limit has a safe default."""
 
@@ -133,6 +142,9 @@ class Limits:
     max_head: int = 65536
     max_body: int | None = None
     max_chunk_line: int = 1024
+    #: A field whose name a CGI/WSGI backend folds to Content-Length or
+    #: Transfer-Encoding (``Content_Length``): ``"reject"`` the message, or ``"drop"`` it.
+    framing_lookalikes: str = "reject"
 
 
 def header_values(headers: Headers, name: bytes) -> list[bytes]:
@@ -230,33 +242,47 @@ class Parser:
         self._body = 0
         self._methods: list[bytes] = []
         self._closed = False
+        self._broken: HttpViolation | None = None
 
     def expect(self, method: bytes) -> None:
         """The next response answers a request with ``method``."""
         self._methods.append(method)
 
     def feed(self, data: bytes) -> list[object]:
-        """Add bytes; the events they complete."""
-        if self._state == "head" and not self._buf:
-            out = self._whole(data)
-            if out is not None:
-                return out
-        self._buf += data
-        out = []
-        self._events(out)
+        """Add bytes; the events they complete.
+
+        A violation raises :class:`HttpViolation`; after complete messages of the same
+        read it is a :class:`Broken` event behind them instead, and the next feed raises."""
+        if self._broken is not None:
+            raise self._broken
+        out: list[object] = []
+        try:
+            if self._state == "head" and not self._buf:
+                found = self._whole(data, out)
+                if found:
+                    return out
+            self._buf += data
+            self._events(out)
+        except HttpViolation as e:
+            if not out:
+                raise
+            self._broken = e
+            self._buf.clear()
+            out.append(Broken(e.status, e.reason))
         return out
 
-    def _whole(self, data: bytes) -> list[object] | None:
-        """The events of ``data`` when it starts with a well-formed head and the parser
-        is idle (the common case: one read, one message); None: the general path.
+    def _whole(self, data: bytes, out: list[object]) -> bool:
+        """The events of ``data`` (into ``out``) when it starts with a well-formed head
+        and the parser is idle (the common case: one read, one message); False: the
+        general path.
 
         The same checks as :meth:`_head` and :meth:`_events`, without copying the
         bytes through the buffer; anything after the message goes on as usual."""
         found = self._fast_head(data)
         if found is None:
-            return None
+            return False
         event, end = found
-        out: list[object] = [event]
+        out.append(event)
         state = self._state
         if state == "head":
             if not (type(event) is Response and event.status < 200):
@@ -269,11 +295,11 @@ class Parser:
                 if self._left == 0:
                     self._state = "head"
                     out.append(_END)
-            return out
+            return True
         if len(data) > end:
             self._buf += memoryview(data)[end:]
             self._events(out)
-        return out
+        return True
 
     def close(self) -> list[object]:
         """The peer closed: ends a close-delimited body, or is an error mid-message."""
@@ -427,11 +453,15 @@ class Parser:
         if len(target) > self.limits.max_target:
             raise HttpViolation(414, f"request target longer than {self.limits.max_target}")
         headers, index = _fields(block, self.limits, checked)
+        if any(len(k) in _FOLDED_LENGTHS for k in index):
+            headers, index = self._lookalikes(headers, index, 400)
         hosts = index.get(b"host", ())
         if len(hosts) > 1:
             raise HttpViolation(400, "more than one Host")
         if version == (1, 1) and not hosts:
             raise HttpViolation(400, "HTTP/1.1 request without Host")
+        if hosts and hosts[0]:
+            check_host(hosts[0])
         if method == b"CONNECT":
             if b"content-length" in index or b"transfer-encoding" in index:
                 raise HttpViolation(400, "CONNECT with a body")
@@ -451,6 +481,8 @@ class Parser:
         if status < 100:
             raise HttpViolation(400, f"status {status}")
         headers, index = _fields(block, self.limits, checked)
+        if any(len(k) in _FOLDED_LENGTHS for k in index):
+            headers, index = self._lookalikes(headers, index, 502)
         interim = 100 <= status < 200
         method = self._methods[0] if self._methods else b"GET"
         if not interim and self._methods:
@@ -461,6 +493,19 @@ class Parser:
         else:
             self._framing(index, version, body_allowed=not no_body, response=True)
         return Response(status, reason, version, headers, index)
+
+    def _lookalikes(self, headers: Headers, index: Index, status: int) -> tuple[Headers, Index]:
+        """Refuse (or drop, as the limits say) fields that a backend which folds names
+        CGI-style (``Content_Length`` -> ``CONTENT_LENGTH``) reads as framing."""
+        bad = [k for k in index if k not in _FRAMING and _fold(k) in _FOLDED_FRAMING]
+        if not bad:
+            return headers, index
+        if self.limits.framing_lookalikes != "drop":
+            name = bad[0].decode("latin-1")
+            raise HttpViolation(status, f"header {name!r} looks like a framing header")
+        drop = set(bad)
+        kept = tuple(h for h in headers if h[0].lower() not in drop)
+        return kept, {k: v for k, v in index.items() if k not in drop}
 
     def _framing(
         self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
@@ -553,6 +598,35 @@ _AUTHORITY = re.compile(
     rb"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+,;=]{1,255})(?::([0-9]{1,5}))?"
 )
 _ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([^#]*)")
+#: RFC 9112 3.2: ``uri-host [ ":" port ]``; a list, userinfo or a path is not that.
+_HOST = re.compile(
+    rb"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+;=%]{1,255})(?::([0-9]{0,5}))?"
+)
+_FRAMING = frozenset({b"content-length", b"transfer-encoding"})
+_FOLD = re.compile(rb"[^a-z0-9]")
+
+
+def _fold(name: bytes) -> bytes:
+    """A field name as CGI-style backends see it: every other character as ``_``."""
+    return _FOLD.sub(b"_", name.lower())
+
+
+_FOLDED_FRAMING = frozenset(_fold(n) for n in _FRAMING)
+_FOLDED_LENGTHS = frozenset(len(n) for n in _FRAMING)
+
+
+def check_host(value: bytes) -> None:
+    """A Host value must be ``uri-host [":" port]``: HttpViolation(400) otherwise."""
+    m = _HOST.fullmatch(value)
+    if m is None:
+        raise HttpViolation(400, f"malformed Host {value[:60]!r}")
+    if m.group(2) and not 0 < int(m.group(2)) < 65536:
+        raise HttpViolation(400, f"Host port {m.group(2).decode()} out of range")
+    if m.group(1).startswith(b"["):
+        try:
+            ipaddress.IPv6Address(m.group(1)[1:-1].decode("ascii"))
+        except ValueError:
+            raise HttpViolation(400, f"malformed IPv6 address in Host {value[:60]!r}") from None
 
 
 def split_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
@@ -589,6 +663,7 @@ def absolute_target(target: bytes) -> tuple[str, int, bytes]:
         raise HttpViolation(501, f"scheme {scheme[:20].decode('ascii')!r} is not supported")
     if b"@" in authority:
         raise HttpViolation(400, "user information in the URL")
+    check_host(authority)  # the same rule as for Host
     host, port = split_authority(authority, 80)
     if not rest.startswith(b"/"):
         rest = b"/" + rest

@@ -89,14 +89,16 @@ class FtpProxy(Proxy):
     - ``data_port_min``/``data_port_max``: the ports zfw listens on for data
       (40000-40999); ``active_source_port``: source of active data
       connections to the client (20; another is used when it is busy);
-    - ``permit_low_data_ports``: allow ``PORT``/``EPRT`` below 1024 (False);
+    - ``permit_low_data_ports``: allow data ports below 1024 (False): a client's
+      ``PORT``/``EPRT`` or a server's 227/229 naming one is refused;
     - ``features``: the ``FEAT`` lines passed on (by first word);
     - ``max_line_length`` (255), ``max_reply_line_length`` (2048),
       ``max_continuation_lines`` (100), ``max_username_length`` (64),
       ``max_password_length`` (128);
     - ``timeout`` (idle seconds, control and data, 300), ``data_timeout``
       (seconds a prepared data channel waits for its connections, 60),
-      ``connect_timeout`` (30).
+      ``connect_timeout`` (30), ``line_timeout`` (seconds a command line or a reply,
+      once begun, may take to complete, 30).
     """
 
     log_tag: ClassVar[str] = "ftp"
@@ -116,6 +118,7 @@ class FtpProxy(Proxy):
     timeout: float = 300.0
     data_timeout: float = 60.0
     connect_timeout: float = 30.0
+    line_timeout: float = 30.0
 
     due: float | None = None  # for the idle watch: no deadline, only the idle timeout
 
@@ -225,7 +228,20 @@ class FtpProxy(Proxy):
         self.close(reason)
 
     def overdue(self) -> None:
-        """No deadlines are set; nothing to do."""
+        """A command line or reply has been coming for longer than ``line_timeout``."""
+        who = "server's reply" if self.replies.incomplete else "client's command"
+        self.violation(f"{who} not complete within {self.line_timeout:g} s")
+        self._send_client(421, "Timeout: closing the control connection.")
+        self.close(f"{who} not complete within {self.line_timeout:g} s")
+
+    def _line_deadline(self) -> None:
+        """A line (or multi-line reply) once begun must be complete in ``line_timeout``,
+        however slowly its bytes trickle in (the idle timeout restarts with each)."""
+        if self.commands.incomplete or self.replies.incomplete:
+            if self.due is None:
+                self.due = self.session.reactor.seconds() + self.line_timeout
+        else:
+            self.due = None
 
     # --- logging helpers ---------------------------------------------------------------------
 
@@ -242,6 +258,7 @@ class FtpProxy(Proxy):
     def _client_data(self, data: bytes) -> None:
         try:
             items = self.commands.feed(data)
+            self._line_deadline()
         except FtpViolation as e:
             self.violation(e.reason)
             self._send_client(500, "Command line rejected; closing.")
@@ -496,11 +513,14 @@ class FtpProxy(Proxy):
                     self._drop_data("bad passive reply")
                     self._send_client(425, "Cannot open the data connection.")
                     return
+                refused = None
                 if host != addr["server"]:
-                    self.violation(
-                        f"server's {reply.code} names {host}, not the server's address "
-                        f"{addr['server']}: refused"
-                    )
+                    refused = f"names {host}, not the server's address {addr['server']}"
+                elif port < 1024 and not self.permit_low_data_ports:
+                    # zfw would connect there from the client's address: a bounce.
+                    refused = f"names port {port}, below 1024"
+                if refused is not None:
+                    self.violation(f"server's {reply.code} {refused}: refused")
                     self._drop_data("hostile passive reply")
                     self._send_client(425, "Cannot open the data connection.")
                     return
@@ -595,6 +615,7 @@ class FtpProxy(Proxy):
     def _server_data(self, data: bytes) -> None:
         try:
             replies = self.replies.feed(data)
+            self._line_deadline()
             for reply in replies:
                 self._reply(reply)
                 if self._closed:

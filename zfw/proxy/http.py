@@ -27,6 +27,7 @@ from zfw.engine.session import describe_failure
 from zfw.http import errorpage
 from zfw.http.core import (
     LAST_CHUNK,
+    Broken,
     Data,
     Headers,
     HttpViolation,
@@ -184,6 +185,9 @@ class HttpProxy(Proxy):
       300 (no traffic during a body), ``connect_timeout`` 30, ``server_close_wait`` 2
       (a server told ``Connection: close`` closes first, as without the firewall, and
       keeps the TIME_WAIT; zfw closes after this long if it does not);
+    - ``framing_lookalikes`` ``"reject"``: a field whose name a CGI/WSGI backend reads
+      as Content-Length or Transfer-Encoding (``Content_Length``, ``Transfer.Encoding``)
+      is refused (400 for a request, 502 for a response); ``"drop"`` removes it instead;
     - ``verify_host`` False: the Host header must name the original destination
       (an address literal, or a name resolving to it), else 409;
     - ``permit_upgrade`` (): protocols (``"websocket"``, ``"h2c"``) that may be
@@ -226,6 +230,7 @@ class HttpProxy(Proxy):
     connect_ports: tuple[int, ...] = (443,)
     connect_proxy: type[Proxy] = PlugProxy
     parent_proxy: tuple[str, int] | None = None
+    framing_lookalikes: str = "reject"
 
     def __init__(self, session: Any):
         super().__init__(session)
@@ -277,12 +282,15 @@ class HttpProxy(Proxy):
             self.session.idle_watch.add(self)
 
     def _limits(self) -> Limits:
+        if self.framing_lookalikes not in ("reject", "drop"):
+            raise PolicyValueError("framing_lookalikes must be 'reject' or 'drop'")
         return Limits(
             max_line=self.max_line_length,
             max_target=self.max_url_length,
             max_headers=self.max_header_lines,
             max_head=self.max_header_size,
             max_body=self.max_body_length,
+            framing_lookalikes=self.framing_lookalikes,
         )
 
     # --- for the idle watch ----------------------------------------------------------------
@@ -355,6 +363,9 @@ class HttpProxy(Proxy):
                 self._request_data(event.data)  # type: ignore[union-attr]
             elif type(event) is Request:
                 self._request_head(event)  # type: ignore[arg-type]
+            elif type(event) is Broken:  # after the requests before it were answered
+                self._client_violation(event.status, event.reason)  # type: ignore[union-attr]
+                return
             else:
                 self._request_end()
         if self.closing:
@@ -787,7 +798,10 @@ class HttpProxy(Proxy):
         except HttpViolation as e:
             self._server_violation(e.reason)
             return
+        broken = events.pop() if events and type(events[-1]) is Broken else None
         self._server_events(events)
+        if broken is not None and not self.closing:
+            self._server_violation(broken.reason)  # type: ignore[union-attr]
 
     def _server_events(self, events: list[object]) -> None:
         # A response head goes out together with what follows it in the same read: one

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from zfw.engine.decision import Decision
 from zfw.engine.endpoint import Endpoint
-from zfw.http.core import HttpViolation, Parser, Response
+from zfw.http.core import Broken, HttpViolation, Parser, Response
 
 
 class TunnelRefused(Exception):
@@ -85,6 +85,9 @@ class ParentTunnel:
             self._fail(f"malformed answer from the parent proxy: {e.reason}")
             return
         for event in events:
+            if type(event) is Broken:
+                self._fail(f"malformed answer from the parent proxy: {event.reason}")
+                return
             if type(event) is not Response or event.status < 200:
                 continue  # interim answers, and the end of a refusal's body
             if event.status >= 300:

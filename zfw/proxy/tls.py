@@ -156,9 +156,9 @@ class TlsTunnelProxy(Proxy):
         self.client.on_data = self._reader.feed  # (paused: nothing more arrives)
         self.hello = hello
         if hello.ech:
-            self.log(
+            self.log(  # at the default level: the decision below is on the outer name
                 "info",
-                4,
+                3,
                 f"encrypted ClientHello (ECH): deciding on the outer name "
                 f"{hello.sni!r}; the inner name is hidden",
             )
