@@ -101,6 +101,18 @@ class Service:
     router: Router = TransparentRouter()
     max_sessions: int = 1000
     location: Location | None = attrs.field(default=None, eq=False, repr=False)
+    #: Sessions one client address may hold at once (None: a tenth of max_sessions),
+    #: so that one address cannot take the service from everybody else.
+    max_sessions_per_client: int | None = None
+    #: New sessions a second one client address may open (a burst of as many).
+    max_new_sessions_per_client: float = 100.0
+
+    @property
+    def client_limit(self) -> int:
+        """Sessions one client address may hold at once."""
+        if self.max_sessions_per_client is not None:
+            return self.max_sessions_per_client
+        return max(1, self.max_sessions // 10)
 
 
 @attrs.frozen

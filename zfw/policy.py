@@ -168,6 +168,15 @@ def _ports(value: object, what: str) -> tuple[PortRange, ...]:
     return tuple(out)
 
 
+def _client_limits(what: str, sessions: object, rate: object) -> None:
+    if sessions is not None and (
+        isinstance(sessions, bool) or not isinstance(sessions, int) or sessions < 1
+    ):
+        raise PolicyError(f"{what}: max_sessions_per_client must be a positive integer")
+    if rate is not None:
+        _positive(rate, f"{what}: max_new_sessions_per_client")
+
+
 def _positive(value: object, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise PolicyError(f"{what} must be a positive number, not {value!r}")
@@ -180,12 +189,18 @@ def InetZone(
     outbound_services: Iterable[str] = (),
     admin_parent: str | None = None,
     umbrella: bool = False,
+    max_sessions_per_client: int | None = None,
+    max_new_sessions_per_client: float | None = None,
 ) -> _Zone:
-    """Declare a zone: networks (IPv4 and IPv6 CIDRs) and permitted services."""
+    """Declare a zone: networks (IPv4 and IPv6 CIDRs) and permitted services.
+
+    ``max_sessions_per_client``/``max_new_sessions_per_client``: limits for each
+    address of the zone, for every service (lower than a service's own, they win)."""
     b = loader.current_builder("InetZone")
     check_zone_name(name)
     if admin_parent is not None and not isinstance(admin_parent, str):
         raise PolicyError(f"zone {name!r}: admin_parent must be a zone name")
+    _client_limits(f"zone {name!r}", max_sessions_per_client, max_new_sessions_per_client)
     zone = _Zone(
         name=name,
         networks=parse_networks(addrs),
@@ -194,6 +209,10 @@ def InetZone(
         admin_parent=admin_parent,
         umbrella=bool(umbrella),
         location=b.location(),
+        max_sessions_per_client=max_sessions_per_client,
+        max_new_sessions_per_client=(
+            None if max_new_sessions_per_client is None else float(max_new_sessions_per_client)
+        ),
     )
     b.add_zone(zone)
     return zone
@@ -204,8 +223,14 @@ def Service(
     proxy_class: type,
     router: TransparentRouter | DirectedRouter | InbandRouter | None = None,
     max_sessions: int = 1000,
+    max_sessions_per_client: int | None = None,
+    max_new_sessions_per_client: float = 100.0,
 ) -> _Service:
-    """Declare a service of the current instance: a proxy class and a router."""
+    """Declare a service of the current instance: a proxy class and a router.
+
+    ``max_sessions_per_client`` (default: a tenth of ``max_sessions``) and
+    ``max_new_sessions_per_client`` (per second, default 100) bound what one client
+    address may take, so that the service keeps answering the others."""
     b = loader.current_builder("Service")
     inst = b.current_instance("Service")
     if not isinstance(name, str) or not name:
@@ -225,9 +250,18 @@ def Service(
         )
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise PolicyError(f"service {name!r}: max_sessions must be a positive integer")
+    _client_limits(f"service {name!r}", max_sessions_per_client, max_new_sessions_per_client)
     if name in inst.services:
         raise PolicyError(f"service {name!r} is declared twice")
-    svc = _Service(name, proxy_class, router, max_sessions, b.location())
+    svc = _Service(
+        name,
+        proxy_class,
+        router,
+        max_sessions,
+        b.location(),
+        max_sessions_per_client,
+        float(max_new_sessions_per_client),
+    )
     inst.services[name] = svc
     return svc
 

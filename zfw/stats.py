@@ -34,6 +34,7 @@ class ServiceStats:
         self.total = 0
         self.refused_zone = 0
         self.refused_limit = 0
+        self.refused_client = 0
         self.refused_proxy = 0
         self.connect_failures = 0
         #: Bytes of finished sessions: from the client, from the server(s).
@@ -78,6 +79,7 @@ class ServiceStats:
             "refused": {
                 "zone": self.refused_zone,
                 "limit": self.refused_limit,
+                "client": self.refused_client,
                 "proxy": self.refused_proxy,
             },
             "connect_failures": self.connect_failures,

@@ -49,6 +49,9 @@ class Zone:
     admin_parent: str | None = None
     umbrella: bool = False
     location: Location | None = attrs.field(default=None, eq=False, repr=False)
+    #: Per client address of the zone, for every service (None: the service's own).
+    max_sessions_per_client: int | None = None
+    max_new_sessions_per_client: float | None = None
 
     def services(self, direction: str) -> tuple[str, ...]:
         """The service names listed for ``OUTBOUND`` or ``INBOUND``."""

@@ -40,3 +40,46 @@ def test_when_empty_fires_after_the_last_session():
     assert fired == [None]
     table.when_empty().addCallback(fired.append)
     assert fired == [None, None]
+
+
+def _from(table, svc, address):
+    s = Session(
+        table.next_id(svc), svc, None, (address, 1), ("b", 2), None, None, None, table.remove
+    )
+    table.add(s)
+    return s
+
+
+def test_one_address_gets_a_tenth_of_a_service_by_default():
+    table = SessionTable("inst", InstanceOptions())
+    web = Service("web", PlugProxy, max_sessions=50)
+    assert web.client_limit == 5
+    held = [_from(table, web, "192.0.2.9") for _ in range(5)]
+    reason = table.client_refuse_reason(web, "192.0.2.9", 0.0)
+    assert reason == "5 sessions of this address running (max_sessions_per_client)"
+    assert table.client_refuse_reason(web, "192.0.2.10", 0.0) is None  # the others go on
+    held[0].close()
+    assert table.client_refuse_reason(web, "192.0.2.9", 0.0) is None
+    for s in held[1:]:
+        s.close()
+    assert not table.per_client
+
+
+def test_new_sessions_a_second_per_address():
+    table = SessionTable("inst", InstanceOptions())
+    web = Service("web", PlugProxy, max_new_sessions_per_client=3)
+    assert [table.client_refuse_reason(web, "a", 10.0) for _ in range(3)] == [None] * 3
+    assert "more than 3 new sessions a second" in table.client_refuse_reason(web, "a", 10.0)
+    assert table.client_refuse_reason(web, "b", 10.0) is None
+    assert table.client_refuse_reason(web, "a", 10.4) is None  # 0.4 s: 1.2 tokens back
+
+
+def test_a_zone_can_be_stricter():
+    from zfw.zones import Zone
+
+    table = SessionTable("inst", InstanceOptions())
+    web = Service("web", PlugProxy, max_sessions_per_client=100)
+    guests = Zone("guests", (), max_sessions_per_client=1, max_new_sessions_per_client=50)
+    _from(table, web, "a")
+    assert "1 sessions of this address" in table.client_refuse_reason(web, "a", 0.0, guests)
+    assert table.client_refuse_reason(web, "a", 0.0) is None  # the service alone allows it

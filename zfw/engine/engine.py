@@ -157,6 +157,20 @@ class Engine:
             )
             transport.abortConnection()
             return
+        refused = self.sessions.client_refuse_reason(
+            service, client[0], self.reactor.seconds(), decision.client_zone
+        )
+        if refused:
+            stats.refused_client += 1
+            # One line per address and service every 10 s, however fast it tries.
+            self.log.limited(
+                f"client:{service.name}:{client[0]}",
+                "core.session",
+                1,
+                f"refused {client[0]} for service {service.name!r}: {refused}",
+            )
+            transport.abortConnection()
+            return
         session = Session(
             self.sessions.next_id(service),
             service,

@@ -167,14 +167,23 @@ class Session:
             self._on_close(self)
 
 
+#: Client addresses whose new-session rate is remembered at most (the idle ones go first).
+MAX_RATE_ENTRIES = 100_000
+
+
 class SessionTable:
-    """Counts sessions per service and per instance, and hands out ids."""
+    """Counts sessions per service, per client address of a service and per instance,
+    and hands out ids."""
 
     def __init__(self, instance: str, options: InstanceOptions):
         self.instance = instance
         self.options = options
         self.active: set[Session] = set()
         self.per_service: dict[str, int] = {}
+        #: (service, client address) -> sessions running.
+        self.per_client: dict[tuple[str, str], int] = {}
+        #: (service, client address) -> (tokens, when): new sessions a second.
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._serial = 0
         self._drained: list[Deferred[None]] = []
 
@@ -186,6 +195,37 @@ class SessionTable:
             return f"service limit of {service.max_sessions} sessions reached"
         return None
 
+    def client_refuse_reason(
+        self, service: Service, address: str, now: float, zone: Any = None
+    ) -> str | None:
+        """Why a new session of ``service`` from ``address`` (in ``zone``) must be refused:
+        the address holds its share of the service already, or opens sessions too fast."""
+        limit = service.client_limit
+        rate = service.max_new_sessions_per_client
+        if zone is not None:
+            if zone.max_sessions_per_client is not None:
+                limit = min(limit, zone.max_sessions_per_client)
+            if zone.max_new_sessions_per_client is not None:
+                rate = min(rate, zone.max_new_sessions_per_client)
+        key = (service.name, address)
+        if self.per_client.get(key, 0) >= limit:
+            return f"{limit} sessions of this address running (max_sessions_per_client)"
+        tokens, when = self._buckets.get(key, (rate, now))
+        tokens = min(rate, tokens + (now - when) * rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return f"more than {rate:g} new sessions a second (max_new_sessions_per_client)"
+        if key not in self._buckets and len(self._buckets) >= MAX_RATE_ENTRIES:
+            self._forget_idle(now)
+        self._buckets[key] = (tokens - 1, now)
+        return None
+
+    def _forget_idle(self, now: float) -> None:
+        """Drop the rate state of addresses quiet for a while (their buckets are full)."""
+        quiet = [k for k, (_t, when) in self._buckets.items() if now - when > 10]
+        for k in quiet or list(self._buckets)[: MAX_RATE_ENTRIES // 2]:
+            del self._buckets[k]
+
     def next_id(self, service: Service) -> str:
         """A new session id, ``instance/service:serial``."""
         self._serial += 1
@@ -196,11 +236,19 @@ class SessionTable:
         self.active.add(session)
         name = session.service.name
         self.per_service[name] = self.per_service.get(name, 0) + 1
+        key = (name, session.client[0])
+        self.per_client[key] = self.per_client.get(key, 0) + 1
 
     def remove(self, session: Session) -> None:
         """Forget a finished session."""
         self.active.discard(session)
         self.per_service[session.service.name] -= 1
+        key = (session.service.name, session.client[0])
+        left = self.per_client[key] - 1
+        if left:
+            self.per_client[key] = left
+        else:
+            del self.per_client[key]
         if not self.active:
             waiting, self._drained = self._drained, []
             for d in waiting:

