@@ -124,3 +124,68 @@ def test_the_ech_note_is_logged_at_the_default_level():
     h.proxy.session._log = Log(LogSpec.parse(""), h.out)  # the default levels
     h.client.dataReceived(hello(sni_ext(b"public.example") + ext(0xFE0D, b"\x00" * 8)))
     assert "tls.info(3)" in h.log() and "the inner name is hidden" in h.log()
+
+
+def _record(kind: int, payload: bytes) -> bytes:
+    return bytes([kind, 3, 3]) + len(payload).to_bytes(2, "big") + payload
+
+
+def _server_hello(random: bytes) -> bytes:
+    body = b"\x03\x03" + random + b"\x00" + b"\x13\x01" + b"\x00" + b"\x00\x00"
+    return _record(22, b"\x02" + len(body).to_bytes(3, "big") + body)
+
+
+def _tls13_hello(name: bytes) -> bytes:
+    from tests.tls.test_clienthello import ext, hello, sni_ext
+
+    return hello(sni_ext(name) + ext(43, b"\x02\x03\x04"))
+
+
+def _connected(h):
+    server = Endpoint("server")
+    server.makeConnection(StringTransport())
+    h.connects[0][1](server)
+    return server
+
+
+def test_a_server_hello_starts_the_relay():
+    h = Harness(allowed_names=["a.example"])
+    first = _tls13_hello(b"a.example")
+    h.client.dataReceived(first)
+    server = _connected(h)
+    assert server.transport.value() == first
+    h.client.dataReceived(b"early")  # held until the server's first answer is known
+    assert server.transport.value() == first
+    server.dataReceived(_server_hello(b"\x11" * 32))
+    assert h.client.transport.value() == _server_hello(b"\x11" * 32)
+    assert server.transport.value() == first + b"early"  # now relayed
+    h.client.dataReceived(b" more")
+    assert server.transport.value().endswith(b"early more")
+
+
+def test_after_a_hello_retry_request_the_second_hello_must_name_the_same_server():
+    from zfw.tls.retry import HRR_RANDOM
+
+    h = Harness(allowed_names=["a.example"])
+    first = _tls13_hello(b"a.example")
+    h.client.dataReceived(first)
+    server = _connected(h)
+    server.dataReceived(_server_hello(HRR_RANDOM))
+    h.client.dataReceived(_record(20, b"\x01") + _tls13_hello(b"denied.example"))
+    assert server.transport.value() == first  # the second hello never reached it
+    assert "the second ClientHello names 'denied.example', the first 'a.example'" in h.log()
+    assert "tls.violation(1)" in h.log() and h.closed
+
+
+def test_a_second_hello_naming_the_same_server_passes():
+    from zfw.tls.retry import HRR_RANDOM
+
+    h = Harness(allowed_names=["a.example"])
+    first = _tls13_hello(b"a.example")
+    h.client.dataReceived(first)
+    server = _connected(h)
+    server.dataReceived(_server_hello(HRR_RANDOM))
+    second = _record(20, b"\x01") + _tls13_hello(b"A.Example")
+    h.client.dataReceived(second[:7])
+    h.client.dataReceived(second[7:])
+    assert server.transport.value() == first + second and not h.closed

@@ -22,6 +22,7 @@ from zfw.engine.session import describe_failure
 from zfw.proxy.base import Proxy
 from zfw.proxy.relay import Relay
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
+from zfw.tls.retry import SecondHelloReader, ServerFirstReader
 
 
 def _is_address(host: str) -> bool:
@@ -220,11 +221,87 @@ class TlsTunnelProxy(Proxy):
             server.transport.loseConnection()
             self._end("client left", 0, 0)
             return
+        self.server = server
+        first = bytes(self._reader.buffer)
+        assert self.hello is not None
+        if self.hello.highest_version < 0x0304:  # no TLS 1.3: no HelloRetryRequest
+            self._relay_now(first)
+            return
+        # Until the server's first answer is known to be no HelloRetryRequest, what the
+        # client sends next is held: after one, it is a second ClientHello to decide.
+        self._server_first = ServerFirstReader()
+        self._second: SecondHelloReader | None = None
+        self._held = bytearray()
+        server.on_data = self._server_answer
+        server.on_eof = server.on_lost = lambda *_a: self._retry_failed("the server left")
+        self.client.on_data = self._held_data
+        self.client.on_eof = self.client.on_lost = lambda *_a: self._retry_failed("the client left")
+        self.session.abort = self._abort_both
+        server.write(first)
+        self.client.transport.resumeProducing()
+
+    def _relay_now(self, to_server: bytes) -> None:
         self._relay = Relay(
-            self.client, server, self.session.idle_watch, self.timeout, self._relay_done
+            self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
         self.session.abort = self._relay.abort
-        self._relay.start(to_server=bytes(self._reader.buffer))
+        self._relay.start(to_server=to_server)
+
+    def _held_data(self, data: bytes) -> None:
+        self._held += data
+        if len(self._held) > self.max_hello_size:
+            self._violation_both("more than max_hello_size before the server answered")
+            return
+        if self._second is not None:
+            self._second_hello()
+
+    def _server_answer(self, data: bytes) -> None:
+        self.client.write(data)
+        retry = self._server_first.feed(data)
+        if retry is False:
+            held, self._held = bytes(self._held), bytearray()
+            self._relay_now(held)
+        elif retry and self._second is None:
+            self._second = SecondHelloReader(self.max_hello_size)
+            self.server.transport.pauseProducing()  # nothing more until it is decided
+            if self._held:
+                self._second_hello()
+
+    def _second_hello(self) -> None:
+        held, self._held = bytes(self._held), bytearray()
+        self._retry_bytes = getattr(self, "_retry_bytes", b"") + held
+        assert self._second is not None
+        try:
+            hello = self._second.feed(held)
+        except TlsViolation as e:
+            self._violation_both(f"after a HelloRetryRequest: {e}")
+            return
+        if hello is None:
+            return
+        first = (self.hello.sni or "").lower() if self.hello else ""
+        if (hello.sni or "").lower() != first:
+            self._violation_both(
+                f"the second ClientHello names {hello.sni!r}, the first {self.hello.sni!r}"  # type: ignore[union-attr]
+            )
+            return
+        self.log("info", 4, "HelloRetryRequest: the second ClientHello names the same server")
+        self.server.transport.resumeProducing()
+        self._relay_now(self._retry_bytes)
+
+    def _violation_both(self, reason: str) -> None:
+        self.log("violation", 1, f"closing: {reason}")
+        self.decision = "violation"
+        self._abort_both()
+        self._end(reason, self.client.received, self.server.received)
+
+    def _retry_failed(self, reason: str) -> None:
+        self._abort_both()
+        self._end(reason, self.client.received, self.server.received)
+
+    def _abort_both(self) -> None:
+        for ep in (self.client, self.server):
+            if not ep.lost:
+                ep.transport.abortConnection()
 
     def _relay_done(self, relay: Relay, reason: str) -> None:
         self._end(reason, relay.client.received, relay.server.received, relay.duration)
