@@ -12,6 +12,16 @@ from pathlib import Path
 from zfw.lab import Lab, ZfwProcess
 
 
+def curl(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """curl in the client, failing quietly (the caller checks what it got)."""
+    return lab.run(
+        "client",
+        ["curl", "-sS", "--max-time", str(timeout), *args],
+        check=False,
+        timeout=timeout + 30,
+    )
+
+
 def big_file(path: Path, size: int, block: bytes) -> str:
     """Write ``size`` bytes of repeated ``block`` to ``path``; their sha256."""
     h = hashlib.sha256()

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import big_file, stop_all
+from tests.e2e.helpers import big_file, curl, stop_all
 from tests.e2e.test_rules import reach
 from zfw.lab import SERVER4, Lab
 from zfw.lab.servers import start_nginx
@@ -51,15 +51,6 @@ def faults_lab(lab: Lab, servers, tmp_path_factory):
         state["z"].stop()
         stop_all([nginx])
         lab.tproxy({}, divert="none")
-
-
-def curl(lab: Lab, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return lab.run(
-        "client",
-        ["curl", "-sS", "--max-time", str(timeout), *args],
-        check=False,
-        timeout=timeout + 30,
-    )
 
 
 def test_an_exception_mid_flight_ends_that_session_only(faults_lab, tmp_path):

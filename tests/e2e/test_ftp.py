@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.e2e.helpers import big_file, start_ftp_servers, zfw_in_front
+from tests.e2e.helpers import big_file, curl, start_ftp_servers, zfw_in_front
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, FW_SERVER4, SERVER4, SERVER6, Lab
 from zfw.lab.tools import pattern_block
 
@@ -53,15 +52,6 @@ def ftp_lab(lab: Lab, tmp_path_factory):
     assert hostile.stdout is not None and hostile.stdout.readline().strip() == "ready"
     with zfw_in_front(lab, [*servers, hostile], FTP_POLICY, "ftp", "ftp.*:4,core.*:3") as z:
         yield lab, z, d, digest, upload, upload_digest
-
-
-def curl(lab: Lab, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return lab.run(
-        "client",
-        ["curl", "-sS", "--max-time", str(timeout), *args],
-        check=False,
-        timeout=timeout + 30,
-    )
 
 
 def raw(lab: Lab, *args: str) -> str:

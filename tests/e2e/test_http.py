@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import big_file, passive_opens, zfw_in_front
+from tests.e2e.helpers import big_file, curl, passive_opens, zfw_in_front
 from zfw.lab import CLIENT4, CLIENT6, SERVER4, SERVER6, Lab
 from zfw.lab.servers import start_nginx
 from zfw.lab.tools import pattern_block
@@ -53,15 +53,6 @@ def http_lab(lab: Lab, tmp_path_factory):
     time.sleep(0.5)
     with zfw_in_front(lab, nginx, HTTP_POLICY, "http", "http.*:4") as z:
         yield lab, z, d, digest
-
-
-def curl(lab: Lab, *args: str, timeout: float = 60):
-    return lab.run(
-        "client",
-        ["curl", "-sS", "--max-time", str(timeout), *args],
-        check=False,
-        timeout=timeout + 30,
-    )
 
 
 def access_log(d) -> list[str]:

@@ -21,7 +21,12 @@ _GOOD_REQUESTS = [
 ]
 #: What fuzzing found, kept as seeds (a request whose next one is still arriving: the
 #: differential check once compared it with h11, which refuses the unfinished rest).
-_REGRESSIONS = [b"POST / HTTP/1.1\r\nHost: a\r\n`Transfer-Encoding: chunked\r\n\r\nzz\r\n"]
+#: And Transfer-Encoding in the trailers, which zfw accepted and h11 refuses (now a 400).
+_REGRESSIONS = [
+    b"POST / HTTP/1.1\r\nHost: a\r\n`Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"POST / HTTP/1.1\r\nHost:;a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+    b"arTBiler: ost:;a\r\nTransfer-Encoding: chunkedx\r\n\r\n",
+]
 _GOOD_RESPONSES = [
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"

@@ -1,5 +1,6 @@
 """The fuzz targets over their seed corpora (deterministic), and a bounded
-coverage-guided run of each (``ZFW_FUZZ_SECONDS``, default 15)."""
+coverage-guided run of each (``ZFW_FUZZ_SECONDS``, default 15, with a fixed seed;
+a long run with other seeds is docs/security.md's)."""
 
 from __future__ import annotations
 

@@ -122,3 +122,32 @@ def test_a_broken_response_stream_after_a_good_response():
     p.expect(b"GET")
     events = p.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 200 OK\r\nX\r\n\r\n")
     assert isinstance(events[0], Response) and isinstance(events[-1], Broken)
+
+
+@pytest.mark.parametrize(
+    "field", [b"Transfer-Encoding: chunked", b"Content-Length: 5", b"Host: b", b"Content_Length: 1"]
+)
+def test_framing_and_routing_fields_in_trailers_are_refused(field):
+    """Found by the fuzzer's differential check (h11 refuses them): a backend that merges
+    trailers into the head would read them."""
+    data = (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"
+        + field
+        + b"\r\n\r\n"
+    )
+    with pytest.raises(HttpViolation) as info:
+        _all(Parser("request"), data)
+    assert info.value.status == 400 and "in the trailers" in info.value.reason
+
+
+def test_ordinary_trailers_pass():
+    data = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Sum: 1\r\n\r\n"
+    events = Parser("request").feed(data)
+    assert events[-1] == EndOfMessage(((b"X-Sum", b"1"),))
+
+
+def _all(parser, data):
+    events = parser.feed(data)
+    if events and isinstance(events[-1], Broken):
+        raise HttpViolation(events[-1].status, events[-1].reason)
+    return events

@@ -587,7 +587,12 @@ class Parser:
             return None
         block = bytes(self._buf[:end])
         del self._buf[: end + 4]
-        trailers, _index = _headers(_lines(block), self.limits)
+        trailers, index = _headers(_lines(block), self.limits)
+        # Fields needed before the body (framing, routing) mean nothing after it, and a
+        # backend that merges trailers into the head would read them: refused (RFC 9110 6.5.1).
+        banned = [k for k in index if k in _NOT_IN_TRAILERS or _fold(k) in _FOLDED_FRAMING]
+        if banned:
+            raise HttpViolation(400, f"{banned[0].decode('latin-1')} in the trailers")
         self._state = "head"
         return EndOfMessage(trailers)
 
@@ -612,6 +617,7 @@ def _fold(name: bytes) -> bytes:
 
 
 _FOLDED_FRAMING = frozenset(_fold(n) for n in _FRAMING)
+_NOT_IN_TRAILERS = HOP_BY_HOP | _FRAMING | {b"host", b"content-type", b"content-encoding"}
 _FOLDED_LENGTHS = frozenset(len(n) for n in _FRAMING)
 
 

@@ -14,7 +14,13 @@ class QuickPlug(PlugProxy):
 
 def lab():
     Service("whoami", PlugProxy)
-    Service("echo", PlugProxy, max_sessions=500, max_sessions_per_client=500)
+    Service(
+        "echo",
+        PlugProxy,
+        max_sessions=500,
+        max_sessions_per_client=500,
+        max_new_sessions_per_client=10000,
+    )
     Service("sink", PlugProxy)
     Service("quick", QuickPlug)
     Listener(SockAddrInet("", 50022), "whoami", intercept=22)
