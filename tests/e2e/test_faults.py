@@ -33,6 +33,8 @@ def faults_lab(lab: Lab, servers, tmp_path_factory):
     big = big_file(d / "www" / "big.bin", BIG, pattern_block())
     mid = big_file(d / "www" / "mid.bin", 2 * MIB, pattern_block()[::-1])
     (d / "www" / "boom.txt").write_text("never seen\n")
+    with open(d / "www" / "1g.bin", "wb") as f:  # 1 GiB, sparse: no time, no disk
+        f.truncate(2**30)
     nginx = start_nginx(
         lab,
         str(d),
