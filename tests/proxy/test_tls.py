@@ -163,14 +163,20 @@ def test_a_server_hello_starts_the_relay():
     assert server.transport.value().endswith(b"early more")
 
 
-def test_after_a_hello_retry_request_the_second_hello_must_name_the_same_server():
+def _after_a_retry_request(h):
+    """The first hello (for a.example) out, and the server's HelloRetryRequest back."""
     from zfw.tls.retry import HRR_RANDOM
 
-    h = Harness(allowed_names=["a.example"])
     first = _tls13_hello(b"a.example")
     h.client.dataReceived(first)
     server = _connected(h)
     server.dataReceived(_server_hello(HRR_RANDOM))
+    return first, server
+
+
+def test_after_a_hello_retry_request_the_second_hello_must_name_the_same_server():
+    h = Harness(allowed_names=["a.example"])
+    first, server = _after_a_retry_request(h)
     h.client.dataReceived(_record(20, b"\x01") + _tls13_hello(b"denied.example"))
     assert server.transport.value() == first  # the second hello never reached it
     assert "the second ClientHello names 'denied.example', the first 'a.example'" in h.log()
@@ -178,13 +184,8 @@ def test_after_a_hello_retry_request_the_second_hello_must_name_the_same_server(
 
 
 def test_a_second_hello_naming_the_same_server_passes():
-    from zfw.tls.retry import HRR_RANDOM
-
     h = Harness(allowed_names=["a.example"])
-    first = _tls13_hello(b"a.example")
-    h.client.dataReceived(first)
-    server = _connected(h)
-    server.dataReceived(_server_hello(HRR_RANDOM))
+    first, server = _after_a_retry_request(h)
     second = _record(20, b"\x01") + _tls13_hello(b"A.Example")
     h.client.dataReceived(second[:7])
     h.client.dataReceived(second[7:])
