@@ -135,8 +135,7 @@ class Session:
         assert target is not None
 
         def connected(ep: Endpoint) -> object:
-            self.endpoints.append(ep)
-            return on_connected(ep)
+            return on_connected(self.track(ep))
 
         def failed(reason: Failure) -> object:
             if not reason.check(UserError):  # (not the proxy giving up the attempt)

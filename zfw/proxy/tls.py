@@ -232,6 +232,7 @@ class TlsTunnelProxy(Proxy):
         self._server_first = ServerFirstReader()
         self._second: SecondHelloReader | None = None
         self._held = bytearray()
+        self._retry_bytes = b""  # what the client sent after the retry request
         server.on_data = self._server_answer
         server.on_eof = server.on_lost = lambda *_a: self._retry_failed("the server left")
         self.client.on_data = self._held_data
@@ -269,7 +270,7 @@ class TlsTunnelProxy(Proxy):
 
     def _second_hello(self) -> None:
         held, self._held = bytes(self._held), bytearray()
-        self._retry_bytes = getattr(self, "_retry_bytes", b"") + held
+        self._retry_bytes += held
         assert self._second is not None
         try:
             hello = self._second.feed(held)
@@ -291,8 +292,7 @@ class TlsTunnelProxy(Proxy):
     def _violation_both(self, reason: str) -> None:
         self.log("violation", 1, f"closing: {reason}")
         self.decision = "violation"
-        self._abort_both()
-        self._end(reason, self.client.received, self.server.received)
+        self._retry_failed(reason)
 
     def _retry_failed(self, reason: str) -> None:
         self._abort_both()

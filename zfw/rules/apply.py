@@ -12,6 +12,7 @@ family is applied by a child process (``python -m zfw.rules.worker``).
 
 from __future__ import annotations
 
+import difflib
 import pickle
 import re
 import shutil
@@ -24,6 +25,7 @@ import attrs
 
 from zfw.errors import ZfwError
 from zfw.rules.model import Rule, Ruleset, Table
+from zfw.rules.text import restore_text
 
 _LISTENER_CHAIN = re.compile(r"^TP[0-9]{1,5}_*$")
 FIXED_CHAINS = {"mangle": ("DIVERT", "ZFWPRE"), "filter": ("ZFWIN", "ZFWFWD", "ZFWDROP")}
@@ -255,6 +257,37 @@ def zfw_lines(saved_text: str) -> list[str]:
             )
             if parts[1] in ours or target in ours:
                 out.append(ln)
+    return out
+
+
+def _normalized(lines: list[str]) -> list[str]:
+    """Tables with chains sorted by name and each chain's rules in order."""
+    out, table, decl, rules = [], "", [], {}
+    for ln in lines:
+        if ln.startswith("*"):
+            table, decl, rules = ln, [], {}
+        elif ln.startswith(":"):
+            decl.append(ln)
+        elif ln.startswith("-A "):
+            rules.setdefault(ln.split()[1], []).append(ln)
+        elif ln == "COMMIT":
+            out += [table, *sorted(decl)]
+            for chain in sorted(rules):
+                out += rules[chain]
+            out.append("COMMIT")
+    return out
+
+
+def diff_lines(ruleset: Ruleset, netns: str | None) -> list[str]:
+    """Unified diff from what is loaded to what the policy compiles to."""
+    saved = snapshot(netns)
+    out: list[str] = []
+    for family in (4, 6):
+        now = _normalized(zfw_lines(saved[family]))
+        new = _normalized(restore_text(ruleset, family).splitlines())
+        out += difflib.unified_diff(
+            now, new, f"loaded (IPv{family})", f"policy (IPv{family})", lineterm=""
+        )
     return out
 
 

@@ -69,9 +69,7 @@ class Iptables:
         )
 
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]:
-        from zfw.rules.cli import diff_lines
-
-        return diff_lines(ruleset, netns)
+        return legacy.diff_lines(ruleset, netns)
 
 
 class Nft:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import select
@@ -19,7 +18,6 @@ from zfw.rules import backends
 from zfw.rules.compiler import compile_policy
 from zfw.rules.evaluate import Packet, evaluate
 from zfw.rules.model import Ruleset
-from zfw.rules.text import restore_text
 
 STATE_DIR = "/run/zfw"
 
@@ -78,37 +76,6 @@ def _routing_of_last_apply(netns: str | None) -> Ruleset:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     return Ruleset((), TproxyRouting(mark, mask, table))
-
-
-def _normalized(lines: list[str]) -> list[str]:
-    """Tables with chains sorted by name and each chain's rules in order."""
-    out, table, decl, rules = [], "", [], {}
-    for ln in lines:
-        if ln.startswith("*"):
-            table, decl, rules = ln, [], {}
-        elif ln.startswith(":"):
-            decl.append(ln)
-        elif ln.startswith("-A "):
-            rules.setdefault(ln.split()[1], []).append(ln)
-        elif ln == "COMMIT":
-            out += [table, *sorted(decl)]
-            for chain in sorted(rules):
-                out += rules[chain]
-            out.append("COMMIT")
-    return out
-
-
-def diff_lines(ruleset: Ruleset, netns: str | None) -> list[str]:
-    """Unified diff from what is loaded to what the policy compiles to."""
-    saved = live.snapshot(netns)
-    out: list[str] = []
-    for family in (4, 6):
-        now = _normalized(live.zfw_lines(saved[family]))
-        new = _normalized(restore_text(ruleset, family).splitlines())
-        out += difflib.unified_diff(
-            now, new, f"loaded (IPv{family})", f"policy (IPv{family})", lineterm=""
-        )
-    return out
 
 
 def lockout_reason(ruleset: Ruleset) -> str | None:
