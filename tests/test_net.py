@@ -24,7 +24,7 @@ from twisted.internet.testing import MemoryReactor, MemoryReactorClock, StringTr
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zfw import net
+from zfw import net, twisted_compat
 from zfw.reactor import EPollReactor
 
 # Under CI (root, setpriv installed by contrib/install-deps) these must run: no skip there.
@@ -103,7 +103,7 @@ def _tcp_transport() -> tuple[tcp.Connection, _Recorder, socket.socket]:
 def test_close_drained_closes_at_once_and_tells_the_protocol():
     transport, proto, peer = _tcp_transport()
     with peer:
-        assert net.close_drained(transport)
+        assert twisted_compat.close_now(transport)
         assert len(proto.lost) == 1 and proto.lost[0].check(ConnectionDone)
         peer.settimeout(5)
         assert peer.recv(10) == b""  # our FIN arrived
@@ -113,7 +113,7 @@ def test_close_drained_leaves_a_connection_with_queued_data_alone():
     transport, proto, peer = _tcp_transport()
     with peer:
         transport.write(b"not sent yet")  # queued until the reactor's write turn
-        assert not net.close_drained(transport)
+        assert not twisted_compat.close_now(transport)
         assert proto.lost == [] and transport.connected
         transport.connectionLost(Failure(ConnectionDone()))
 
@@ -134,15 +134,15 @@ def test_half_close_drained_sends_our_fin_at_once_and_keeps_reading():
     proto = transport.protocol = _HalfRecorder()
     proto.makeConnection(transport)
     with peer:
-        assert net.half_close_drained(transport)
+        assert twisted_compat.half_close_now(transport)
         assert proto.write_closed == 1 and transport.connected and not proto.lost
         peer.settimeout(5)
         assert peer.recv(10) == b""  # our FIN arrived
         transport.write(b"dropped, as after Twisted's own half-close")
         peer.sendall(b"still read")
         assert transport.socket.recv(100) == b"still read"
-        assert not net.half_close_drained(transport)  # once is enough
-        assert net.close_drained(transport) and len(proto.lost) == 1
+        assert not twisted_compat.half_close_now(transport)  # once is enough
+        assert twisted_compat.close_now(transport) and len(proto.lost) == 1
         assert peer.recv(100) == b""
 
 
@@ -150,14 +150,14 @@ def test_half_close_drained_leaves_a_connection_with_queued_data_alone():
     transport, _proto, peer = _tcp_transport()
     with peer:
         transport.write(b"not sent yet")
-        assert not net.half_close_drained(transport)
+        assert not twisted_compat.half_close_now(transport)
         assert not transport._writeDisconnecting
         transport.connectionLost(Failure(ConnectionDone()))
-    assert not net.half_close_drained(StringTransport())
+    assert not twisted_compat.half_close_now(StringTransport())
 
 
 def test_close_drained_only_knows_tcp_transports():
-    assert not net.close_drained(StringTransport())
+    assert not twisted_compat.close_now(StringTransport())
 
 
 def _receive(peer: socket.socket, n: int) -> bytes:
@@ -173,7 +173,7 @@ def _receive(peer: socket.socket, n: int) -> bytes:
 def test_writer_sends_at_once_when_nothing_is_queued():
     transport, _proto, peer = _tcp_transport()
     with peer:
-        net.writer(transport)(b"hello")
+        twisted_compat.writer(transport)(b"hello")
         assert not transport._tempDataLen and transport.dataBuffer == b""  # nothing queued
         assert _receive(peer, 5) == b"hello"  # without a turn of the reactor
         transport.connectionLost(Failure(ConnectionDone()))
@@ -198,7 +198,7 @@ def test_writer_queues_what_the_socket_does_not_take_and_keeps_the_order():
         transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         producer = _Producer()
         transport.registerProducer(producer, True)
-        write = net.writer(transport)
+        write = twisted_compat.writer(transport)
         big = bytes(range(256)) * 8192  # 2 MiB: more than the socket takes
         write(big)
         queued = transport._tempDataLen
@@ -225,7 +225,7 @@ def test_writer_leaves_a_failed_send_to_the_reactor():
     transport, _proto, peer = _tcp_transport()
     peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     peer.close()  # a reset: our next send fails
-    net.writer(transport)(b"lost")  # no exception here
+    twisted_compat.writer(transport)(b"lost")  # no exception here
     assert transport._tempDataLen == 4  # queued: the reactor's write turn finds the error
     assert isinstance(transport.doWrite(), Exception)  # the reactor then drops the connection
     transport.connectionLost(Failure(ConnectionDone()))
@@ -243,14 +243,16 @@ def test_writer_leaves_a_closing_or_tls_connection_to_twisted(state):
             transport.TLS = True  # what startTLS sets: bytes must go through TLS
         queued: list[bytes] = []
         transport.write = queued.append  # type: ignore[method-assign]
-        net.writer(transport)(b"late")
+        twisted_compat.writer(transport)(b"late")
         assert queued == [b"late"]  # Twisted's own path, not the socket
         transport.connectionLost(Failure(ConnectionDone()))
 
 
-def _batched_transport() -> tuple[tcp.Connection, _Recorder, socket.socket, net.SendBatch]:
+def _batched_transport() -> tuple[
+    tcp.Connection, _Recorder, socket.socket, twisted_compat.SendBatch
+]:
     transport, proto, peer = _tcp_transport()
-    batch = transport.reactor.send_batch = net.SendBatch()  # as zfw's reactor has
+    batch = transport.reactor.send_batch = twisted_compat.SendBatch()  # as zfw's reactor has
     return transport, proto, peer, batch
 
 
@@ -268,7 +270,7 @@ def _nothing_arrived(peer: socket.socket) -> bool:
 def test_writes_in_a_batch_go_out_together_when_it_ends():
     transport, _proto, peer, batch = _batched_transport()
     with peer:
-        write = net.writer(transport)
+        write = twisted_compat.writer(transport)
         batch.open = True  # the reactor is dispatching ready sockets
         write(b"head ")
         write(b"body")
@@ -286,7 +288,7 @@ def test_a_batch_does_not_hold_writes_behind_queued_data():
     with peer:
         transport.write(b"queued ")  # in Twisted's queue, waiting for a write turn
         batch.open = True
-        net.writer(transport)(b"after")
+        twisted_compat.writer(transport)(b"after")
         assert transport._tempDataLen == len(b"queued after")  # behind it, in order
         batch.flush()
         transport.doWrite()
@@ -298,7 +300,7 @@ def test_a_batch_holds_at_most_its_limit_and_keeps_the_order():
     transport, _proto, peer, batch = _batched_transport()
     with peer:
         batch.limit = 10
-        write = net.writer(transport)
+        write = twisted_compat.writer(transport)
         batch.open = True
         write(b"small ")  # held
         write(b"too big for it")  # over the limit: what was held goes first, then this
@@ -314,8 +316,8 @@ def test_close_drained_sends_what_a_batch_holds_first():
     transport, proto, peer, batch = _batched_transport()
     with peer:
         batch.open = True
-        net.writer(transport)(b"last words")
-        assert net.close_drained(transport)
+        twisted_compat.writer(transport)(b"last words")
+        assert twisted_compat.close_now(transport)
         assert len(proto.lost) == 1
         assert _receive(peer, 10) == b"last words"
         assert peer.recv(10) == b""  # then our FIN
@@ -326,14 +328,14 @@ def test_a_batch_holding_for_a_lost_connection_drops_it_quietly():
     transport, _proto, peer, batch = _batched_transport()
     peer.close()
     batch.open = True
-    net.writer(transport)(b"too late")
+    twisted_compat.writer(transport)(b"too late")
     transport.connectionLost(Failure(ConnectionDone()))
     batch.flush()  # no exception: Twisted's write ignores a lost connection
 
 
 def test_writer_of_other_transports_is_their_write():
     st = StringTransport()
-    assert net.writer(st) == st.write
+    assert twisted_compat.writer(st) == st.write
 
 
 # IP_TRANSPARENT needs CAP_NET_ADMIN: root here, and always under CI (no skip there).
@@ -348,8 +350,9 @@ def test_transparent_source_port_zero_is_chosen_at_connect_a_fixed_one_is_shared
         probe.bind(("127.0.0.1", 0))
         fixed = probe.getsockname()[1]
     for port, at_connect in ((0, 1), (fixed, 0)):
-        connector = net._Connector(
-            "127.0.0.1", 9, Protocol, 30, ("127.0.0.1", port), MemoryReactorClock()
+        source = ("127.0.0.1", port)
+        connector = twisted_compat.FastConnector(
+            "127.0.0.1", 9, Protocol, 30, source, MemoryReactorClock(), prepare=net._prepare(source)
         )
         client = connector._makeTransport()
         try:
@@ -451,10 +454,10 @@ def test_a_refused_connection_says_so(epoll):
 def test_giving_up_on_a_pending_connection(epoll):
     outcome = _Outcome()
     # A documentation address nobody answers for: the attempt stays pending.
-    connector = net.connect(epoll, "192.0.2.1", 9, outcome)
+    attempt = net.connect(epoll, "192.0.2.1", 9, outcome)
     epoll.runUntilCurrent()  # the attempt starts on the reactor's next turn
-    connector.stopConnecting()
-    assert len(outcome.failed) == 1 and connector.state == "disconnected"
+    attempt.cancel()
+    assert len(outcome.failed) == 1 and not attempt.pending
     assert not epoll._writes and set(epoll._reads) <= {epoll.waker.fileno()}
 
 

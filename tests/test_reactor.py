@@ -164,7 +164,9 @@ def _reactor_after(code: str) -> str:
 
 
 def test_install_makes_it_the_reactor():
-    assert "zfw.reactor.EPollReactor" in _reactor_after("import zfw.reactor; zfw.reactor.install()")
+    assert "zfw.twisted_compat.EPollReactor" in _reactor_after(
+        "import zfw.reactor; zfw.reactor.install()"
+    )
 
 
 def test_install_keeps_a_reactor_already_chosen():
@@ -186,7 +188,7 @@ def test_the_twistd_plugin_runs_on_it(tmp_path):
         f" '--log-file', {str(tmp_path / 'log')!r}])\n"
         "make_service(o)"
     )
-    assert "zfw.reactor.EPollReactor" in _reactor_after(code)
+    assert "zfw.twisted_compat.EPollReactor" in _reactor_after(code)
 
 
 class Echo(Reader):
@@ -212,8 +214,8 @@ class Echo(Reader):
 def test_writes_during_a_batch_are_sent_when_it_ends(reactor, pair, monkeypatch, logged):
     a, b = pair
     sent: list[tuple[object, bytes]] = []
-    monkeypatch.setattr("zfw.net._send", lambda t, data: sent.append((t, data)))
-    monkeypatch.setattr("zfw.net._idle", lambda t: True)
+    monkeypatch.setattr("zfw.twisted_compat._send", lambda t, data: sent.append((t, data)))
+    monkeypatch.setattr("zfw.twisted_compat._idle", lambda t: True)
     ok = Echo(reactor, a)
     c, d = socket.socketpair()
     c.setblocking(False)
