@@ -67,6 +67,7 @@ def check_proxy_config(service: Service) -> None:
 
     dry = type(cls.__name__, (cls,), {"__setattr__": __setattr__, "__module__": cls.__module__})
     proxy = dry(dry_session(service))
+    proxy.apply_presets()
     known.update(vars(proxy))
     state["checking"] = True
     proxy.config()

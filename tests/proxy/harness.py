@@ -18,13 +18,13 @@ from zfw.model import Service
 CLIENT = ("192.0.2.2", 5000)
 
 
-class FakeConnector:
-    """What a connection attempt returns: ``stopConnecting()`` gives up."""
+class FakeAttempt:
+    """What a connection attempt returns: ``cancel()`` gives up."""
 
-    state = "connecting"
+    pending = True
 
-    def stopConnecting(self):
-        self.state = "disconnected"
+    def cancel(self):
+        self.pending = False
 
 
 class ProxyHarness:
@@ -59,18 +59,19 @@ class ProxyHarness:
         self.proxy = proxy_class(session)
         for k, v in attrs.items():
             setattr(self.proxy, k, v)
-        self.proxy.config()
+        self.proxy.configure()
         self.client = Endpoint("client")
         self.ct = StringTransport(
             hostAddress=IPv4Address("TCP", *destination), peerAddress=IPv4Address("TCP", *CLIENT)
         )
         self.client.makeConnection(self.ct)
+        session.track(self.client)
         self.proxy.start(self.client)
 
     def _connect(self, timeout, on_connected, on_failed, decision=None):
         self.pending.append((on_connected, on_failed))
         self.decisions.append(decision)
-        return FakeConnector()
+        return FakeAttempt()
 
     def connect(self):
         """Complete the pending connection attempt; the new server transport."""
@@ -81,6 +82,7 @@ class ProxyHarness:
             peerAddress=IPv4Address("TCP", *self.destination),
         )
         ep.makeConnection(st)
+        self.proxy.session.track(ep)
         on_connected(ep)
         self.servers.append((ep, st))
         return st

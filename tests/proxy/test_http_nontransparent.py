@@ -10,7 +10,7 @@ from tests.tls.test_clienthello import hello, sni_ext
 from zfw.engine.decision import Decision
 from zfw.model import InbandRouter
 from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
-from zfw.proxy.relay import Relay
+from zfw.proxy.plug import PlugProxy
 from zfw.proxy.tls import TlsTunnelProxy
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
@@ -183,7 +183,9 @@ def test_connect_through_a_parent_proxy():
     assert st.value() == b"hello"
     h.send(b"more")
     assert st.value() == b"hellomore"
-    assert isinstance(h.proxy.session.abort.__self__, Relay)  # PlugProxy's relay
+    assert isinstance(h.proxy.session.proxy, PlugProxy) and h.proxy.session.proxy.relay
+    h.proxy.session.abort()  # (zfw kill)
+    assert h.ct.disconnecting and st.disconnecting
 
 
 def test_parent_refusing_connect_is_passed_on_and_the_client_closed():
@@ -201,11 +203,23 @@ def test_a_request_naming_the_proxy_itself_is_a_loop():
     assert h.to_client().startswith(b"HTTP/1.1 508 ") and not h.pending
 
 
-def test_connect_proxy_must_be_a_tunnel():
-    h = Harness(connect_proxy=HttpProxy)
+def test_connect_proxy_must_be_a_proxy_class():
+    h = Harness(connect_proxy=str)
     h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
     assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
-    assert "connect_proxy must be PlugProxy or a TlsTunnelProxy" in h.log()
+    assert "connect_proxy must be a proxy class" in h.log()
+
+
+def test_any_proxy_can_take_over_a_connect_tunnel():
+    """The hand-over is the documented interface, not a list of classes: HttpProxy
+    itself can carry plain HTTP inside a CONNECT tunnel."""
+    h = Harness(connect_proxy=HttpProxy, connect_ports=(80,))
+    h.send(b"CONNECT 198.51.100.2:80 HTTP/1.1\r\nHost: 198.51.100.2:80\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    inner = h.proxy.session.proxy
+    assert type(inner) is HttpProxy and h.proxy.session.destination == ("198.51.100.2", 80)
+    h.send(b"GET /x HTTP/1.1\r\nHost: 198.51.100.2\r\n\r\n")
+    assert h.connect().value().startswith(b"GET /x HTTP/1.1\r\n")
 
 
 class OnlyExample(TlsTunnelProxy):
@@ -232,7 +246,7 @@ def test_tls_tunnel_through_a_parent_decides_by_the_client_hello_first():
     assert h.to_client() == b"server hello"
     h.send(b"more")
     assert st.value() == tls_hello("www.example.org") + b"more"
-    assert isinstance(h.proxy.session.abort.__self__, Relay)
+    assert isinstance(h.proxy.session.proxy, TlsTunnelProxy)
     assert "http.request(3): (i/http:1): CONNECT www.example.org:443 -> 200" in h.log()
 
 

@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from tests.proxy.harness import FakeConnector
+from tests.proxy.harness import FakeAttempt
 from zfw.engine.decision import Decision
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
@@ -27,7 +27,7 @@ class Setup:
         self.connected = []
         self.failed = []
         self.relay = None  # stands for what takes the tunnel over: its on_data
-        self.connector = FakeConnector()
+        self.connector = FakeAttempt()
         self.tunnel = ParentTunnel(self, PARENT, CONNECT, timeout, self._connected, self._failed)
 
     def connect_server(self, timeout, on_connected, on_failed, decision=None):
@@ -91,14 +91,14 @@ def test_a_refusal_a_malformed_answer_a_close_and_silence_fail_with_a_reason():
 
 def test_giving_up_and_a_refused_connection():
     s = Setup()
-    s.tunnel.stopConnecting()
-    assert s.connector.state == "disconnected"  # the connector reports the failure
+    s.tunnel.cancel()
+    assert not s.connector.pending  # the attempt reports the failure
     s.attempts[0][2](Failure(ConnectionRefusedError()))
-    assert len(s.failed) == 1 and s.tunnel.state == "disconnected"
+    assert len(s.failed) == 1 and not s.tunnel.pending
 
     s = Setup()
     ep, st = s.tcp_up()
-    s.tunnel.stopConnecting()
+    s.tunnel.cancel()
     assert s.failed == ["gave up waiting for the parent proxy"] and st.disconnecting
     ep.dataReceived(b"HTTP/1.1 200 OK\r\n\r\n")  # too late: nothing happens
     assert not s.connected and len(s.failed) == 1

@@ -63,10 +63,10 @@ def test_a_half_close_before_the_server_answers_follows_the_early_data():
 
 def test_a_client_gone_before_the_server_answers_gives_up():
     h = PlugHarness(PlugProxy, SERVER)
-    connector = h.proxy._connector
+    attempt = h.proxy._attempt
     h.send(b"early")
     h.client.connectionLost(Failure(Exception("reset")))
-    assert connector.state == "disconnected"
+    assert not attempt.pending
     assert "client left before the server answered" in h.log()
 
 

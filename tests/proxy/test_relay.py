@@ -75,7 +75,7 @@ def test_closing_at_once_reports_the_end_once_with_its_reason(monkeypatch):
         ep.connectionLost()
         return True
 
-    monkeypatch.setattr("zfw.net.close_drained", close_drained)
+    monkeypatch.setattr("zfw.twisted_compat.close_now", close_drained)
     _relay, c, s, _clock, done = pair()
     c.readConnectionLost()
     s.readConnectionLost()

@@ -9,7 +9,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from tests.proxy.harness import FakeConnector
+from tests.proxy.harness import FakeAttempt
 from zfw.engine.decision import Decision
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import Session
@@ -55,7 +55,7 @@ class Harness:
             self.clock,
             self.closed.append,
         )
-        session.connect_server = lambda *a: self.connects.append(a) or FakeConnector()
+        session.connect_server = lambda *a: self.connects.append(a) or FakeAttempt()
         self.proxy = proxy_class(session)
         for k, v in attrs.items():
             setattr(self.proxy, k, v)

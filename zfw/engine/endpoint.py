@@ -1,4 +1,4 @@
-"""One TCP connection of a session, client or server side."""
+"""One TCP connection of a session, client or server side: the stream contract on TCP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from zfw import net
+from zfw import twisted_compat
 
 
 def _ignore(*_args: Any) -> None:
@@ -19,12 +19,12 @@ def _ignore(*_args: Any) -> None:
 
 @implementer(IHalfCloseableProtocol)
 class Endpoint(Protocol):
-    """A connection whose events a proxy routes by setting callables.
+    """A TCP connection that implements :class:`zfw.stream.Stream` over its transport.
 
-    ``on_data(bytes)``, ``on_eof(endpoint)`` (the peer half-closed) and
-    ``on_lost(endpoint, reason)`` start as no-ops, as does ``on_write_closed(endpoint)``
-    (our half-close went out after everything written); ``received`` counts bytes.
-    Proxies send with ``write(bytes)`` (:func:`zfw.net.writer` of the transport).
+    ``on_made(endpoint)`` is called when the connection is made (for the
+    factories that build endpoints). Writes go out at once when nothing is
+    queued (:func:`zfw.twisted_compat.writer`); closes and half-closes of a
+    drained connection happen now, not on the reactor's next turn.
     """
 
     def __init__(self, side: str):
@@ -45,8 +45,64 @@ class Endpoint(Protocol):
         """From now on no proxy hears of this connection (one that failed to start)."""
         self.on_data = self.on_eof = self.on_lost = self.on_made = self.on_write_closed = _ignore
 
+    # -- the stream contract ----------------------------------------------------------
+
+    def pause(self) -> None:
+        """Stop reading."""
+        self.transport.pauseProducing()
+
+    def resume(self) -> None:
+        """Read again."""
+        self.transport.resumeProducing()
+
+    @property
+    def producer(self) -> Any:
+        """Pauses and resumes this connection's reading (the transport itself)."""
+        return self.transport
+
+    def throttle(self, producer: Any) -> None:
+        """Pause ``producer`` while our send queue is full."""
+        self.transport.registerProducer(producer, True)
+
+    def unthrottle(self) -> None:
+        """Forget the producer (if there is one)."""
+        if self.transport.producer is not None:
+            self.transport.unregisterProducer()
+
+    def half_close(self) -> None:
+        """Send our FIN after what is queued; keep reading."""
+        self.unthrottle()
+        t = self.transport
+        if not twisted_compat.half_close_now(t):
+            t.loseWriteConnection()
+
+    def close(self, drained: bool = False) -> None:
+        """Close after what is queued; ``drained``: at once if nothing is."""
+        self.unthrottle()
+        t = self.transport
+        if not (drained and twisted_compat.close_now(t)):
+            t.loseConnection()
+
+    def abort(self) -> None:
+        """Drop the connection now."""
+        self.transport.abortConnection()
+
+    @property
+    def peer(self) -> tuple[str, int]:
+        """The peer's address."""
+        a = self.transport.getPeer()
+        return a.host, a.port
+
+    @property
+    def local(self) -> tuple[str, int]:
+        """Our address."""
+        a = self.transport.getHost()
+        return a.host, a.port
+
+    # -- Twisted's protocol -----------------------------------------------------------
+
     def connectionMade(self) -> None:
-        self.write = net.writer(self.transport)
+        self.write = twisted_compat.writer(self.transport)
         self.on_made(self)
 
     def dataReceived(self, data: bytes) -> None:

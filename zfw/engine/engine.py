@@ -199,7 +199,7 @@ class Engine:
             )
         try:
             session.proxy = proxy = service.proxy_class(session)
-            proxy.config()
+            proxy.configure()
             proxy.start(ep)
         except Exception as e:  # policy code in config() may raise anything
             stats.refused_proxy += 1

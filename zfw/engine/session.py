@@ -56,8 +56,7 @@ class Session:
         self._log = log
         self._on_close = on_close
         self.closed = False
-        #: Set by the proxy: drops every connection of the session at once.
-        self.abort: Callable[[], None] = lambda: None
+        self._attempts: list[net.Attempt] = []
         #: The counters of the session's service (a proxy adds its own with ``count``).
         self.stats = stats if stats is not None else ServiceStats(service.name)
         #: The proxy serving the session (``zfw sessions`` asks it for its state).
@@ -70,6 +69,16 @@ class Session:
         for the client and the servers; FTP data channels for theirs)."""
         self.endpoints.append(ep)
         return ep
+
+    def abort(self) -> None:
+        """Drop the session now: give up its connection attempts and abort every
+        connection it has. The proxy hears of each as lost (or failed) and ends the
+        session as it would otherwise."""
+        for attempt in self._attempts:
+            attempt.cancel()
+        for ep in self.endpoints:
+            if not ep.lost:
+                ep.abort()
 
     def traffic(self) -> tuple[int, int]:
         """Bytes received so far from the client side and from the server side."""
@@ -124,11 +133,12 @@ class Session:
         on_connected: Callable[[Endpoint], object],
         on_failed: Callable[[Failure], object],
         decision: Decision | None = None,
-    ) -> Any:
+    ) -> net.Attempt:
         """Connect to the routed target, from the forged source if the router says so
         (``decision``: one from :meth:`decide_server` instead of the session's).
 
-        Returns the connector (``stopConnecting()`` gives up; ``on_failed`` hears of it).
+        Returns the attempt (``cancel()`` gives up; ``on_failed`` hears of it), which
+        :meth:`abort` cancels too.
         """
         decision = decision or self.decision
         target = decision.target
@@ -142,14 +152,23 @@ class Session:
                 self.stats.connect_failures += 1
             return on_failed(reason)
 
-        return net.connect(
-            self.reactor,
-            target[0],
-            target[1],
-            ConnectFactory(connected, failed),
-            source=decision.source,
-            timeout=timeout,
+        return self.connect(target, ConnectFactory(connected, failed), decision.source, timeout)
+
+    def connect(
+        self,
+        target: Address,
+        factory: Any,
+        source: Address | None,
+        timeout: float,
+    ) -> net.Attempt:
+        """Connect to ``target`` (from ``source``) for this session, which
+        :meth:`abort` gives up on while it is pending (FTP's data channels use it)."""
+        attempt = net.connect(
+            self.reactor, target[0], target[1], factory, source=source, timeout=timeout
         )
+        self._attempts = [a for a in self._attempts if a.pending]
+        self._attempts.append(attempt)
+        return attempt
 
     def decide_server(self, server: Address) -> Decision:
         """The zone decision on a server the client named in-band (InbandRouter)."""

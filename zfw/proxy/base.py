@@ -1,23 +1,53 @@
-"""The base class of every proxy a policy can name."""
+"""The proxy interface: how the engine makes, configures and starts a proxy, and how
+one proxy hands its client over to another (``docs/proxies.md``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
 
 if TYPE_CHECKING:
-    from zfw.engine.endpoint import Endpoint
     from zfw.engine.session import Session
+    from zfw.stream import Stream
+
+
+@attrs.frozen
+class Handover:
+    """What a proxy passes to the proxy that takes over its session's client.
+
+    - ``pending``: bytes from the client that the first proxy read and did not use;
+    - ``client_eof``: the client has half-closed after them;
+    - ``server``: the server stream, when the first proxy opened it (a proxy whose
+      ``needs_server`` is True gets one);
+    - ``to_client``: bytes from the server not yet passed on;
+    - ``connect``: opens the way to the server in place of
+      :meth:`Session.connect_server` (same arguments and result), e.g. through a
+      parent proxy.
+    """
+
+    pending: bytes = b""
+    client_eof: bool = False
+    server: Stream | None = None
+    to_client: bytes = b""
+    connect: Callable[..., Any] | None = None
 
 
 class Proxy:
     """One proxy instance serves one session.
 
-    A policy customises a proxy Zorp-style, by subclassing it and overriding
-    :meth:`config`, which runs at the start of every session::
+    The engine makes it with the session, calls :meth:`configure` (every
+    class's :meth:`preset`, then the policy's :meth:`config`) and then
+    :meth:`start` with the client stream. A policy customises a proxy
+    Zorp-style, by subclassing it and overriding :meth:`config`::
 
         class MyPlug(PlugProxy):
             def config(self):
                 self.timeout = 300
+
+    A proxy uses its streams only through :class:`zfw.stream.Stream`, its
+    session for connecting, logging and closing, and nothing of the engine.
     """
 
     #: Log tag prefix (``plug`` gives ``plug.info``, ``plug.error`` ...).
@@ -26,16 +56,48 @@ class Proxy:
     default_ports: ClassVar[tuple[int, ...]] = ()
     #: Whether it can read the server from the request (with an InbandRouter).
     inband: ClassVar[bool] = False
+    #: Taking over a CONNECT tunnel, it wants the server connection open first (zfw
+    #: answers 200 only once it is); False: it opens the way itself, after its own
+    #: look at what the client sends (the TLS tunnel decides by the ClientHello).
+    needs_server: ClassVar[bool] = False
 
     def __init__(self, session: Session):
         self.session = session
 
+    def preset(self) -> None:
+        """What this class sets up before the policy's ``config()``: restrictions a
+        preset stands for. :meth:`configure` runs the preset of every class in the
+        hierarchy itself (a ``preset()`` need not call ``super()``), so a ``config()``
+        that forgets ``super()`` loses none of them; it may still change them on purpose."""
+
+    def apply_presets(self) -> None:
+        """Run the :meth:`preset` each class of the hierarchy defines, base classes first."""
+        for cls in reversed(type(self).__mro__):
+            preset = cls.__dict__.get("preset")
+            if preset is not None:
+                preset(self)
+
+    def configure(self) -> None:
+        """Apply the presets, then the policy's :meth:`config`."""
+        self.apply_presets()
+        self.config()
+
     def config(self) -> None:
         """Policy hook: set attributes for this session."""
 
-    def start(self, client: Endpoint) -> None:
-        """Take over the accepted client connection."""
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Take over the client stream: accepted by the engine, or handed over by
+        another proxy with what it passes on (:class:`Handover`)."""
         raise NotImplementedError
+
+    def hand_over(self, proxy_class: type[Proxy], client: Stream, handover: Handover) -> Proxy:
+        """Make ``proxy_class`` the session's proxy and start it on ``client``; this
+        proxy must have let go of the client's events and of the session first."""
+        proxy = proxy_class(self.session)
+        proxy.configure()
+        self.session.proxy = proxy
+        proxy.start(client, handover)
+        return proxy
 
     def state(self) -> str:
         """What the session is doing now, for ``zfw sessions`` (an HTTP request in

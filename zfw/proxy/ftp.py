@@ -72,7 +72,7 @@ from zfw.ftp.policy import (
     verdict,
 )
 from zfw.proxy.base import Proxy
-from zfw.proxy.ftpdata import DataChannel
+from zfw.proxy.ftpdata import DataChannel, DataSettings
 
 ReplyHandler = Callable[[Command, Reply], None]
 UPLOAD_COMMANDS = frozenset({"STOR", "STOU", "APPE"})
@@ -124,7 +124,7 @@ class FtpProxy(Proxy):
 
     def __init__(self, session: Any):
         super().__init__(session)
-        self.request: dict[str, Any] = default_requests()
+        self.request: dict[str, Any] = {}
         self.response: dict[tuple[Any, Any], Any] = {}
         self.client: Endpoint | None = None
         self.server: Endpoint | None = None
@@ -140,6 +140,10 @@ class FtpProxy(Proxy):
         self.idle_timeout: float | None = None
         self._transfer_text = ""
 
+    def preset(self) -> None:
+        """The default tables: known commands pass, except TLS and SITE."""
+        self.request.update(default_requests())
+
     # --- start and end ---------------------------------------------------------------------
 
     def start(self, client: Endpoint) -> None:
@@ -149,12 +153,11 @@ class FtpProxy(Proxy):
         self.commands = CommandReader(self.max_line_length)
         self.replies = ReplyReader(self.max_reply_line_length, self.max_continuation_lines)
         self.conversation = Conversation()
-        client.transport.pauseProducing()
+        client.pause()
         client.on_lost = self._lost
-        self._connector = self.session.connect_server(
+        self._attempt = self.session.connect_server(
             self.connect_timeout, self._connected, self._failed
         )
-        self.session.abort = lambda: self.close("aborted", abort=True)
 
     def _failed(self, reason: Failure) -> None:
         self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
@@ -166,14 +169,14 @@ class FtpProxy(Proxy):
         assert client is not None
         self.server = server
         if client.lost or self._closed:
-            server.transport.loseConnection()
+            server.close()
             self.close("client left")
             return
         client.on_data = self._client_data
         client.on_eof = server.on_eof = self._eof
         server.on_data = self._server_data
         server.on_lost = self._lost
-        client.transport.resumeProducing()
+        client.resume()
         if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
 
@@ -183,21 +186,17 @@ class FtpProxy(Proxy):
     def _lost(self, ep: Endpoint, _reason: Failure) -> None:
         self.close(f"{ep.side} control connection lost")
 
-    def close(self, reason: str, abort: bool = False) -> None:
-        """End the session: data channel, both control connections (flushed unless ``abort``)."""
+    def close(self, reason: str) -> None:
+        """End the session: data channels, then both control connections (flushed)."""
         if self._closed:
             return
         self._closed = True
         for channel in list(self.channels):
             channel.abort(reason)
-        if self._connector.state == "connecting":
-            self._connector.stopConnecting()
+        self._attempt.cancel()
         for ep in (self.client, self.server):
             if ep is not None and not ep.lost:
-                if abort:
-                    ep.transport.abortConnection()
-                else:
-                    ep.transport.loseConnection()
+                ep.close()
         if self.session.idle_watch is not None:
             self.session.idle_watch.discard(self)
         c = self.client.received if self.client else 0
@@ -272,7 +271,7 @@ class FtpProxy(Proxy):
         if len(self._queue) > self.max_queued_commands and not self._paused:
             self._paused = True
             assert self.client is not None
-            self.client.transport.pauseProducing()
+            self.client.pause()
         self._next()
 
     def _transferring(self) -> bool:
@@ -288,7 +287,7 @@ class FtpProxy(Proxy):
         if self._paused and len(self._queue) <= self.max_queued_commands // 2 and not self._closed:
             self._paused = False
             assert self.client is not None
-            self.client.transport.resumeProducing()
+            self.client.resume()
 
     def _command(self, item: Command | BadCommand) -> None:
         if isinstance(item, BadCommand):
@@ -390,14 +389,20 @@ class FtpProxy(Proxy):
         """client, the server address the client sees, the server, and our address toward it."""
         assert self.client is not None and self.server is not None
         return {
-            "client": plain_host(self.client.transport.getPeer().host),
-            "client_side": plain_host(self.client.transport.getHost().host),
-            "server": plain_host(self.server.transport.getPeer().host),
-            "server_side": plain_host(self.server.transport.getHost().host),
+            "client": plain_host(self.client.peer[0]),
+            "client_side": plain_host(self.client.local[0]),
+            "server": plain_host(self.server.peer[0]),
+            "server_side": plain_host(self.server.local[0]),
         }
 
     def _new_channel(self) -> DataChannel:
-        channel = DataChannel(self, self.channels.discard)
+        settings = DataSettings(
+            self.timeout,
+            self.data_timeout,
+            self.connect_timeout,
+            (self.data_port_min, self.data_port_max),
+        )
+        channel = DataChannel(self, settings, self.channels.discard)
         self.channels.add(channel)
         return channel
 
@@ -685,7 +690,8 @@ class FtpProxyRW(FtpProxy):
 class FtpProxyRO(FtpProxy):
     """Preset: downloads only; commands that change files are rejected with 550."""
 
-    def config(self) -> None:
+    def preset(self) -> None:
+        """Commands that change files are rejected."""
         for verb in WRITE_COMMANDS:
             self.request[verb] = (FTP_REQ_REJECT, 550, "Permission denied: read-only access.")
 
@@ -702,13 +708,14 @@ def _anonymous_only(proxy: FtpProxy) -> None:
 class FtpProxyAnonRO(FtpProxyRO):
     """Preset: anonymous users only, downloads only."""
 
-    def config(self) -> None:
-        super().config()
+    def preset(self) -> None:
+        """Only anonymous users log in (FtpProxyRO's preset runs first)."""
         _anonymous_only(self)
 
 
 class FtpProxyAnonRW(FtpProxy):
     """Preset: anonymous users only, uploads permitted."""
 
-    def config(self) -> None:
+    def preset(self) -> None:
+        """Only anonymous users log in."""
         _anonymous_only(self)

@@ -13,13 +13,18 @@ Its client half and its server half are each either
 When both halves are connected, PlugProxy's :class:`~zfw.proxy.relay.Relay`
 copies the bytes with backpressure both ways. The channel ends once: the
 relay is done, it was aborted, or nothing arrived within ``data_timeout``.
+
+What a channel needs of its control connection is written down in
+:class:`DataSettings` (limits, fixed per transfer) and :class:`ControlLink`
+(the session and where to report); it knows nothing else of FtpProxy.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
@@ -30,9 +35,34 @@ from zfw.engine.session import describe_failure
 from zfw.proxy.relay import Relay
 
 if TYPE_CHECKING:
-    from zfw.proxy.ftp import FtpProxy
+    from zfw.engine.session import Session
 
 SIDES = ("client", "server")
+
+
+@attrs.frozen
+class DataSettings:
+    """The limits of one data channel, from the control proxy's attributes."""
+
+    #: Idle seconds before the relay is dropped.
+    timeout: float
+    #: Seconds for both halves to connect.
+    data_timeout: float
+    connect_timeout: float
+    #: The range zfw's listeners take their ports from.
+    ports: tuple[int, int]
+
+
+class ControlLink(Protocol):
+    """What a data channel asks of its control connection."""
+
+    session: Session
+
+    def log(self, kind: str, level: int, message: str, **fields: object) -> None:
+        """Log under the control proxy's tag."""
+
+    def violation(self, reason: str) -> None:
+        """Log and count a protocol violation."""
 
 
 class _OneShotFactory(Factory):
@@ -54,15 +84,22 @@ class _OneShotFactory(Factory):
 class DataChannel:
     """The data connection of one transfer, between the client and the server."""
 
-    def __init__(self, proxy: FtpProxy, on_finished: Callable[[DataChannel], None]):
-        self.proxy = proxy
+    def __init__(
+        self,
+        control: ControlLink,
+        settings: DataSettings,
+        on_finished: Callable[[DataChannel], None],
+    ):
+        self.control = control
+        self.session = control.session
+        self.settings = settings
         self.on_finished = on_finished
-        self.reactor = proxy.session.reactor
+        self.reactor = self.session.reactor
         self.ends: dict[str, Endpoint] = {}
         self.ports: dict[str, Any] = {}
         self.expected: dict[str, str] = {}
         self.targets: dict[str, tuple[tuple[str, int], tuple[str, int] | None]] = {}
-        self.connectors: list[Any] = []
+        self.attempts: list[net.Attempt] = []
         self.relay: Relay | None = None
         self.started = False
         self.done = False
@@ -73,7 +110,7 @@ class DataChannel:
         self.receiver: str | None = None
         self.delivered = False
         self._on_delivered: Callable[[bool], None] | None = None
-        self._timer = self.reactor.callLater(proxy.data_timeout, self._timed_out)
+        self._timer = self.reactor.callLater(settings.data_timeout, self._timed_out)
 
     # --- setting up ------------------------------------------------------------------------
 
@@ -82,9 +119,8 @@ class DataChannel:
 
         Raises :class:`~zfw.errors.NetError` when no port of the range is free.
         """
-        p = self.proxy
         port = net.listen_in_range(
-            self.reactor, host, (p.data_port_min, p.data_port_max), _OneShotFactory(self, side)
+            self.reactor, host, self.settings.ports, _OneShotFactory(self, side)
         )
         self.ports[side] = port
         self.expected[side] = expected_peer
@@ -113,7 +149,7 @@ class DataChannel:
             if source is not None and source[1]:  # the fixed port is busy: any port will do
                 self._connect(side, target, (source[0], 0))
                 return
-            self.proxy.log(
+            self.control.log(
                 "error",
                 3,
                 f"data connection to the {side} at {net.fmt_addr(*target)} failed: "
@@ -122,28 +158,21 @@ class DataChannel:
             self.abort(f"cannot connect to the {side}")
 
         factory = ConnectFactory(lambda ep: self._arrived(side, ep), failed)
-        self.connectors.append(
-            net.connect(
-                self.reactor,
-                target[0],
-                target[1],
-                factory,
-                source=source,
-                timeout=self.proxy.connect_timeout,
-            )
+        self.attempts.append(
+            self.session.connect(target, factory, source, self.settings.connect_timeout)
         )
 
     # --- connections arriving ------------------------------------------------------------
 
     def _accepted(self, side: str, ep: Endpoint) -> None:
-        peer = plain_host(ep.transport.getPeer().host)
+        peer = plain_host(ep.peer[0])
         expected = self.expected[side]
         if peer != expected:
-            self.proxy.violation(
+            self.control.violation(
                 f"data connection to the {side} listener from {peer}, "
                 f"expected {expected}: refused (port theft)"
             )
-            ep.transport.abortConnection()
+            ep.abort()
             return
         port = self.ports.pop(side, None)
         if port is not None:
@@ -152,21 +181,21 @@ class DataChannel:
 
     def _arrived(self, side: str, ep: Endpoint) -> None:
         if self.done or side in self.ends:
-            ep.transport.abortConnection()
+            ep.abort()
             return
         ep.side = side
         ep.on_write_closed = self._write_closed
-        ep.transport.pauseProducing()
+        ep.pause()
         ep.on_lost = self._lost_early
         self.ends[side] = ep
-        self.proxy.session.track(ep)  # the session's bytes include its transfers
+        self.session.track(ep)  # the session's bytes include its transfers
         if len(self.ends) == 2:
             self._timer.cancel()
             self.relay = Relay(
                 self.ends["client"],
                 self.ends["server"],
-                self.proxy.session.idle_watch,
-                self.proxy.timeout,
+                self.session.idle_watch,
+                self.settings.timeout,
                 self._relayed,
             )
             self.relay.start()
@@ -202,8 +231,8 @@ class DataChannel:
         self._finish(reason, ok=reason in ("closed by both sides", "closed"))
 
     def _timed_out(self) -> None:
-        reason = f"no data connection within {self.proxy.data_timeout:g} s"
-        self.proxy.log("info", 4, f"data channel expired: {reason}")
+        reason = f"no data connection within {self.settings.data_timeout:g} s"
+        self.control.log("info", 4, f"data channel expired: {reason}")
         self._finish(reason, ok=False)
 
     def abort(self, reason: str) -> None:
@@ -224,13 +253,12 @@ class DataChannel:
         for port in self.ports.values():
             port.stopListening()
         self.ports.clear()
-        for c in self.connectors:
-            if c.state == "connecting":
-                c.stopConnecting()
+        for attempt in self.attempts:
+            attempt.cancel()
         if self.relay is None:
             for ep in self.ends.values():
                 if not ep.lost:
-                    ep.transport.abortConnection()
+                    ep.abort()
         self._deliver(ok)
         self.on_finished(self)
 

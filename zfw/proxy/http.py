@@ -22,7 +22,6 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
 from zfw import net
-from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
 from zfw.http import errorpage
 from zfw.http.core import (
@@ -56,12 +55,12 @@ from zfw.http.policy import (
     verdict,
 )
 from zfw.model import InbandRouter
-from zfw.proxy.base import Proxy
+from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.parent import ParentTunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
-from zfw.proxy.tls import TlsTunnelProxy
 from zfw.proxy.valve import Valve
+from zfw.stream import Stream
 
 _TARGET_CHARS = frozenset(range(0x21, 0x7F))
 #: Not passed on by a non-transparent proxy: it sets Host from the URL, and the proxy
@@ -234,28 +233,34 @@ class HttpProxy(Proxy):
 
     def __init__(self, session: Any):
         super().__init__(session)
-        self.request: dict[str, Any] = {
-            "GET": HTTP_REQ_ACCEPT,
-            "HEAD": HTTP_REQ_ACCEPT,
-            "POST": HTTP_REQ_ACCEPT,
-            "*": (HTTP_REQ_REJECT, 405, "This method is not permitted."),
-        }
+        self.request: dict[str, Any] = {}
         self.response: dict[Any, Any] = {}
         self.request_header: dict[str, Any] = {}
         self.response_header: dict[str, Any] = {}
 
+    def preset(self) -> None:
+        """GET, HEAD and POST pass; any other method is refused with 405."""
+        self.request.update(
+            {
+                "GET": HTTP_REQ_ACCEPT,
+                "HEAD": HTTP_REQ_ACCEPT,
+                "POST": HTTP_REQ_ACCEPT,
+                "*": (HTTP_REQ_REJECT, 405, "This method is not permitted."),
+            }
+        )
+
     # --- the session -----------------------------------------------------------------------
 
-    def start(self, client: Endpoint) -> None:
-        """Read requests from the client."""
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Read requests from the client (after what a handing-over proxy passed on)."""
         self.client = client
-        self.client_valve = Valve(client.transport)
+        self.client_valve = Valve(client)
         self.server_valve = Valve()
         self.reader = Parser("request", self._limits())
         self.events: deque[object] = deque()
-        self.server: Endpoint | None = None
+        self.server: Stream | None = None
         self.server_reader: Parser | None = None
-        self._connector: Any = None
+        self._attempt: Any = None
         self.tx: Transaction | None = None
         self.requests = 0
         self.client_eof = False
@@ -269,17 +274,23 @@ class HttpProxy(Proxy):
         self._client_host = self.session.client[0]
         target = self.session.decision.target
         self._dest_text = net.fmt_addr(*target) if target is not None else "-"
-        #: Non-transparent: the server comes from each request (an InbandRouter).
-        self.nontransparent = isinstance(self.session.service.router, InbandRouter)
+        #: Non-transparent: the server comes from each request (an InbandRouter); handed
+        #: a tunnel, the server is the one the tunnel goes to.
+        self.nontransparent = handover is None and isinstance(
+            self.session.service.router, InbandRouter
+        )
         self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
-        client.transport.registerProducer(self.server_valve, True)
+        client.throttle(self.server_valve)
         self._arm("head", self.header_timeout)
-        self.session.abort = self._abort
         if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
+        if handover is not None and handover.pending:
+            self._from_client(handover.pending)
+        if handover is not None and handover.client_eof:
+            self._client_eof(client)
 
     def _limits(self) -> Limits:
         if self.framing_lookalikes not in ("reject", "drop"):
@@ -377,7 +388,7 @@ class HttpProxy(Proxy):
         elif self.client_valve.reasons:
             self.client_valve.release("wait")
 
-    def _client_eof(self, _ep: Endpoint) -> None:
+    def _client_eof(self, _ep: Stream) -> None:
         self.client_eof = True
         try:
             self.events.extend(self.reader.close())
@@ -389,7 +400,7 @@ class HttpProxy(Proxy):
         else:
             self._pump()
 
-    def _client_lost(self, _ep: Endpoint, _reason: Failure) -> None:
+    def _client_lost(self, _ep: Stream, _reason: Failure) -> None:
         if self.tx is not None and self.tx.state != "head":
             self.log("info", 4, "client left in the middle of a transaction")
         self._end()
@@ -568,7 +579,7 @@ class HttpProxy(Proxy):
         if self._tunnels_itself(tx):
             self._tunnel(tx, decision)
             return
-        self._connector = self.session.connect_server(
+        self._attempt = self.session.connect_server(
             self.connect_timeout, self._connected, self._connect_failed, decision
         )
 
@@ -578,66 +589,64 @@ class HttpProxy(Proxy):
         ClientHello first (else the parent answers, and PlugProxy relays)."""
         if tx.method != "CONNECT":
             return False
-        return self.parent_proxy is None or (
-            isinstance(self.connect_proxy, type) and issubclass(self.connect_proxy, TlsTunnelProxy)
-        )
+        return self.parent_proxy is None or not self._connect_class().needs_server
+
+    def _connect_class(self) -> type[Proxy]:
+        proxy_class = self.connect_proxy
+        if not (isinstance(proxy_class, type) and issubclass(proxy_class, Proxy)):
+            raise PolicyValueError(f"connect_proxy must be a proxy class, not {proxy_class!r}")
+        return proxy_class
 
     def _tunnel(self, tx: Transaction, decision: Any) -> None:
         """CONNECT: hand the client to ``connect_proxy`` toward the decided server
-        (through the parent proxy, if there is one)."""
-        proxy_class = self.connect_proxy
-        if not (
-            isinstance(proxy_class, type) and issubclass(proxy_class, PlugProxy | TlsTunnelProxy)
-        ):
-            self._policy_error(
-                f"connect_proxy must be PlugProxy or a TlsTunnelProxy, not {proxy_class!r}"
-            )
+        (through the parent proxy, if there is one): at once, or once the server
+        connection is open if that proxy ``needs_server``."""
+        try:
+            proxy_class = self._connect_class()
+        except PolicyValueError as e:
+            self._policy_error(str(e))
             return
-        if issubclass(proxy_class, TlsTunnelProxy):
-            # It decides by the ClientHello, which the client sends after our 200.
-            request = self._out_head
-            proxy, pending = self._hand_over(tx, decision, proxy_class)
-            if self.parent_proxy is None:
-                proxy.start(self.client, pending)  # type: ignore[call-arg]
-                return
-            # The parent is asked only once the tunnel has accepted the hello; the
-            # destination the tunnel verifies is the one the CONNECT named.
-            assert tx.server is not None
-            self.session.destination = tx.server
-            session = self.session
+        if not proxy_class.needs_server:
+            # It opens the way itself, after its look at what the client sends after
+            # our 200 (the TLS tunnel: the ClientHello).
+            connect = None
+            if self.parent_proxy is not None:
+                # The parent is asked only when that proxy connects; the destination it
+                # verifies is the one the CONNECT named.
+                request, session = self._out_head, self.session
 
-            def via_parent(timeout: float, on_connected: Any, on_failed: Any) -> ParentTunnel:
-                return ParentTunnel(session, decision, request, timeout, on_connected, on_failed)
+                def connect(timeout: float, on_connected: Any, on_failed: Any) -> ParentTunnel:
+                    return ParentTunnel(
+                        session, decision, request, timeout, on_connected, on_failed
+                    )
 
-            proxy.start(self.client, pending, via_parent)  # type: ignore[call-arg]
+            self._hand_over(tx, decision, proxy_class, connect=connect)
             return
 
-        def connected(server: Endpoint) -> None:
-            self._connector = None
+        def connected(server: Stream) -> None:
+            self._attempt = None
             if self.closing or self.tx is not tx:
-                server.transport.loseConnection()
+                server.close()
                 return
-            proxy, pending = self._hand_over(tx, decision, proxy_class)
-            proxy.adopt(self.client, server, to_server=pending)  # type: ignore[attr-defined]
+            self._hand_over(tx, decision, proxy_class, server=server)
 
-        self._connector = self.session.connect_server(
+        self._attempt = self.session.connect_server(
             self.connect_timeout, connected, self._connect_failed, decision
         )
 
     def _hand_over(
-        self, tx: Transaction, decision: Any, proxy_class: type[Proxy]
-    ) -> tuple[Proxy, bytes]:
-        """Answer the CONNECT with 200 and make ``proxy_class`` the session's proxy toward
-        the decided server; the new proxy, and what the client sent that was not parsed."""
+        self, tx: Transaction, decision: Any, proxy_class: type[Proxy], **handover: Any
+    ) -> None:
+        """Answer the CONNECT with 200 and hand the client to ``proxy_class`` toward the
+        decided server, with what the client sent that was not parsed."""
         tx.status = 200
         self.client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
         self._log_request(tx)
+        destination = tx.server if handover.get("connect") else decision.target
         pending = self._detach()
         self.session.decision = decision
-        self.session.destination = decision.target
-        proxy = proxy_class(self.session)
-        proxy.config()
-        return proxy, pending
+        self.session.destination = destination
+        self.hand_over(proxy_class, self.client, Handover(pending=pending, **handover))
 
     def _detach(self) -> bytes:
         """Stop being the session's proxy (a tunnel or another protocol takes over); the
@@ -645,9 +654,9 @@ class HttpProxy(Proxy):
         self._disarm()
         self.closing = True
         self.tx = None
-        self.client.transport.unregisterProducer()
+        self.client.unthrottle()
         if self.server is not None:
-            self.server.transport.unregisterProducer()
+            self.server.unthrottle()
         self.client_valve.release("wait")
         self.client_valve.release("backpressure")
         if self.session.idle_watch is not None:
@@ -746,27 +755,27 @@ class HttpProxy(Proxy):
         if self.server is not None and not self.server.lost:
             self._send_head()
             return
-        self._connector = self.session.connect_server(
+        self._attempt = self.session.connect_server(
             self.connect_timeout, self._connected, self._connect_failed
         )
 
-    def _connected(self, server: Endpoint) -> None:
-        self._connector = None
+    def _connected(self, server: Stream) -> None:
+        self._attempt = None
         if self.closing or self.tx is None:
-            server.transport.loseConnection()
+            server.close()
             return
         self.server = server
         self.server_reader = Parser("response", self._limits())
         server.on_data = self._from_server
         server.on_eof = self._server_closed
         server.on_lost = self._server_closed
-        self.server_valve.attach(server.transport)
-        server.transport.registerProducer(self.client_valve, True)
+        self.server_valve.attach(server)
+        server.throttle(self.client_valve)
         self._send_head()
         self._pump()
 
     def _connect_failed(self, reason: Failure) -> None:
-        self._connector = None
+        self._attempt = None
         self._server_failed(502, f"connecting to the server failed: {describe_failure(reason)}")
 
     def _send_head(self) -> None:
@@ -839,14 +848,14 @@ class HttpProxy(Proxy):
         if pending:
             self.client.write(pending)
 
-    def _server_closed(self, ep: Endpoint, _reason: Failure | None = None) -> None:
+    def _server_closed(self, ep: Stream, _reason: Failure | None = None) -> None:
         if ep is not self.server:
             return
         self._server_bytes += ep.received
         self.server = None
         reader, self.server_reader = self.server_reader, None
         if not ep.lost:
-            ep.transport.loseConnection()
+            ep.close()
         if self._relay is not None or self.closing:
             return
         tx = self.tx
@@ -916,10 +925,11 @@ class HttpProxy(Proxy):
         to_client = server_reader.take_buffer()
         to_server = self._detach()
         self.server = self.server_reader = None
-        proxy_class = self.connect_proxy if hasattr(self.connect_proxy, "adopt") else PlugProxy
-        proxy = proxy_class(self.session)
-        proxy.config()
-        proxy.adopt(self.client, server, to_server, to_client)  # type: ignore[attr-defined]
+        proxy_class = self.connect_proxy
+        if not (isinstance(proxy_class, type) and getattr(proxy_class, "needs_server", False)):
+            proxy_class = PlugProxy
+        handover = Handover(pending=to_server, server=server, to_client=to_client)
+        self.hand_over(proxy_class, self.client, handover)
 
     def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
         """The response and response_header tables; the headers to send, or None if refused."""
@@ -1009,7 +1019,6 @@ class HttpProxy(Proxy):
         self._relay = Relay(
             self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
-        self.session.abort = self._relay.abort
         self._relay.start(to_server=to_server, to_client=to_client)
 
     def _relay_done(self, relay: Relay, reason: str) -> None:
@@ -1054,31 +1063,29 @@ class HttpProxy(Proxy):
         if server is not None:
             self._server_bytes += server.received
             server.on_eof = server.on_lost = lambda *_a: None
-            server.transport.unregisterProducer()
+            server.unthrottle()
             if wait_for_close and not server.lost:
                 self._await_server_close(server)
             else:
-                server.transport.loseConnection()
+                server.close()
         self.client_valve.release("backpressure")
-        self.server_valve.attach(None)
+        self.server_valve.stream = None
 
-    def _await_server_close(self, server: Endpoint) -> None:
+    def _await_server_close(self, server: Stream) -> None:
         """Close ``server`` once it has closed (its FIN came), or after
         ``server_close_wait`` seconds; whatever it sends meanwhile aborts it."""
-        timer = self.session.reactor.callLater(
-            self.server_close_wait, server.transport.loseConnection
-        )
+        timer = self.session.reactor.callLater(self.server_close_wait, server.close)
 
         def closed(*_a: Any) -> None:
             if timer.active():
                 timer.cancel()
-            if not (server.lost or net.close_drained(server.transport)):
-                server.transport.loseConnection()
+            if not server.lost:
+                server.close(drained=True)
 
         def data_after_the_end(_data: bytes) -> None:
             if timer.active():
                 timer.cancel()
-            server.transport.abortConnection()
+            server.abort()
 
         server.on_data = data_after_the_end
         server.on_eof = server.on_lost = closed
@@ -1167,29 +1174,28 @@ class HttpProxy(Proxy):
         """Close the client side once its write buffer is out; the session ends with it."""
         self.closing = True
         self._disarm()
-        if self._connector is not None and self._connector.state == "connecting":
-            self._connector.stopConnecting()
+        if self._attempt is not None:
+            self._attempt.cancel()
         self._drop_server()
-        self.client.transport.unregisterProducer()
-        self.client.transport.loseConnection()
+        self.client.close()
 
     def _abort(self) -> None:
         self.closing = True
         self._disarm()
-        if self._connector is not None and self._connector.state == "connecting":
-            self._connector.stopConnecting()
+        if self._attempt is not None:
+            self._attempt.cancel()
         if self.server is not None:
             self.server.on_eof = self.server.on_lost = lambda *_a: None
-            self.server.transport.abortConnection()
+            self.server.abort()
             self.server = None
         if not self.client.lost:
-            self.client.transport.abortConnection()
+            self.client.abort()
 
     def _end(self) -> None:
         self.closing = True
         self._disarm()
-        if self._connector is not None and self._connector.state == "connecting":
-            self._connector.stopConnecting()
+        if self._attempt is not None:
+            self._attempt.cancel()
         if self.server is not None:
             self._drop_server()
         if self.session.idle_watch is not None:
@@ -1224,6 +1230,6 @@ class HttpProxyNonTransparent(HttpProxy):
     """HttpProxy as a proxy that clients are configured to use (with an InbandRouter):
     GET, HEAD and POST in absolute form, and CONNECT tunnels to ``connect_ports``."""
 
-    def __init__(self, session: Any):
-        super().__init__(session)
+    def preset(self) -> None:
+        """CONNECT passes too (to ``connect_ports``)."""
         self.request["CONNECT"] = HTTP_REQ_ACCEPT

@@ -16,8 +16,8 @@ from typing import Any
 from twisted.python.failure import Failure
 
 from zfw.engine.decision import Decision
-from zfw.engine.endpoint import Endpoint
 from zfw.http.core import Broken, HttpViolation, Parser, Response
+from zfw.stream import Stream
 
 
 class TunnelRefused(Exception):
@@ -27,11 +27,10 @@ class TunnelRefused(Exception):
 class ParentTunnel:
     """Connects to the parent proxy of ``decision`` and asks it for a tunnel.
 
-    ``request``: the whole ``CONNECT`` head to send. Like a Twisted connector,
-    ``state`` is ``"connecting"`` until the parent said 2xx (``"connected"``) or
-    the attempt failed (``"disconnected"``), and :meth:`stopConnecting` gives up
-    (``on_failed`` hears of it). ``timeout`` bounds the TCP connect and, again,
-    the wait for the parent's answer.
+    ``request``: the whole ``CONNECT`` head to send. Like a connection attempt
+    (:class:`zfw.net.Attempt`), it is ``pending`` until the parent said 2xx or
+    the attempt failed, and :meth:`cancel` gives up (``on_failed`` hears of it).
+    ``timeout`` bounds the TCP connect and, again, the wait for the parent's answer.
     """
 
     def __init__(
@@ -40,7 +39,7 @@ class ParentTunnel:
         decision: Decision,
         request: bytes,
         timeout: float,
-        on_connected: Callable[[Endpoint], object],
+        on_connected: Callable[[Stream], object],
         on_failed: Callable[[Failure], object],
     ):
         self.state = "connecting"
@@ -49,24 +48,29 @@ class ParentTunnel:
         self._timeout = timeout
         self._on_connected = on_connected
         self._on_failed = on_failed
-        self._parent: Endpoint | None = None
+        self._parent: Stream | None = None
         self._deadline: Any = None
         self._reader = Parser("response")
         self._reader.expect(b"CONNECT")
-        self._connector = session.connect_server(timeout, self._connected, self._failed, decision)
+        self._attempt = session.connect_server(timeout, self._connected, self._failed, decision)
 
-    def stopConnecting(self) -> None:
+    @property
+    def pending(self) -> bool:
+        """The parent has not answered 2xx yet, nor has the attempt failed."""
+        return self.state == "connecting"
+
+    def cancel(self) -> None:
         """Give up on the tunnel."""
         if self.state != "connecting":
             return
         if self._parent is None:
-            self._connector.stopConnecting()  # the connector's failure follows
+            self._attempt.cancel()  # the attempt's failure follows
         else:
             self._fail("gave up waiting for the parent proxy")
 
-    def _connected(self, parent: Endpoint) -> None:
+    def _connected(self, parent: Stream) -> None:
         if self.state != "connecting":
-            parent.transport.loseConnection()
+            parent.close()
             return
         self._parent = parent
         parent.on_data = self._answer
@@ -121,7 +125,7 @@ class ParentTunnel:
         if parent is not None:
             parent.on_data = parent.on_eof = parent.on_lost = lambda *_a: None
             if not parent.lost:
-                parent.transport.loseConnection()
+                parent.close()
         self._failed(Failure(TunnelRefused(why)))
 
     def _cancel_deadline(self) -> None:

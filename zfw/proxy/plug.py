@@ -7,10 +7,10 @@ from typing import ClassVar
 from twisted.python.failure import Failure
 
 from zfw import net
-from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
-from zfw.proxy.base import Proxy
+from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
+from zfw.stream import Stream
 
 
 class PlugProxy(Proxy):
@@ -26,23 +26,33 @@ class PlugProxy(Proxy):
     """
 
     log_tag: ClassVar[str] = "plug"
+    needs_server: ClassVar[bool] = True
     timeout: float = 600.0
     connect_timeout: float = 30.0
     max_early_data: int = 65536
 
-    def start(self, client: Endpoint) -> None:
-        """Connect to the server; what the client sends meanwhile waits, then relay."""
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Connect to the server (or take the one handed over); what the client sends
+        meanwhile waits, then relay."""
         self.client = client
-        self._early: list[bytes] = []
-        self._early_size = 0
-        self._early_eof = False
+        handover = handover or Handover()
+        if handover.server is not None:
+            self._relay(
+                client,
+                handover.server,
+                handover.pending,
+                handover.to_client,
+                handover.client_eof,
+            )
+            return
+        self._early: list[bytes] = [handover.pending] if handover.pending else []
+        self._early_size = len(handover.pending)
+        self._early_eof = handover.client_eof
         client.on_data = self._early_data
         client.on_eof = self._early_end
         client.on_lost = self._client_lost_early
-        self._connector = self.session.connect_server(
-            self.connect_timeout, self._connected, self._failed
-        )
-        self.session.abort = self._give_up
+        connect = handover.connect or self.session.connect_server
+        self._attempt = connect(self.connect_timeout, self._connected, self._failed)
 
     def state(self) -> str:
         """Connecting, or relaying."""
@@ -54,47 +64,34 @@ class PlugProxy(Proxy):
         self._early.append(data)
         self._early_size += len(data)
         if self._early_size >= self.max_early_data:
-            self.client.transport.pauseProducing()  # the relay resumes it
+            self.client.pause()  # the relay resumes it
 
-    def _early_end(self, _ep: Endpoint) -> None:
+    def _early_end(self, _ep: Stream) -> None:
         self._early_eof = True  # the relay passes it on after the early data
 
-    def _give_up(self) -> None:
-        if self._connector.state == "connecting":
-            self._connector.stopConnecting()
-
-    def _client_lost_early(self, _ep: Endpoint, _reason: Failure) -> None:
+    def _client_lost_early(self, _ep: Stream, _reason: Failure) -> None:
         self.log("info", 4, "client left before the server answered")
-        self._give_up()
+        self._attempt.cancel()
 
     def _failed(self, reason: Failure) -> None:
         if not self.client.lost:
             self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
-            self.client.transport.loseConnection()
+            self.client.close()
         self.session.close()
 
-    def _connected(self, server: Endpoint) -> None:
+    def _connected(self, server: Stream) -> None:
         if self.client.lost:  # gone while we connected
-            server.transport.loseConnection()
+            server.close()
             self.session.close()
             return
         early, self._early = b"".join(self._early), []
-        self.adopt(self.client, server, to_server=early, client_eof=self._early_eof)
+        self._relay(self.client, server, early, b"", self._early_eof)
 
-    def adopt(
-        self,
-        client: Endpoint,
-        server: Endpoint,
-        to_server: bytes = b"",
-        to_client: bytes = b"",
-        client_eof: bool = False,
+    def _relay(
+        self, client: Stream, server: Stream, to_server: bytes, to_client: bytes, client_eof: bool
     ) -> None:
-        """Relay between connections another proxy opened (HttpProxy's CONNECT tunnels);
-        ``to_server``/``to_client``: bytes that proxy read but did not pass on;
-        ``client_eof``: the client has half-closed already."""
         self.client = client
         self.relay = Relay(client, server, self.session.idle_watch, self.timeout, self._done)
-        self.session.abort = self.relay.abort
         self.relay.start(to_server=to_server, to_client=to_client, client_eof=client_eof)
 
     def _done(self, relay: Relay, reason: str) -> None:

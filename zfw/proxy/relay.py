@@ -1,11 +1,11 @@
 """A bidirectional byte relay between two endpoints, with backpressure.
 
-Each transport is registered as the streaming producer of the other: when
-one side's write buffer fills (a slow reader), the reactor stops reading
-from the other side until it drains, so memory per session stays bounded
-(a few socket reads) however slow either peer is. A half-close (FIN) is
-passed on; the relay ends when both directions have ended or either side
-is lost. Used by PlugProxy and, later, by the TLS tunnel and FTP data channel.
+Each stream throttles the other: when one side's send queue fills (a slow
+reader), the other side is not read until it drains, so memory per session
+stays bounded (a few socket reads) however slow either peer is. A half-close
+is passed on; the relay ends when both directions have ended or either side
+is lost. Used by PlugProxy, CONNECT tunnels, the TLS tunnel and FTP data
+channels, on any :class:`zfw.stream.Stream`.
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from collections.abc import Callable
 
 from twisted.python.failure import Failure
 
-from zfw import net
-from zfw.engine.endpoint import Endpoint
 from zfw.engine.idle import IdleWatch
+from zfw.stream import Stream
 
 
 class Relay:
@@ -27,8 +26,8 @@ class Relay:
 
     def __init__(
         self,
-        client: Endpoint,
-        server: Endpoint,
+        client: Stream,
+        server: Stream,
         idle_watch: IdleWatch | None,
         idle_timeout: float | None,
         on_done: Callable[[Relay, str], None],
@@ -53,8 +52,8 @@ class Relay:
         s.on_data = c.write
         c.on_eof = s.on_eof = self._eof_from
         c.on_lost = s.on_lost = self._lost
-        c.transport.registerProducer(s.transport, True)
-        s.transport.registerProducer(c.transport, True)
+        c.throttle(s.producer)
+        s.throttle(c.producer)
         if to_server:
             s.write(to_server)
         if to_client:
@@ -62,15 +61,15 @@ class Relay:
         if client_eof:
             self._eof_from(c)  # Twisted reads no more from it: no resuming
         else:
-            c.transport.resumeProducing()
-        s.transport.resumeProducing()
+            c.resume()
+        s.resume()
         if self.idle_timeout and self.idle_watch is not None:
             self.idle_watch.add(self)
 
-    def _other(self, ep: Endpoint) -> Endpoint:
+    def _other(self, ep: Stream) -> Stream:
         return self.server if ep is self.client else self.client
 
-    def _eof_from(self, ep: Endpoint) -> None:
+    def _eof_from(self, ep: Stream) -> None:
         """``ep``'s peer will send no more: pass the half-close on."""
         self._eof.add(ep.side)
         if len(self._eof) == 2:
@@ -79,11 +78,9 @@ class Relay:
             return
         other = self._other(ep)
         if not other.lost:
-            other.transport.unregisterProducer()
-            if not net.half_close_drained(other.transport):
-                other.transport.loseWriteConnection()
+            other.half_close()
 
-    def _lost(self, ep: Endpoint, reason: Failure) -> None:
+    def _lost(self, ep: Stream, reason: Failure) -> None:
         if self._done:
             return
         self._finish(f"{ep.side} connection lost" if ep.side not in self._eof else "closed")
@@ -107,11 +104,10 @@ class Relay:
         for ep in (self.client, self.server):
             if ep.lost:
                 continue
-            ep.transport.unregisterProducer()
             if abort:
-                ep.transport.abortConnection()
-            elif not (drained and net.close_drained(ep.transport)):
-                ep.transport.loseConnection()
+                ep.abort()
+            else:
+                ep.close(drained)
         if not first:
             return
         self.end_reason = reason

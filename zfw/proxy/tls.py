@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
-from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
-from zfw.proxy.base import Proxy
+from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
+from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
 
@@ -105,25 +104,21 @@ class TlsTunnelProxy(Proxy):
 
     # --- the session -----------------------------------------------------------------------
 
-    def start(
-        self,
-        client: Endpoint,
-        pending: bytes = b"",
-        connect: Callable[..., Any] | None = None,
-    ) -> None:
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
         """Read the ClientHello, with a deadline, before anything else.
 
-        For a CONNECT tunnel, HttpProxy passes ``pending`` (bytes of the hello
-        already read) and, through a parent proxy, ``connect``: what opens the
-        way to the server instead of :meth:`Session.connect_server` (same
-        arguments; see :class:`~zfw.proxy.parent.ParentTunnel`)."""
+        Handed over a CONNECT tunnel, it starts with the ``pending`` bytes (of the
+        hello) and connects with the handover's ``connect`` if there is one (through
+        a parent proxy: :class:`~zfw.proxy.parent.ParentTunnel`)."""
+        handover = handover or Handover()
+        pending = handover.pending
         self.client = client
-        self._open = connect or self.session.connect_server
+        self._open = handover.connect or self.session.connect_server
         self.hello: ClientHello | None = None
         self.decision = "pending"
         self._reject_kind = "policy"
         self._reader = ClientHelloReader(self.max_hello_size)
-        self._connector: Any = None
+        self._attempt: Any = None
         self._relay: Relay | None = None
         client.on_data = self._hello_data
         client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
@@ -131,7 +126,6 @@ class TlsTunnelProxy(Proxy):
             "client left before its ClientHello", "client"
         )
         self._deadline = self.session.reactor.callLater(self.hello_timeout, self._late)
-        self.session.abort = self._abort
         if pending:
             self._hello_data(pending)
 
@@ -153,7 +147,7 @@ class TlsTunnelProxy(Proxy):
         if hello is None:
             return
         self._cancel_deadline()
-        self.client.transport.pauseProducing()
+        self.client.pause()
         self.client.on_data = self._reader.feed  # (paused: nothing more arrives)
         self.hello = hello
         if hello.ech:
@@ -204,21 +198,20 @@ class TlsTunnelProxy(Proxy):
             return
         self.decision = "accept"
         self.client.on_lost = self._lost_while_connecting
-        self._connector = self._open(self.connect_timeout, self._connected, self._failed)
+        self._attempt = self._open(self.connect_timeout, self._connected, self._failed)
 
-    def _lost_while_connecting(self, _ep: Endpoint, _reason: Failure) -> None:
-        if self._connector is not None and self._connector.state == "connecting":
-            self._connector.stopConnecting()
+    def _lost_while_connecting(self, _ep: Stream, _reason: Failure) -> None:
+        self._attempt.cancel()
 
     def _failed(self, reason: Failure) -> None:
         if not self.client.lost:
             self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
-            self.client.transport.loseConnection()
+            self.client.close()
         self._end("server unreachable", 0, 0)
 
-    def _connected(self, server: Endpoint) -> None:
+    def _connected(self, server: Stream) -> None:
         if self.client.lost:
-            server.transport.loseConnection()
+            server.close()
             self._end("client left", 0, 0)
             return
         self.server = server
@@ -237,15 +230,13 @@ class TlsTunnelProxy(Proxy):
         server.on_eof = server.on_lost = lambda *_a: self._retry_failed("the server left")
         self.client.on_data = self._held_data
         self.client.on_eof = self.client.on_lost = lambda *_a: self._retry_failed("the client left")
-        self.session.abort = self._abort_both
         server.write(first)
-        self.client.transport.resumeProducing()
+        self.client.resume()
 
     def _relay_now(self, to_server: bytes) -> None:
         self._relay = Relay(
             self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
-        self.session.abort = self._relay.abort
         self._relay.start(to_server=to_server)
 
     def _held_data(self, data: bytes) -> None:
@@ -264,7 +255,7 @@ class TlsTunnelProxy(Proxy):
             self._relay_now(held)
         elif retry and self._second is None:
             self._second = SecondHelloReader(self.max_hello_size)
-            self.server.transport.pauseProducing()  # nothing more until it is decided
+            self.server.pause()  # nothing more until it is decided
             if self._held:
                 self._second_hello()
 
@@ -286,7 +277,7 @@ class TlsTunnelProxy(Proxy):
             )
             return
         self.log("info", 4, "HelloRetryRequest: the second ClientHello names the same server")
-        self.server.transport.resumeProducing()
+        self.server.resume()
         self._relay_now(self._retry_bytes)
 
     def _violation_both(self, reason: str) -> None:
@@ -301,7 +292,7 @@ class TlsTunnelProxy(Proxy):
     def _abort_both(self) -> None:
         for ep in (self.client, self.server):
             if not ep.lost:
-                ep.transport.abortConnection()
+                ep.abort()
 
     def _relay_done(self, relay: Relay, reason: str) -> None:
         self._end(reason, relay.client.received, relay.server.received, relay.duration)
@@ -329,15 +320,8 @@ class TlsTunnelProxy(Proxy):
     def _close_client(self, reason: str) -> None:
         self._cancel_deadline()
         if not self.client.lost:
-            self.client.transport.abortConnection()
+            self.client.abort()
         self._end(reason, self.client.received, 0)
-
-    def _abort(self) -> None:
-        self._cancel_deadline()
-        if self._connector is not None and self._connector.state == "connecting":
-            self._connector.stopConnecting()
-        if not self.client.lost:
-            self.client.transport.abortConnection()
 
     def _end(
         self, reason: str, client_bytes: int, server_bytes: int, duration: float | None = None

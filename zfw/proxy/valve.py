@@ -2,36 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
+if TYPE_CHECKING:
+    from zfw.stream import Stream
+
 
 @implementer(IPushProducer)
 class Valve:
-    """Reads from ``transport`` only while nothing holds the valve.
+    """Reads from ``stream`` only while nothing holds the valve.
 
-    Registered as the streaming producer of the *other* connection, it is held
-    while that connection's write buffer is full (backpressure); a proxy holds
+    Given to the *other* stream's ``throttle``, it is held while that stream's
+    send queue is full (backpressure); a proxy holds
     it too while it waits (say, for a response before the next pipelined
     request). ``stopProducing`` does nothing: the proxy decides what to close.
     """
 
-    def __init__(self, transport: Any = None):
-        self.transport = transport
+    def __init__(self, stream: Stream | None = None):
+        self.stream = stream
         self.reasons: set[str] = set()
 
-    def attach(self, transport: Any) -> None:
-        """Switch to ``transport`` (a new server connection), paused if held."""
-        self.transport = transport
-        if self.reasons and transport is not None:
-            transport.pauseProducing()
+    def attach(self, stream: Stream) -> None:
+        """Switch to ``stream`` (a new server connection), paused if held."""
+        self.stream = stream
+        if self.reasons:
+            stream.pause()
 
     def hold(self, reason: str) -> None:
         """Stop reading for ``reason``."""
-        if not self.reasons and self.transport is not None:
-            self.transport.pauseProducing()
+        if not self.reasons and self.stream is not None:
+            self.stream.pause()
         self.reasons.add(reason)
 
     def release(self, reason: str) -> None:
@@ -39,8 +42,8 @@ class Valve:
         if reason not in self.reasons:
             return
         self.reasons.discard(reason)
-        if not self.reasons and self.transport is not None:
-            self.transport.resumeProducing()
+        if not self.reasons and self.stream is not None:
+            self.stream.resume()
 
     def pauseProducing(self) -> None:
         self.hold("backpressure")
