@@ -44,7 +44,7 @@ def test_policy_functions_return_a_value_of_the_same_kind():
         ((FTP_REQ_REJECT, 1.5), "neither"),
         ((FTP_REQ_POLICY,), "POLICY needs one function"),
         ((FTP_REQ_POLICY, lambda: None), "returned nothing"),
-        ((FTP_REQ_POLICY, lambda: FTP_REQ_POLICY), "cannot return POLICY"),
+        ((FTP_REQ_POLICY, lambda: FTP_REQ_POLICY), "cannot answer POLICY"),
     ],
 )
 def test_bad_values_are_refused_with_a_reason(value, message):

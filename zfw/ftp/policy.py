@@ -13,7 +13,8 @@ A value is an action constant or a tuple of the action and its arguments::
     self.response[("RETR", "*")] = FTP_RSP_ACCEPT
 
 A POLICY function gets the command (or the command and the reply) and
-returns a value of the same kind.
+returns a value of the same kind. Lookups and actions are
+:mod:`zfw.policytable`'s, shared by every proxy; this module adds reply codes.
 """
 
 from __future__ import annotations
@@ -23,10 +24,13 @@ from typing import Any
 
 import attrs
 
-FTP_REQ_ACCEPT = 1
-FTP_REQ_REJECT = 3
-FTP_REQ_ABORT = 4
-FTP_REQ_POLICY = 6
+from zfw import policytable
+from zfw.policytable import PolicyValueError
+
+FTP_REQ_ACCEPT = policytable.ACCEPT
+FTP_REQ_REJECT = policytable.REJECT
+FTP_REQ_ABORT = policytable.ABORT
+FTP_REQ_POLICY = policytable.POLICY
 
 FTP_RSP_ACCEPT = FTP_REQ_ACCEPT
 FTP_RSP_REJECT = FTP_REQ_REJECT
@@ -71,10 +75,6 @@ DEFAULT_FEATURES = frozenset(
 ANONYMOUS_USERS = frozenset({"anonymous", "ftp"})
 
 
-class PolicyValueError(Exception):
-    """A policy table holds something zfw cannot act on."""
-
-
 @attrs.frozen
 class FtpVerdict:
     """What to do with a command or reply; ``code``/``text`` form the reply of a reject."""
@@ -96,22 +96,10 @@ def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) ->
     """The :class:`FtpVerdict` for a table value; ``call(fn)`` runs a POLICY function."""
     if isinstance(value, FtpVerdict):
         return value
-    args: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
-    if not args or args[0] not in _ACTIONS or isinstance(args[0], bool):
-        raise PolicyValueError(f"{what}: {value!r} is not an FTP_REQ_*/FTP_RSP_* action")
-    action = _ACTIONS[args[0]]
-    if action == "policy":
-        if len(args) != 2 or not callable(args[1]):
-            raise PolicyValueError(f"{what}: POLICY needs one function: (FTP_REQ_POLICY, func)")
-        result = call(args[1])
-        if result is None:
-            raise PolicyValueError(f"{what}: the policy function returned nothing")
-        if (result[0] if isinstance(result, tuple) and result else result) == FTP_REQ_POLICY:
-            raise PolicyValueError(f"{what}: a policy function cannot return POLICY")
-        return verdict(result, call, what)
+    action, args = policytable.decide(value, call, what, _ACTIONS, "an FTP_REQ_*/FTP_RSP_* action")
     code: int | None = None
     text: str | None = None
-    for a in args[1:]:
+    for a in args:
         if isinstance(a, int) and not isinstance(a, bool):
             if not 400 <= a <= 599:
                 raise PolicyValueError(f"{what}: reply code {a} is not 4xx or 5xx")
@@ -127,17 +115,14 @@ def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) ->
 
 def request_entry(table: Mapping[str, Any], verb: str) -> Any:
     """The table value for ``verb``: its own, else ``"*"``, else None."""
-    value = table.get(verb)
-    return table.get("*") if value is None else value
+    return policytable.lookup(table, verb)
 
 
 def response_entry(table: Mapping[tuple[Any, Any], Any], verb: str, code: int) -> Any:
-    """The table value for a reply: (verb, code), (verb, *), (*, code), (*, *)."""
-    for key in ((verb, code), (verb, str(code)), (verb, "*"), ("*", code), ("*", str(code))):
-        value = table.get(key)
-        if value is not None:
-            return value
-    return table.get(("*", "*"), FTP_RSP_ACCEPT)
+    """The table value for a reply: (verb, code), (verb, *), (*, code), (*, *); accept
+    when none is listed."""
+    value = policytable.lookup_pair(table, verb, code)
+    return FTP_RSP_ACCEPT if value is None else value
 
 
 #: Commands a firewall cannot judge (``SITE EXEC``, ``SITE CHMOD``: whatever the server

@@ -12,8 +12,10 @@ A value is an action constant, or a tuple of the action and its arguments::
     self.request["PUT"] = (HTTP_REQ_POLICY, self.check_put)
     self.request_header["User-Agent"] = (HTTP_HDR_REPLACE, "zfw")
 
-This module turns those values into :class:`Verdict` objects and applies
-header tables to a list of fields; the proxy acts on the result.
+The lookups and actions are :mod:`zfw.policytable`'s, shared by every proxy;
+this module adds error statuses and texts, turns values into :class:`Verdict`
+objects and applies header tables to a list of fields; the proxy acts on the
+result.
 """
 
 from __future__ import annotations
@@ -24,13 +26,15 @@ from typing import Any
 
 import attrs
 
+from zfw import policytable
 from zfw.http.core import HOP_BY_HOP, TOKEN
+from zfw.policytable import PolicyValueError
 
-HTTP_REQ_ACCEPT = 1
-HTTP_REQ_DENY = 2
-HTTP_REQ_REJECT = 3
-HTTP_REQ_ABORT = 4
-HTTP_REQ_POLICY = 6
+HTTP_REQ_ACCEPT = policytable.ACCEPT
+HTTP_REQ_DENY = policytable.DENY
+HTTP_REQ_REJECT = policytable.REJECT
+HTTP_REQ_ABORT = policytable.ABORT
+HTTP_REQ_POLICY = policytable.POLICY
 
 HTTP_RSP_ACCEPT = HTTP_REQ_ACCEPT
 HTTP_RSP_DENY = HTTP_REQ_DENY
@@ -57,10 +61,6 @@ _NAME = re.compile(TOKEN.decode())
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Header names a policy cannot set: zfw alone frames messages.
 RESERVED_HEADERS = frozenset(n.decode() for n in HOP_BY_HOP) | {"content-length"}
-
-
-class PolicyValueError(Exception):
-    """A policy table holds something zfw cannot act on."""
 
 
 @attrs.define
@@ -108,28 +108,16 @@ def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) ->
     """
     if isinstance(value, Verdict):
         return value
-    args: tuple[Any, ...] = value if isinstance(value, tuple) else (value,)
-    if not args or args[0] not in _ACTION_NAMES:
-        raise PolicyValueError(f"{what}: {value!r} is not an HTTP_REQ_*/HTTP_RSP_* action")
-    action = _ACTION_NAMES[args[0]]
-    if action == "policy":
-        if len(args) != 2 or not callable(args[1]):
-            raise PolicyValueError(f"{what}: POLICY needs one function: (HTTP_REQ_POLICY, func)")
-        result = call(args[1])
-        if result is None:
-            raise PolicyValueError(f"{what}: the policy function returned nothing")
-        inner = result if isinstance(result, tuple) else (result,)
-        if inner and inner[0] == HTTP_REQ_POLICY:
-            raise PolicyValueError(f"{what}: a policy function cannot answer POLICY")
-        return verdict(result, call, what)
-    status, info = _status_and_info(args[1:], what)
+    action, args = policytable.decide(
+        value, call, what, _ACTION_NAMES, "an HTTP_REQ_*/HTTP_RSP_* action"
+    )
+    status, info = _status_and_info(args, what)
     return Verdict(action, status, info)
 
 
 def request_entry(table: Mapping[str, Any], method: str) -> Any:
     """The request table's value for ``method`` (exact, then ``"*"``); None: not listed."""
-    value = table.get(method)
-    return table.get("*") if value is None else value
+    return policytable.lookup(table, method)
 
 
 def response_entry(table: Mapping[Any, Any], method: str, status: int) -> Any:
@@ -137,12 +125,7 @@ def response_entry(table: Mapping[Any, Any], method: str, status: int) -> Any:
 
     Codes may be written as ints or strings; ``"*"`` matches any method or code.
     """
-    for m in (method, "*"):
-        for c in (status, str(status), "*"):
-            value = table.get((m, c))
-            if value is not None:
-                return value
-    return None
+    return policytable.lookup_pair(table, method, status)
 
 
 class HeaderAbort(Exception):
