@@ -74,6 +74,13 @@ from zfw.proxy.base import Proxy
 from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyAnonRW, FtpProxyRO, FtpProxyRW
 from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
 from zfw.proxy.plug import PlugProxy
+from zfw.proxy.pop3 import (
+    POP3_REQ_ABORT,
+    POP3_REQ_ACCEPT,
+    POP3_REQ_POLICY,
+    POP3_REQ_REJECT,
+    Pop3Proxy,
+)
 from zfw.proxy.tls import TlsTunnelProxy
 from zfw.zones import Zone as _Zone
 from zfw.zones import check_zone_name, parse_networks
@@ -106,6 +113,10 @@ __all__ = [
     "HTTP_RSP_DENY",
     "HTTP_RSP_POLICY",
     "HTTP_RSP_REJECT",
+    "POP3_REQ_ABORT",
+    "POP3_REQ_ACCEPT",
+    "POP3_REQ_POLICY",
+    "POP3_REQ_REJECT",
     "DirectedRouter",
     "FtpProxy",
     "FtpProxyAnonRO",
@@ -121,6 +132,7 @@ __all__ = [
     "LocalService",
     "PacketFilter",
     "PlugProxy",
+    "Pop3Proxy",
     "Proxy",
     "Service",
     "SockAddrInet",

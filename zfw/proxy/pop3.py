@@ -1,0 +1,276 @@
+"""Pop3Proxy: a strict POP3 command proxy with a command table.
+
+It is written against the public proxy interface only (:mod:`zfw.proxy.base`,
+:mod:`zfw.stream`, the session), and the protocol work is done by the sans-IO
+core (:mod:`zfw.pop3.core`); ``docs/proxies.md`` walks through it. One
+command at a time: the client is not read while a command waits for its
+reply. Each command is checked against ``self.request`` before it goes to the
+server. Multi-line replies are passed on with backpressure (the server is not
+read while the client's queue is full).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, ClassVar
+
+from twisted.python.failure import Failure
+
+from zfw import policytable
+from zfw.engine.session import describe_failure
+from zfw.pop3.core import (
+    MAX_COMMAND,
+    MAX_REPLY,
+    Command,
+    LineReader,
+    Pop3Violation,
+    multiline,
+    parse_command,
+    reply_ok,
+)
+from zfw.proxy.base import Handover, Proxy
+from zfw.stream import Stream
+
+POP3_REQ_ACCEPT = policytable.ACCEPT
+POP3_REQ_REJECT = policytable.REJECT
+POP3_REQ_ABORT = policytable.ABORT
+POP3_REQ_POLICY = policytable.POLICY
+
+#: The commands of RFC 1939 and RFC 2449 that the default table lets through.
+COMMANDS = frozenset(
+    {"USER", "PASS", "APOP", "QUIT", "STAT", "LIST", "RETR", "DELE", "NOOP", "RSET"}
+    | {"TOP", "UIDL", "CAPA"}
+)
+#: Capabilities passed on in a CAPA reply: STLS and SASL would take the session out
+#: of the proxy's sight.
+CAPABILITIES = frozenset(
+    {"TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "EXPIRE", "LOGIN-DELAY"}
+    | {"IMPLEMENTATION", "AUTH-RESP-CODE"}
+)
+_ACTIONS = {
+    POP3_REQ_ACCEPT: "accept",
+    POP3_REQ_REJECT: "reject",
+    POP3_REQ_ABORT: "abort",
+    POP3_REQ_POLICY: "policy",
+}
+_GREETING = Command("(greeting)", ())
+
+
+class Pop3Proxy(Proxy):
+    """The strict POP3 proxy; subclass it and override ``config()``.
+
+    ``self.request[VERB]`` says what to do with a command (``"*"``: any other):
+    ``POP3_REQ_ACCEPT``, ``(POP3_REQ_REJECT, "text")`` (answered ``-ERR text``
+    by zfw), ``POP3_REQ_ABORT`` (the session is closed) or
+    ``(POP3_REQ_POLICY, func)``, where ``func(command)`` returns one of those.
+    By default the commands of RFC 1939 and CAPA pass; STLS and AUTH are
+    refused, as is anything else. Attributes: ``timeout`` (idle seconds, 600),
+    ``connect_timeout`` (30), ``max_body_line`` (octets of a message line, 8192),
+    ``max_queued_commands`` (pipelined commands waiting, 16).
+    """
+
+    log_tag: ClassVar[str] = "pop3"
+    default_ports: ClassVar[tuple[int, ...]] = (110,)
+    timeout: float = 600.0
+    connect_timeout: float = 30.0
+    max_body_line: int = 8192
+    max_queued_commands: int = 16
+    due: float | None = None  # for the idle watch: no deadline, only the idle timeout
+
+    def __init__(self, session: Any):
+        super().__init__(session)
+        self.request: dict[str, Any] = {}
+
+    def preset(self) -> None:
+        """RFC 1939 and CAPA pass; TLS and SASL are refused, and anything unknown."""
+        self.request.update({verb: POP3_REQ_ACCEPT for verb in COMMANDS})
+        self.request["STLS"] = (POP3_REQ_REJECT, "TLS is not available through this firewall.")
+        self.request["AUTH"] = (POP3_REQ_REJECT, "Use USER and PASS.")
+        self.request["*"] = (POP3_REQ_REJECT, "Unknown command.")
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds without traffic before the session is dropped."""
+        return self.timeout or None
+
+    # --- start and end -------------------------------------------------------------------
+
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Connect to the server; the client is read once the greeting has come."""
+        self.client = client
+        self.server: Stream | None = None
+        self.commands = LineReader(MAX_COMMAND)
+        self.replies = LineReader(self.max_body_line)
+        self.queue: deque[bytes | Pop3Violation] = deque()
+        self.waiting: Command | None = _GREETING  # the command whose reply is awaited
+        self.in_body = False  # passing the lines of a multi-line reply
+        self.closed = False
+        self._reading = False
+        client.pause()
+        client.on_eof = client.on_lost = lambda *_a: self.close("client left")
+        self._attempt = self.session.connect_server(
+            self.connect_timeout, self._connected, self._failed
+        )
+        if handover is not None and handover.pending:
+            self.queue.extend(self.commands.feed(handover.pending))
+
+    def _failed(self, reason: Failure) -> None:
+        self.log("error", 3, f"connecting to the server failed: {describe_failure(reason)}")
+        self._answer("-ERR Service not available.")
+        self.close("server unreachable")
+
+    def _connected(self, server: Stream) -> None:
+        if self.closed:
+            server.close()
+            return
+        self.server = server
+        server.on_data = self._from_server
+        server.on_eof = server.on_lost = lambda *_a: self.close("server left")
+        self.client.on_data = self._from_client
+        self.client.throttle(server.producer)  # a slow client: the server waits
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.add(self)
+
+    def close(self, reason: str) -> None:
+        """End the session: both connections, after what is queued for them."""
+        if self.closed:
+            return
+        self.closed = True
+        self._attempt.cancel()
+        for stream in (self.client, self.server):
+            if stream is not None and not stream.lost:
+                stream.close()
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        self.log("info", 3, f"session end: {reason}", client_bytes=self.client.received)
+        self.session.close()
+
+    def traffic(self) -> int:
+        """Bytes so far, both ways (for the idle watch)."""
+        return self.client.received + (self.server.received if self.server else 0)
+
+    def expire(self, reason: str) -> None:
+        """Idle too long."""
+        self._answer("-ERR Idle for too long; closing.")
+        self.close(reason)
+
+    def state(self) -> str:
+        """The command whose reply is awaited, if any."""
+        return f"{self.waiting.verb}: waiting for the reply" if self.waiting else "idle"
+
+    # --- commands --------------------------------------------------------------------------
+
+    def _from_client(self, data: bytes) -> None:
+        self.queue.extend(self.commands.feed(data))
+        if len(self.queue) > self.max_queued_commands:
+            self._violation(f"more than {self.max_queued_commands} commands waiting")
+            return
+        self._next()
+
+    def _next(self) -> None:
+        while self.waiting is None and self.queue and not self.closed:
+            line = self.queue.popleft()
+            try:
+                if isinstance(line, Pop3Violation):
+                    raise line
+                command = parse_command(line)
+            except Pop3Violation as e:
+                self._violation(f"command: {e}")
+                return
+            self._command(command)
+        if self.closed:
+            return
+        reading = self.waiting is None
+        if reading != self._reading:  # (each change costs an epoll_ctl)
+            self._reading = reading
+            (self.client.resume if reading else self.client.pause)()
+
+    def _command(self, command: Command) -> None:
+        what = f"request[{command.verb!r}]"
+        try:
+            action, args = policytable.decide(
+                policytable.lookup(self.request, command.verb),
+                lambda fn: fn(command),
+                what,
+                _ACTIONS,
+                "a POP3_REQ_* action",
+            )
+        except policytable.PolicyValueError as e:
+            self.log("error", 1, str(e))
+            self._answer("-ERR The firewall policy failed on this command.")
+            return
+        except Exception as e:  # policy code
+            self.session.policy_failed(what, e)
+            self._answer("-ERR The firewall policy failed on this command.")
+            return
+        if action == "abort":
+            self.log("policy", 3, f"{command.verb}: aborted by policy")
+            self.close(f"{command.verb} aborted by policy")
+            return
+        if action == "reject":
+            text = next((a for a in args if isinstance(a, str)), "Rejected by policy.")
+            self.log("policy", 3, f"{command.verb}: rejected by policy")
+            self._answer(f"-ERR {text}")
+            return
+        assert self.server is not None
+        self.log("debug", 6, f"command {command.verb}")
+        self.waiting = command
+        self.server.write(command.line)
+
+    # --- replies ---------------------------------------------------------------------------
+
+    def _from_server(self, data: bytes) -> None:
+        out = []
+        for line in self.replies.feed(data):
+            if self.closed:
+                return
+            if isinstance(line, Pop3Violation):
+                if out:
+                    self.client.write(b"".join(out))
+                self._violation(f"reply: {line}")
+                return
+            if self.in_body:
+                if line == b".":
+                    self.in_body = False
+                    self.waiting = None
+                elif self.waiting.verb == "CAPA" and not _capability_passed(line):
+                    continue
+                out.append(line + b"\r\n")
+                continue
+            if self.waiting is None:
+                self._violation("reply: a line nobody asked for")
+                return
+            if len(line) + 2 > MAX_REPLY:
+                self._violation(f"reply: status line longer than {MAX_REPLY} octets")
+                return
+            try:
+                ok = reply_ok(line)
+            except Pop3Violation as e:
+                self._violation(f"reply: {e}")
+                return
+            out.append(line + b"\r\n")
+            if ok and multiline(self.waiting):
+                self.in_body = True
+            else:
+                self.waiting = None
+        if out:
+            self.client.write(b"".join(out))
+        if self.waiting is None:
+            self._next()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _answer(self, line: str) -> None:
+        if not self.client.lost:
+            self.client.write(line.encode("ascii") + b"\r\n")
+
+    def _violation(self, reason: str) -> None:
+        self.session.stats.count("pop3_violations")
+        self.log("violation", 1, reason)
+        self._answer("-ERR Protocol violation; closing.")
+        self.close(reason)
+
+
+def _capability_passed(line: bytes) -> bool:
+    """Whether a line of a CAPA reply names a capability zfw passes on."""
+    return line.split(b" ", 1)[0].upper().decode("ascii", "replace") in CAPABILITIES
