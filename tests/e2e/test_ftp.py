@@ -151,6 +151,29 @@ def test_read_only_preset_rejects_stor(ftp_lab):
     assert proc.stdout == "hello through zfw\n"
 
 
+def test_read_only_stays_read_only_for_lftp_without_super(ftp_lab):
+    """The ftp_ro service is a subclass of FtpProxyRO whose config() forgets super()."""
+    lab, z, d, digest, upload, _ = ftp_lab
+    out = d / "lftp-ro-get.bin"
+    script = (
+        f"set net:max-retries 1; get big.bin -o {out}; "
+        f"put {upload} -o lftp-ro.bin; rm hello.txt; mkdir lftp-ro-dir; bye"
+    )
+    proc = lab.run(
+        "client",
+        ["lftp", "-u", "zfw,secret", "-p", str(RO), "-e", script, SERVER4],
+        check=False,
+        timeout=180,
+    )
+    assert sha256_of(out) == digest  # reading works
+    out.unlink()
+    assert "550" in proc.stderr
+    assert not (d / "root" / "lftp-ro.bin").exists()
+    assert not (d / "root" / "lftp-ro-dir").exists()
+    assert (d / "root" / "hello.txt").exists()
+    assert z.wait_for("DELE: rejected by policy (550)")
+
+
 def test_bounce_low_port_and_unknown_commands_are_refused(ftp_lab):
     lab, z, *_ = ftp_lab
     start = len(z.lines)
