@@ -11,9 +11,10 @@ anew); they start as no-ops.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.python.failure import Failure
+if TYPE_CHECKING:
+    from twisted.python.failure import Failure
 
 
 class Stream(Protocol):

@@ -19,7 +19,7 @@ from twisted.logger import ILogObserver
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from zfw import net, systemd
+from zfw import net, systemd, twisted_compat
 from zfw.control.client import RUN_DIR, socket_path
 from zfw.control.controller import Controller
 from zfw.control.server import ControlFactory, listen_control
@@ -144,6 +144,11 @@ class ZfwService(Service):
         # Everything loaded so far lives as long as the process: keep the cyclic garbage
         # collector from scanning it again and again as sessions come and go.
         gc.freeze()
+        self.log(
+            "core.info",
+            3 if twisted_compat.fast() else 2,
+            twisted_compat.status(),
+        )
         self.log(
             "core.info",
             3,

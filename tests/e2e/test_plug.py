@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,12 @@ def zfw(plug_lab: Lab):
     z = plug_lab.start_zfw(PLUG_POLICY, "lab", "--log-spec", "core.*:5")
     yield z
     z.stop()
+
+
+def test_the_twisted_self_check_is_logged(zfw):
+    """CI runs this file again with ZFW_TWISTED_INTERNALS=public: the fallback is taken."""
+    public = os.environ.get("ZFW_TWISTED_INTERNALS") == "public"
+    assert zfw.grep("Twisted's public API only" if public else "fast paths on")
 
 
 def seen_by_server(servers, count: int) -> list[str]:
