@@ -13,6 +13,7 @@ from zfw.http.core import (
     Broken,
     Data,
     EndOfMessage,
+    Framing,
     HttpViolation,
     Limits,
     Parser,
@@ -20,6 +21,8 @@ from zfw.http.core import (
     Response,
     chunk,
     end_to_end,
+    framing_out,
+    keeps_alive,
     serialize_request,
     serialize_response,
 )
@@ -528,3 +531,83 @@ def test_heads_without_fields_end_at_once():
     assert serialize_response(Response(204, b"No Content", (1, 1), ())) == (
         b"HTTP/1.1 204 No Content\r\n\r\n"
     )
+
+
+# --- the framing decision, made once in the core -------------------------------------------
+
+
+def _response(raw: bytes, method: bytes = b"GET") -> Response:
+    p = Parser("response")
+    p.expect(method)
+    return next(e for e in p.feed(raw) if type(e) is Response)
+
+
+@pytest.mark.parametrize(
+    ("raw", "method", "body", "to_11", "to_10"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            b"GET",
+            "length",
+            Framing(((b"Content-Length", b"5"),)),
+            Framing(((b"Content-Length", b"5"),)),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"GET",
+            "chunked",
+            Framing(((b"Transfer-Encoding", b"chunked"),), chunked=True),
+            Framing(close=True),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\n\r\n",
+            b"GET",
+            "close",
+            Framing(((b"Transfer-Encoding", b"chunked"),), chunked=True),
+            Framing(close=True),
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+            b"HEAD",
+            "none",
+            Framing(((b"Content-Length", b"5"),)),
+            Framing(((b"Content-Length", b"5"),)),
+        ),
+        (
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            b"GET",
+            "none",
+            Framing(((b"Content-Length", b"5"),)),
+            Framing(((b"Content-Length", b"5"),)),
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+            b"GET",
+            "none",
+            Framing(),
+            Framing(),
+        ),
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"CONNECT", "tunnel", Framing(), Framing()),
+    ],
+)
+def test_framing_is_decided_by_the_parser_and_sent_on_by_framing_out(
+    raw, method, body, to_11, to_10
+):
+    resp = _response(raw, method)
+    assert resp.body == body
+    assert framing_out(resp, (1, 1)) == to_11
+    assert framing_out(resp, (1, 0)) == to_10
+
+
+def test_keep_alive_is_decided_in_the_core():
+    assert keeps_alive(_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert not keeps_alive(_response(b"HTTP/1.1 200 OK\r\n\r\n"))  # ends with the close
+    assert not keeps_alive(_response(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
+    assert not keeps_alive(
+        _response(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    )
+    req = Parser("request").feed(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )[0]
+    assert req.body == "chunked" and keeps_alive(req)
+    assert framing_out(req, (1, 0)) == Framing(((b"Transfer-Encoding", b"chunked"),), chunked=True)

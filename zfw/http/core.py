@@ -84,26 +84,83 @@ Headers = tuple[tuple[bytes, bytes], ...]
 Index = dict[bytes, list[bytes]]
 
 
+#: How a message's body is delimited, as the parser decided it (``Request.body``,
+#: ``Response.body``): ``none`` (no body: HEAD, 1xx, 204, 304, a request without
+#: framing fields), ``length`` (Content-Length), ``chunked``, ``close`` (a response
+#: that ends with the connection), ``tunnel`` (CONNECT: what follows is not HTTP).
+BODY_KINDS = ("none", "length", "chunked", "close", "tunnel")
+
+
 @attrs.define
 class Request:
-    """A request head; ``fields`` maps lower-case names to their values."""
+    """A request head; ``fields`` maps lower-case names to their values, ``body`` is
+    how its body is delimited (one of :data:`BODY_KINDS`)."""
 
     method: bytes
     target: bytes
     version: tuple[int, int]
     headers: Headers
     fields: Index = attrs.field(factory=dict, eq=False, repr=False)
+    body: str = attrs.field(default="none", eq=False)
 
 
 @attrs.define
 class Response:
-    """A response head; ``fields`` maps lower-case names to their values."""
+    """A response head; ``fields`` maps lower-case names to their values, ``body`` is
+    how its body is delimited (one of :data:`BODY_KINDS`)."""
 
     status: int
     reason: bytes
     version: tuple[int, int]
     headers: Headers
     fields: Index = attrs.field(factory=dict, eq=False, repr=False)
+    body: str = attrs.field(default="none", eq=False)
+
+
+@attrs.frozen
+class Framing:
+    """How to send a message on: the framing fields, whether its body is re-chunked on
+    the way, and whether the connection must close after it (a body that only the
+    close can end, toward an HTTP/1.0 peer)."""
+
+    fields: Headers = ()
+    chunked: bool = False
+    close: bool = False
+
+
+_CHUNKED = ((b"Transfer-Encoding", b"chunked"),)
+_NO_FRAMING = Framing()
+
+
+def framing_out(message: Request | Response, peer: tuple[int, int]) -> Framing:
+    """How to send ``message`` (as the parser read it) to a peer speaking HTTP ``peer``.
+
+    The one place that decides framing on the way out: a length stays a length; a
+    chunked or close-delimited body is chunked toward HTTP/1.1 and delimited by the
+    close toward HTTP/1.0; a message without a body keeps the length it describes
+    (HEAD, 304), except 204, which has none.
+    """
+    body = message.body
+    if body == "length":
+        return Framing(((b"Content-Length", message.fields[b"content-length"][0]),))
+    if body in ("chunked", "close"):
+        if peer == (1, 1) or type(message) is Request:
+            return Framing(_CHUNKED, chunked=True)
+        return Framing(close=True)
+    length = message.fields.get(b"content-length")
+    if body == "none" and length and type(message) is Response and message.status != 204:
+        return Framing(((b"Content-Length", length[0]),))
+    return _NO_FRAMING
+
+
+def keeps_alive(message: Request | Response) -> bool:
+    """Whether the connection may carry another message after ``message``: HTTP/1.1,
+    no ``Connection: close``, and a body that does not end with the connection."""
+    return (
+        message.version == (1, 1)
+        and b"close" not in tokens(message.fields.get(b"connection"))
+        and message.body != "close"
+    )
 
 
 @attrs.define
@@ -466,9 +523,10 @@ class Parser:
             if b"content-length" in index or b"transfer-encoding" in index:
                 raise HttpViolation(400, "CONNECT with a body")
             self._state = "tunnel"  # what follows is for the tunnel, if there is one
+            body = "tunnel"
         else:
-            self._framing(index, version, body_allowed=True)
-        return Request(method, target, version, headers, index)
+            body = self._framing(index, version, body_allowed=True)
+        return Request(method, target, version, headers, index, body)
 
     def _response(
         self,
@@ -490,9 +548,10 @@ class Parser:
         no_body = interim or status in (204, 304) or method == b"HEAD"
         if method == b"CONNECT" and 200 <= status < 300:
             self._state = "tunnel"  # no body: the tunnel starts after the head
+            body = "tunnel"
         else:
-            self._framing(index, version, body_allowed=not no_body, response=True)
-        return Response(status, reason, version, headers, index)
+            body = self._framing(index, version, body_allowed=not no_body, response=True)
+        return Response(status, reason, version, headers, index, body)
 
     def _lookalikes(self, headers: Headers, index: Index, status: int) -> tuple[Headers, Index]:
         """Refuse (or drop, as the limits say) fields that a backend which folds names
@@ -509,28 +568,39 @@ class Parser:
 
     def _framing(
         self, index: Index, version: tuple[int, int], body_allowed: bool, response: bool = False
-    ) -> None:
+    ) -> str:
+        """Set up reading the body; how it is delimited (one of :data:`BODY_KINDS`)."""
         self._body = 0
         te = index.get(b"transfer-encoding")
         cl = index.get(b"content-length")
         if te is None and cl is None:
             # No framing header: no body, or (a response) one delimited by the close.
-            self._state = "until-close" if response and body_allowed else "head"
-            return
+            if response and body_allowed:
+                self._state = "until-close"
+                return "close"
+            self._state = "head"
+            return "none"
         chunked = te is not None and _chunked(te, version)
         length = _content_length(cl, self.limits) if cl is not None else None
         if chunked and length is not None:
             raise HttpViolation(400, "both Content-Length and Transfer-Encoding")
         if not body_allowed:
             self._state = "head"
-        elif chunked:
+            return "none"
+        if chunked:
             self._state = "chunk-size"
-        elif length:
+            return "chunked"
+        if length:
             self._state, self._left = "length", length
-        elif length == 0 or not response:
+            return "length"
+        if length == 0:
             self._state = "head"
-        else:
-            self._state = "until-close"
+            return "length"
+        if not response:
+            self._state = "head"
+            return "none"
+        self._state = "until-close"
+        return "close"
 
     # --- chunked bodies --------------------------------------------------------------------
 
