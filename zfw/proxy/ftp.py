@@ -27,20 +27,7 @@ from typing import Any, ClassVar
 from twisted.python.failure import Failure
 
 from zfw import net
-from zfw.engine.decision import plain_host
-from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import describe_failure
-from zfw.errors import NetError
-from zfw.ftp.addresses import (
-    format_eprt,
-    format_epsv_reply,
-    format_pasv_reply,
-    format_port,
-    parse_eprt,
-    parse_epsv_reply,
-    parse_pasv_reply,
-    parse_port,
-)
 from zfw.ftp.core import (
     TRANSFER_COMMANDS,
     BadCommand,
@@ -55,9 +42,7 @@ from zfw.ftp.core import (
 from zfw.ftp.policy import (
     ANONYMOUS_USERS,
     DEFAULT_FEATURES,
-    FTP_DATA_ACTIVE,
     FTP_DATA_KEEP,
-    FTP_DATA_PASSIVE,
     FTP_REQ_ACCEPT,
     FTP_REQ_POLICY,
     FTP_REQ_REJECT,
@@ -71,14 +56,15 @@ from zfw.ftp.policy import (
     response_entry,
     verdict,
 )
-from zfw.proxy.base import Proxy
-from zfw.proxy.ftpdata import DataChannel, DataSettings
+from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.ftpdata import DataChannel
+from zfw.proxy.ftptransfers import Transfers
+from zfw.stream import Stream
 
 ReplyHandler = Callable[[Command, Reply], None]
-UPLOAD_COMMANDS = frozenset({"STOR", "STOU", "APPE"})
 
 
-class FtpProxy(Proxy):
+class FtpProxy(Transfers, Proxy):
     """A strict FTP proxy; subclass it and override ``config()``.
 
     Attributes a policy may set in ``config()`` (defaults in brackets):
@@ -126,8 +112,8 @@ class FtpProxy(Proxy):
         super().__init__(session)
         self.request: dict[str, Any] = {}
         self.response: dict[tuple[Any, Any], Any] = {}
-        self.client: Endpoint | None = None
-        self.server: Endpoint | None = None
+        self.client: Stream | None = None
+        self.server: Stream | None = None
         self.data: DataChannel | None = None
         #: Every data channel still open (a finished transfer's may wait for the client's FIN).
         self.channels: set[DataChannel] = set()
@@ -146,9 +132,11 @@ class FtpProxy(Proxy):
 
     # --- start and end ---------------------------------------------------------------------
 
-    def start(self, client: Endpoint) -> None:
-        """Hold the client, connect to the server, then relay the control channel."""
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Hold the client, connect to the server, then relay the control channel (after
+        the commands a handing-over proxy passed on)."""
         self.client = client
+        self._pending = handover.pending if handover is not None else b""
         self.idle_timeout = self.timeout
         self.commands = CommandReader(self.max_line_length)
         self.replies = ReplyReader(self.max_reply_line_length, self.max_continuation_lines)
@@ -164,7 +152,7 @@ class FtpProxy(Proxy):
         self._send_client(421, "Service not available: cannot reach the server.")
         self.close("server unreachable")
 
-    def _connected(self, server: Endpoint) -> None:
+    def _connected(self, server: Stream) -> None:
         client = self.client
         assert client is not None
         self.server = server
@@ -179,11 +167,14 @@ class FtpProxy(Proxy):
         client.resume()
         if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self._client_data(pending)
 
-    def _eof(self, ep: Endpoint) -> None:
+    def _eof(self, ep: Stream) -> None:
         self.close(f"{ep.side} closed the control connection")
 
-    def _lost(self, ep: Endpoint, _reason: Failure) -> None:
+    def _lost(self, ep: Stream, _reason: Failure) -> None:
         self.close(f"{ep.side} control connection lost")
 
     def close(self, reason: str) -> None:
@@ -382,238 +373,6 @@ class FtpProxy(Proxy):
         self._drop_data("REIN")
         self._epsv_all = False
         self._send(cmd, self._pass)
-
-    # --- preparing the data channel --------------------------------------------------------
-
-    def _addresses(self) -> dict[str, str]:
-        """client, the server address the client sees, the server, and our address toward it."""
-        assert self.client is not None and self.server is not None
-        return {
-            "client": plain_host(self.client.peer[0]),
-            "client_side": plain_host(self.client.local[0]),
-            "server": plain_host(self.server.peer[0]),
-            "server_side": plain_host(self.server.local[0]),
-        }
-
-    def _new_channel(self) -> DataChannel:
-        settings = DataSettings(
-            self.timeout,
-            self.data_timeout,
-            self.connect_timeout,
-            (self.data_port_min, self.data_port_max),
-        )
-        channel = DataChannel(self, settings, self.channels.discard)
-        self.channels.add(channel)
-        return channel
-
-    def _drop_data(self, reason: str) -> None:
-        if self.data is not None:
-            self.data.abort(reason)
-            self.data = None
-
-    def _client_passive(self, cmd: Command) -> None:
-        extended = cmd.verb == "EPSV"
-        addr = self._addresses()
-        v6 = ":" in addr["client_side"]
-        if extended and cmd.arg is not None:
-            arg = cmd.arg.upper()
-            if arg == "ALL":
-                self._epsv_all = True
-                self._send_client(200, "EPSV ALL ok.")
-                return
-            if arg not in ("1", "2"):
-                self._send_client(501, "Unknown network protocol.")
-                return
-            if (arg == "2") != v6:
-                self._send_client(522, f"Network protocol not supported, use ({2 if v6 else 1}).")
-                return
-        if not extended and (v6 or self._epsv_all):
-            self._send_client(500 if v6 else 503, "Use EPSV.")
-            return
-        self._drop_data("replaced")
-        data = self.data = self._new_channel()
-
-        def listen() -> None:
-            try:
-                port = data.listen("client", addr["client_side"], addr["client"])
-            except NetError as e:
-                self.log("error", 1, f"data listener toward the client: {e}")
-                self._drop_data("no listener")
-                self._send_client(425, "Cannot open the data connection.")
-                return
-            if extended:
-                self._send_client(229, format_epsv_reply(port))
-            else:
-                self._send_client(227, format_pasv_reply(addr["client_side"], port))
-
-        self._server_side(data, True, addr, listen)
-
-    def _client_active(self, cmd: Command) -> None:
-        extended = cmd.verb == "EPRT"
-        addr = self._addresses()
-        if self._epsv_all:
-            self._send_client(503, f"{cmd.verb} is not allowed after EPSV ALL.")
-            return
-        try:
-            host, port = parse_eprt(cmd.arg) if extended else parse_port(cmd.arg)
-        except FtpViolation as e:
-            self.violation(e.reason)
-            self._send_client(501, f"Syntax error in the {cmd.verb} argument.")
-            return
-        if host != addr["client"]:
-            self.violation(
-                f"{cmd.verb} names {host}, not the client's address {addr['client']} "
-                "(FTP bounce): refused"
-            )
-            self._send_client(500, f"Illegal {cmd.verb} command.")
-            return
-        if port < 1024 and not self.permit_low_data_ports:
-            self.violation(f"{cmd.verb} names port {port}, below 1024: refused")
-            self._send_client(500, f"Illegal {cmd.verb} command.")
-            return
-        self._drop_data("replaced")
-        data = self.data = self._new_channel()
-        data.connect_later("client", (host, port), (addr["client_side"], self.active_source_port))
-        self._server_side(
-            data, False, addr, lambda: self._send_client(200, f"{cmd.verb} command successful.")
-        )
-
-    def _server_side(
-        self,
-        data: DataChannel,
-        client_passive: bool,
-        addr: dict[str, str],
-        then: Callable[[], None],
-    ) -> None:
-        """Prepare the server half (passive or active, per ``data_mode``), then call ``then``."""
-        mode = self.data_mode
-        if mode not in (FTP_DATA_KEEP, FTP_DATA_PASSIVE, FTP_DATA_ACTIVE):
-            self.log("error", 1, f"policy: data_mode {mode!r} is not an FTP_DATA_* value")
-            mode = FTP_DATA_KEEP
-        passive = client_passive if mode == FTP_DATA_KEEP else mode == FTP_DATA_PASSIVE
-        v6 = ":" in addr["server"]
-        forging = self.session.decision.source is not None
-        source = (addr["server_side"], 0) if forging else None
-
-        def failed(reply: Reply) -> None:
-            if data is self.data:
-                self._drop_data("the server refused")
-            self._send_client(reply.code, reply.lines)
-
-        if passive:
-
-            def passive_reply(_cmd: Command, reply: Reply) -> None:
-                if data is not self.data:
-                    return
-                if reply.code not in (227, 229):
-                    failed(reply)
-                    return
-                try:
-                    if reply.code == 229:
-                        host, port = addr["server"], parse_epsv_reply(reply.text)
-                    else:
-                        host, port = parse_pasv_reply(reply.text)
-                except FtpViolation as e:
-                    self.violation(f"server: {e.reason}")
-                    self._drop_data("bad passive reply")
-                    self._send_client(425, "Cannot open the data connection.")
-                    return
-                refused = None
-                if host != addr["server"]:
-                    refused = f"names {host}, not the server's address {addr['server']}"
-                elif port < 1024 and not self.permit_low_data_ports:
-                    # zfw would connect there from the client's address: a bounce.
-                    refused = f"names port {port}, below 1024"
-                if refused is not None:
-                    self.violation(f"server's {reply.code} {refused}: refused")
-                    self._drop_data("hostile passive reply")
-                    self._send_client(425, "Cannot open the data connection.")
-                    return
-                data.connect_later("server", (host, port), source)
-                then()
-
-            self._send(Command("EPSV" if v6 else "PASV"), passive_reply)
-            return
-        try:
-            port = data.listen("server", addr["server_side"], addr["server"])
-        except NetError as e:
-            self.log("error", 1, f"data listener toward the server: {e}")
-            self._drop_data("no listener")
-            self._send_client(425, "Cannot open the data connection.")
-            return
-
-        def active_reply(_cmd: Command, reply: Reply) -> None:
-            if data is not self.data:
-                return
-            if reply.code != 200:
-                failed(reply)
-                return
-            then()
-
-        arg = (
-            format_eprt(addr["server_side"], port) if v6 else format_port(addr["server_side"], port)
-        )
-        self._send(Command("EPRT" if v6 else "PORT", arg), active_reply)
-
-    # --- transfers -------------------------------------------------------------------------
-
-    def _transfer(self, cmd: Command) -> None:
-        data = self.data
-        if data is None or data.started or data.done:  # none, used, or expired
-            self._send_client(425, "Use PORT or PASV first.")
-            return
-        self._send(cmd, self._transfer_reply)
-        self._transfer_text = f"{cmd.verb} {cmd.arg or ''}".rstrip()
-        data.start("server" if cmd.verb in UPLOAD_COMMANDS else "client")
-
-    def state(self) -> str:
-        """The transfer in progress, if any (``RETR big.bin: 1048576 bytes``)."""
-        data = self.data
-        if data is None or not data.started:
-            return "control connection"
-        up, down = data.bytes()
-        return f"{self._transfer_text}: {up + down} bytes"
-
-    def _transfer_reply(self, cmd: Command, reply: Reply) -> None:
-        data = self.data
-        if data is None:  # aborted meanwhile (ABOR): the reply goes on as it is
-            self._pass(cmd, reply)
-            return
-        if 200 <= reply.code < 300:
-            self._holding = True  # until the data has been delivered
-            data.when_delivered(lambda ok: self._transfer_done(cmd, reply, data, ok))
-            return
-        if not data.done:
-            data.abort(f"the server answered {reply.code}")
-        self._transfer_done(cmd, reply, data, data.ok or reply.code >= 300)
-
-    def _transfer_done(self, cmd: Command, reply: Reply, data: DataChannel, ok: bool) -> None:
-        self._holding = False
-        if data is self.data:
-            self.data = None
-        up, down = data.bytes()
-        if ok:
-            self._pass(cmd, reply)
-        else:
-            self._send_client(426, "Data connection failed; transfer aborted.")
-        self.session.stats.count("ftp_transfers" if ok else "ftp_transfers_failed")
-        self.log(
-            "transfer",
-            3,
-            f"{cmd.verb} {cmd.arg or ''}".rstrip() + f" -> {reply.code if ok else 426}",
-            client_bytes=up,
-            server_bytes=down,
-            data=data.end_reason or ("delivered" if ok else "failed"),
-        )
-        self._next()
-
-    def _abort_transfer(self, cmd: Command) -> None:
-        """``ABOR`` during a transfer: drop the data channel and tell the server at once."""
-        data = self.data
-        assert data is not None
-        self._policy_log("ABOR during a transfer")
-        data.abort("ABOR")
-        self._send(Command("ABOR"), self._pass)
 
     # --- the server's replies ------------------------------------------------------------
 

@@ -1,0 +1,406 @@
+"""HttpProxy: the session and its requests.
+
+The protocol work is done by the sans-IO core (:mod:`zfw.http.core`); this
+module connects it to the two streams of a session, with the other parts of
+the proxy mixed in from the modules beside it. One transaction at a
+time: the next (pipelined) request is read only after the response to the
+previous one has been delivered, so answers go back in order. Bodies stream
+with backpressure both ways (:class:`~zfw.proxy.valve.Valve`); framing is
+rewritten canonically toward each side, and each side keeps its connection
+alive independently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+from twisted.python.failure import Failure
+
+from zfw import net
+from zfw.engine.session import describe_failure
+from zfw.http.core import (
+    LAST_CHUNK,
+    Broken,
+    Data,
+    HttpViolation,
+    Limits,
+    Parser,
+    Request,
+    chunk,
+    framing_out,
+    keeps_alive,
+    request_head,
+)
+from zfw.http.policy import (
+    HTTP_REQ_ACCEPT,
+    HTTP_REQ_REJECT,
+    HeaderAbort,
+    PolicyValueError,
+    Verdict,
+    request_entry,
+    verdict,
+)
+from zfw.model import InbandRouter
+from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.http.endings import Endings
+from zfw.proxy.http.inband import InbandRouting
+from zfw.proxy.http.messages import (
+    INBAND_DROP,
+    PHASES,
+    POLICY_FAILED,
+    UNLISTED,
+    HttpRequest,
+    Refused,
+    Transaction,
+    version_text,
+)
+from zfw.proxy.http.responses import ServerSide
+from zfw.proxy.http.tables import PolicyTables
+from zfw.proxy.plug import PlugProxy
+from zfw.proxy.relay import Relay
+from zfw.proxy.valve import Valve
+from zfw.stream import Stream
+
+
+class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
+    """The strict HTTP/1.1 proxy; transparent by default.
+
+    Policy tables (see :mod:`zfw.http.policy`): ``request``, ``response``,
+    ``request_header``, ``response_header``. Attributes a policy may set in
+    ``config()``, with their defaults:
+
+    - limits: ``max_line_length`` 8192, ``max_url_length`` 8192,
+      ``max_header_lines`` 100, ``max_header_size`` 65536 (the whole head),
+      ``max_body_length`` None (unlimited; bodies stream), ``max_keepalive_requests`` 1000;
+    - timeouts (seconds): ``header_timeout`` 10 (a request head must be
+      complete: slowloris), ``keepalive_timeout`` 60 (idle between requests),
+      ``response_timeout`` 60 (request sent, no response head), ``timeout``
+      300 (no traffic during a body), ``connect_timeout`` 30, ``server_close_wait`` 2
+      (a server told ``Connection: close`` closes first, as without the firewall, and
+      keeps the TIME_WAIT; zfw closes after this long if it does not);
+    - ``framing_lookalikes`` ``"reject"``: a field whose name a CGI/WSGI backend reads
+      as Content-Length or Transfer-Encoding (``Content_Length``, ``Transfer.Encoding``)
+      is refused (400 for a request, 502 for a response); ``"drop"`` removes it instead;
+    - ``verify_host`` False: the Host header must name the original destination
+      (an address literal, or a name resolving to it), else 409;
+    - ``permit_upgrade`` (): protocols (``"websocket"``, ``"h2c"``) that may be
+      switched to; the connection then becomes a byte relay;
+    - ``error_files_dir`` None (built-in page) or a directory of
+      ``<status>.html``/``default.html`` templates; ``error_silent`` False.
+
+    With an :class:`~zfw.model.InbandRouter` the proxy is non-transparent:
+    clients send absolute-form requests (``GET http://host/path``) and
+    ``CONNECT host:port``; the zones decide each named server. Then also:
+
+    - ``connect_ports`` (443,): the ports CONNECT may reach (CONNECT must also be
+      accepted by the request table, as :class:`HttpProxyNonTransparent` does);
+    - ``connect_proxy`` PlugProxy: the proxy class that carries a CONNECT tunnel,
+      PlugProxy or a TlsTunnelProxy (which then decides by the ClientHello);
+    - ``parent_proxy`` None: ``(host, port)`` of a proxy to send every request
+      to (absolute-form, CONNECT included) instead of the servers.
+    """
+
+    log_tag: ClassVar[str] = "http"
+    default_ports: ClassVar[tuple[int, ...]] = (80,)
+    inband: ClassVar[bool] = True
+
+    max_line_length: int = 8192
+    max_url_length: int = 8192
+    max_header_lines: int = 100
+    max_header_size: int = 65536
+    max_body_length: int | None = None
+    max_keepalive_requests: int = 1000
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 60.0
+    response_timeout: float = 60.0
+    timeout: float = 300.0
+    connect_timeout: float = 30.0
+    server_close_wait: float = 2.0
+    verify_host: bool = False
+    permit_upgrade: tuple[str, ...] = ()
+    error_files_dir: str | None = None
+    error_silent: bool = False
+    connect_ports: tuple[int, ...] = (443,)
+    connect_proxy: type[Proxy] = PlugProxy
+    parent_proxy: tuple[str, int] | None = None
+    framing_lookalikes: str = "reject"
+
+    def __init__(self, session: Any):
+        super().__init__(session)
+        self.request: dict[str, Any] = {}
+        self.response: dict[Any, Any] = {}
+        self.request_header: dict[str, Any] = {}
+        self.response_header: dict[str, Any] = {}
+
+    def preset(self) -> None:
+        """GET, HEAD and POST pass; any other method is refused with 405."""
+        self.request.update(
+            {
+                "GET": HTTP_REQ_ACCEPT,
+                "HEAD": HTTP_REQ_ACCEPT,
+                "POST": HTTP_REQ_ACCEPT,
+                "*": (HTTP_REQ_REJECT, 405, "This method is not permitted."),
+            }
+        )
+
+    # --- the session -----------------------------------------------------------------------
+
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Read requests from the client (after what a handing-over proxy passed on)."""
+        self.client = client
+        self.client_valve = Valve(client)
+        self.server_valve = Valve()
+        self.reader = Parser("request", self._limits())
+        self.events: deque[object] = deque()
+        self.server: Stream | None = None
+        self.server_reader: Parser | None = None
+        self._attempt: Any = None
+        self.tx: Transaction | None = None
+        self.requests = 0
+        self.client_eof = False
+        self.closing = False
+        self._server_bytes = 0
+        self._relay: Relay | None = None
+        self.due: float | None = None
+        self._timer_kind = ""
+        self._now = self.session.reactor.seconds
+        self._request_log = self.session.log_writer("http.request", 3)
+        self._client_host = self.session.client[0]
+        target = self.session.decision.target
+        self._dest_text = net.fmt_addr(*target) if target is not None else "-"
+        #: Non-transparent: the server comes from each request (an InbandRouter); handed
+        #: a tunnel, the server is the one the tunnel goes to.
+        self.nontransparent = handover is None and isinstance(
+            self.session.service.router, InbandRouter
+        )
+        self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
+        client.on_data = self._from_client
+        client.on_eof = self._client_eof
+        client.on_lost = self._client_lost
+        client.throttle(self.server_valve)
+        self._arm("head", self.header_timeout)
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.add(self)
+        if handover is not None and handover.pending:
+            self._from_client(handover.pending)
+        if handover is not None and handover.client_eof:
+            self._client_eof(client)
+
+    def _limits(self) -> Limits:
+        if self.framing_lookalikes not in ("reject", "drop"):
+            raise PolicyValueError("framing_lookalikes must be 'reject' or 'drop'")
+        return Limits(
+            max_line=self.max_line_length,
+            max_target=self.max_url_length,
+            max_headers=self.max_header_lines,
+            max_head=self.max_header_size,
+            max_body=self.max_body_length,
+            framing_lookalikes=self.framing_lookalikes,
+        )
+
+    # --- from the client -------------------------------------------------------------------
+
+    def _from_client(self, data: bytes) -> None:
+        if self._timer_kind == "keepalive":
+            self._arm("head", self.header_timeout)
+        try:
+            self.events.extend(self.reader.feed(data))
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        self._pump()
+
+    def _pump(self) -> None:
+        events = self.events
+        while events:
+            tx = self.tx
+            if self.closing or (tx is not None and tx.state != "body"):
+                break
+            event = events.popleft()
+            if type(event) is Data:
+                self._request_data(event.data)  # type: ignore[union-attr]
+            elif type(event) is Request:
+                self._request_head(event)  # type: ignore[arg-type]
+            elif type(event) is Broken:  # after the requests before it were answered
+                self._client_violation(event.status, event.reason)  # type: ignore[union-attr]
+                return
+            else:
+                self._request_end()
+        if self.closing:
+            return
+        # Stop reading only when requests pile up (pipelining), not for every response:
+        # a paused client costs two epoll changes.
+        if events:
+            self.client_valve.hold("wait")
+        elif self.client_valve.reasons:
+            self.client_valve.release("wait")
+
+    def _client_eof(self, _ep: Stream) -> None:
+        self.client_eof = True
+        try:
+            self.events.extend(self.reader.close())
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        if self.tx is None and not self.events:
+            self._close_client()
+        else:
+            self._pump()
+
+    def _client_lost(self, _ep: Stream, _reason: Failure) -> None:
+        if self.tx is not None and self.tx.state != "head":
+            self.log("info", 4, "client left in the middle of a transaction")
+        self._end()
+
+    # --- requests --------------------------------------------------------------------------
+
+    def _request_head(self, head: Request) -> None:
+        self.due = None
+        self._timer_kind = ""
+        self.requests += 1
+        method = head.method.decode("ascii")
+        url = head.target.decode("ascii")
+        keep = (
+            keeps_alive(head)
+            and self.requests < self.max_keepalive_requests
+            and not self.client_eof
+        )
+        tx = Transaction(head, method, url, time.monotonic(), keep)
+        self.tx = tx
+        view: HttpRequest | None = None  # what a policy function sees, built when needed
+        try:
+            entry = request_entry(self.request, method)
+            if entry != HTTP_REQ_ACCEPT:
+                view = HttpRequest(method, url, version_text(head.version), [])
+                v = verdict(
+                    entry or UNLISTED,
+                    lambda fn: fn(self._full_view(view, head)),
+                    f"request[{method!r}]",
+                )
+                if not v.accepted:
+                    self._refuse(v, 405 if v.action == "reject" else 403, "request")
+                    return
+                if view.url != url:
+                    self._check_url(view.url)
+                    tx.url = view.url
+            if self.nontransparent:
+                target = self._inband_target(tx)
+            elif tx.url.startswith("/") or (method == "OPTIONS" and tx.url == "*"):
+                target = tx.url.encode("ascii") if tx.url != url else head.target
+            else:
+                raise HttpViolation(400, "transparent mode expects an origin-form request target")
+            headers = self._request_headers(head, view)
+        except HttpViolation as e:
+            self._client_violation(e.status, e.reason)
+            return
+        except Refused as e:
+            self.log("policy", 3, f"request rejected: {e.reason}")
+            self._send_error(e.status, e.reason)
+            return
+        except HeaderAbort as e:
+            self._refuse(Verdict("reject", 400, str(e)), 400, "request")
+            return
+        except PolicyValueError as e:
+            self._policy_error(str(e))
+            return
+        except Exception as e:  # policy code
+            self.session.policy_failed(f"request policy for {method} {tx.url[:80]}", e)
+            self._send_error(500, POLICY_FAILED)
+            return
+        out = framing_out(head, (1, 1))
+        tx.req_chunked = out.chunked
+        framing = out.fields
+        if not tx.client_keep and tx.upgrade is None and method != "CONNECT":
+            # The server connection goes with the client's: say so, so that the server
+            # closes first and keeps the TIME_WAIT, as it would without the firewall.
+            # Closing first here would leave it on the client's address and a port of
+            # the firewall's range, which then runs out under many short connections.
+            framing += ((b"Connection", b"close"),)
+            tx.server_told_close = True
+        tx.state = "connecting"
+        if tx.server is not None:  # in-band: Host names the server of the URL
+            host, port = tx.server
+            authority = f"[{host}]" if ":" in host else host
+            authority += "" if port == 80 and method != "CONNECT" else f":{port}"
+            headers = (
+                (b"Host", authority.encode("ascii")),
+                *(h for h in headers if h[0].lower() not in INBAND_DROP),
+            )
+            if self.parent_proxy is not None:
+                headers += tuple(h for h in head.headers if h[0].lower() == b"proxy-authorization")
+        self._out_head = request_head(head.method, target, headers, framing)
+        if tx.server is not None:
+            self._route_inband(tx)
+        elif self.verify_host:
+            self._verify_host(head)
+        else:
+            self._to_server()
+
+    def state(self) -> str:
+        """The request in progress (``GET /big.bin: body``), or idle between requests."""
+        tx = self.tx
+        if tx is None:
+            return f"idle after {self.requests} requests" if self.requests else "reading a request"
+        phase = "response" if tx.resp_started else PHASES.get(tx.state, tx.state)
+        return f"{tx.method} {tx.url[:200]}: {phase}"
+
+    def _to_server(self) -> None:
+        """Send the request head: on the kept server connection, or on a new one."""
+        tx = self.tx
+        assert tx is not None
+        if self.server is not None and not self.server.lost:
+            self._send_head()
+            return
+        self._attempt = self.session.connect_server(
+            self.connect_timeout, self._connected, self._connect_failed
+        )
+
+    def _connected(self, server: Stream) -> None:
+        self._attempt = None
+        if self.closing or self.tx is None:
+            server.close()
+            return
+        self.server = server
+        self.server_reader = Parser("response", self._limits())
+        server.on_data = self._from_server
+        server.on_eof = self._server_closed
+        server.on_lost = self._server_closed
+        self.server_valve.attach(server)
+        server.throttle(self.client_valve)
+        self._send_head()
+        self._pump()
+
+    def _connect_failed(self, reason: Failure) -> None:
+        self._attempt = None
+        self._server_failed(502, f"connecting to the server failed: {describe_failure(reason)}")
+
+    def _send_head(self) -> None:
+        tx = self.tx
+        assert tx is not None and self.server is not None and self.server_reader is not None
+        self.server_reader.expect(tx.head.method)
+        self.server.write(self._out_head)
+        tx.state = "body"
+
+    def _request_data(self, data: bytes) -> None:
+        assert self.server is not None and self.tx is not None
+        self.server.write(chunk(data) if self.tx.req_chunked else data)
+
+    def _request_end(self) -> None:
+        tx = self.tx
+        assert self.server is not None and tx is not None
+        if tx.req_chunked:
+            self.server.write(LAST_CHUNK)
+        tx.state = "sent"
+        if tx.status == 0:
+            self._arm("response", self.response_timeout)
+
+
+class HttpProxyNonTransparent(HttpProxy):
+    """HttpProxy as a proxy that clients are configured to use (with an InbandRouter):
+    GET, HEAD and POST in absolute form, and CONNECT tunnels to ``connect_ports``."""
+
+    def preset(self) -> None:
+        """CONNECT passes too (to ``connect_ports``)."""
+        self.request["CONNECT"] = HTTP_REQ_ACCEPT

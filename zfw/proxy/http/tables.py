@@ -1,0 +1,155 @@
+"""HttpProxy: applying the policy tables (request, response, request_header,
+response_header) to a transaction; the tables themselves are zfw.http.policy's."""
+
+from __future__ import annotations
+
+from zfw.http.core import (
+    Headers,
+    Request,
+    Response,
+    end_to_end,
+)
+from zfw.http.policy import (
+    HTTP_RSP_ACCEPT,
+    HeaderAbort,
+    PolicyValueError,
+    Verdict,
+    filter_headers,
+    response_entry,
+    verdict,
+)
+from zfw.proxy.http.messages import (
+    POLICY_FAILED,
+    TARGET_CHARS,
+    HttpRequest,
+    HttpResponse,
+    Transaction,
+    field_tokens,
+    raw_headers,
+    text_headers,
+    version_text,
+)
+
+
+class PolicyTables:
+    """Part of :class:`~zfw.proxy.http.HttpProxy`: the request, response and header
+    tables applied to a transaction, and the views a policy function gets."""
+
+    def _full_view(self, view: HttpRequest, head: Request) -> HttpRequest:
+        """The view with its end-to-end headers (built only when a policy function asks)."""
+        if not view.headers:
+            view.headers = text_headers(end_to_end(head.headers, head.fields))
+        return view
+
+    def _check_url(self, url: str) -> None:
+        if not url or not set(url.encode("latin-1")) <= TARGET_CHARS:
+            raise PolicyValueError(f"the policy set an invalid URL {url[:60]!r}")
+
+    def _request_headers(
+        self, head: Request, view: HttpRequest | None
+    ) -> tuple[tuple[bytes, bytes], ...]:
+        tx = self.tx
+        assert tx is not None
+        if (view is not None and view.headers) or self.request_header:
+            if view is None:
+                view = HttpRequest(tx.method, tx.url, version_text(head.version), [])
+            fields = filter_headers(
+                self.request_header,
+                self._full_view(view, head).headers,
+                lambda fn, n, v: fn(n, v),
+                "request_header",
+            )
+            headers = raw_headers(fields)
+        else:
+            headers = end_to_end(head.headers, head.fields)
+        if b"upgrade" not in head.fields and (head.version == (1, 1) or b"host" in head.fields):
+            return headers  # the common case: nothing to add
+        if head.version == (1, 0) and b"host" not in head.fields:
+            host, port = self.session.destination
+            host = f"[{host}]" if ":" in host else host
+            headers += ((b"Host", (host if port == 80 else f"{host}:{port}").encode()),)
+        upgrade = field_tokens(head.fields, b"upgrade")
+        if upgrade and b"upgrade" in field_tokens(head.fields, b"connection"):
+            wanted = {p.lower().encode() for p in self.permit_upgrade}
+            names = {u.split(b"/")[0] for u in upgrade}
+            if names <= wanted and len(upgrade) == 1:
+                tx.upgrade = next(iter(upgrade))
+                headers += ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade))
+                tx.client_keep = False
+            else:
+                self.log(
+                    "info",
+                    4,
+                    f"upgrade to {b', '.join(sorted(upgrade)).decode('latin-1')} not permitted; "
+                    "header removed",
+                )
+        return headers
+
+    def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
+        """The response and response_header tables; the headers to send, or None if refused."""
+        view = HttpResponse(
+            resp.status, resp.reason.decode("latin-1"), version_text(resp.version), []
+        )
+        try:
+            entry = response_entry(self.response, tx.method, resp.status) if self.response else None
+            if entry is not None and entry != HTTP_RSP_ACCEPT:
+                v = verdict(
+                    entry,
+                    lambda fn: fn(self._request_view(), self._response_view(view, resp)),
+                    f"response[({tx.method!r}, {resp.status})]",
+                )
+                if not v.accepted:
+                    tx.status = 0
+                    self._refuse(v, 502, "response")
+                    return None
+            if view.headers or self.response_header:
+                fields = filter_headers(
+                    self.response_header,
+                    self._response_view(view, resp).headers,
+                    lambda fn, n, v: fn(n, v),
+                    "response_header",
+                )
+                return raw_headers(fields)
+            return end_to_end(resp.headers, resp.fields)
+        except HeaderAbort as e:
+            tx.status = 0
+            self._refuse(Verdict("reject", 502, str(e)), 502, "response")
+        except PolicyValueError as e:
+            tx.status = 0
+            self._policy_error(str(e))
+        except Exception as e:  # policy code
+            tx.status = 0
+            self.session.policy_failed(f"response policy for {tx.method} {tx.url[:80]}", e)
+            self._send_error(500, POLICY_FAILED)
+        return None
+
+    def _request_view(self) -> HttpRequest:
+        tx = self.tx
+        assert tx is not None
+        return HttpRequest(
+            tx.method,
+            tx.url,
+            version_text(tx.head.version),
+            text_headers(end_to_end(tx.head.headers, tx.head.fields)),
+        )
+
+    def _response_view(self, view: HttpResponse, resp: Response) -> HttpResponse:
+        if not view.headers:
+            view.headers = text_headers(end_to_end(resp.headers, resp.fields))
+        return view
+
+    def _refuse(self, v: Verdict, default_status: int, what: str) -> None:
+        tx = self.tx
+        if v.action == "abort":
+            self.log("policy", 3, f"{what} aborted by policy")
+            self._abort()
+            return
+        status = v.status or default_status
+        info = v.info or ("Forbidden by policy." if v.action == "deny" else "Rejected by policy.")
+        method = tx.method if tx else "-"
+        self.log("policy", 3, f"{what} {v.action}ed: {method} {status}: {info}")
+        self._send_error(status, info)
+
+    def _policy_error(self, reason: str) -> None:
+        self.log("error", 1, reason)
+        self._send_error(500, POLICY_FAILED)
