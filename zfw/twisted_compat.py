@@ -290,6 +290,7 @@ def _drained(transport: Any) -> bool:
     return bool(
         transport.connected
         and not transport.disconnecting
+        and not transport.TLS  # Twisted's own TLS must send close_notify first
         and transport.producer is None
         and len(transport.dataBuffer) == transport.offset
         and not transport._tempDataLen

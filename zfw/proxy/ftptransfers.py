@@ -48,6 +48,17 @@ class Transfers:
             "server_side": plain_host(self.server.local[0]),
         }
 
+    def _listen(self, data: DataChannel, side: str, host: str, peer: str) -> int | None:
+        """A data listener of ``side`` on ``host`` for ``peer``; None (and 425 to the
+        client) when no port of the range is free."""
+        try:
+            return data.listen(side, host, peer)
+        except NetError as e:
+            self.log("error", 1, f"data listener toward the {side}: {e}")
+            self._drop_data("no listener")
+            self._send_client(425, "Cannot open the data connection.")
+            return None
+
     def _new_channel(self) -> DataChannel:
         settings = DataSettings(
             self.timeout,
@@ -87,12 +98,8 @@ class Transfers:
         data = self.data = self._new_channel()
 
         def listen() -> None:
-            try:
-                port = data.listen("client", addr["client_side"], addr["client"])
-            except NetError as e:
-                self.log("error", 1, f"data listener toward the client: {e}")
-                self._drop_data("no listener")
-                self._send_client(425, "Cannot open the data connection.")
+            port = self._listen(data, "client", addr["client_side"], addr["client"])
+            if port is None:
                 return
             if extended:
                 self._send_client(229, format_epsv_reply(port))
@@ -187,12 +194,8 @@ class Transfers:
 
             self._send(Command("EPSV" if v6 else "PASV"), passive_reply)
             return
-        try:
-            port = data.listen("server", addr["server_side"], addr["server"])
-        except NetError as e:
-            self.log("error", 1, f"data listener toward the server: {e}")
-            self._drop_data("no listener")
-            self._send_client(425, "Cannot open the data connection.")
+        port = self._listen(data, "server", addr["server_side"], addr["server"])
+        if port is None:
             return
 
         def active_reply(_cmd: Command, reply: Reply) -> None:
