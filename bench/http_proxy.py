@@ -15,9 +15,9 @@
   in the blocks; memory the C allocator keeps after it was freed shows as
   RSS that the trim gives back.
 
-With ``--ab REV``: HttpProxy of this checkout against HttpProxy of the commit REV
-(a git worktree of it, put first on the module path), in alternating rounds, and
-their ratio per round: what a change costs, measured in one run.
+With ``--ab REV``: HttpProxy and PlugProxy of this checkout against those of the
+commit REV (a git worktree of it, put first on the module path), in alternating
+rounds, and their ratio per round: what a change costs, measured in one run.
 
 zfw is pinned to CPU 0, wrk and nginx to CPU 1; the best round counts.
 """
@@ -35,7 +35,15 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from plug import NGINX_HTTP, NGINX_SERVER, start_proxy, wrk  # the same load, server, relay
+from plug import (  # the same load, server, relay and A/B worktree
+    BASE,
+    NGINX_HTTP,
+    NGINX_SERVER,
+    base_worktree,
+    remove_worktree,
+    start_proxy,
+    wrk,
+)
 
 from zfw.lab import Lab
 from zfw.lab.servers import pinned, start_nginx
@@ -78,9 +86,10 @@ def start_setup(lab: Lab, instance: str, env: dict[str, str] | None = None):
         return start_proxy(lab, "minimal")
     if instance == "squid":
         proc = start_squid(lab)
-    elif instance == "base":  # HttpProxy of the --ab commit (which may predate some options)
-        lab.tproxy({80: 50080})
-        cmd = lab.zfw_command(POLICY, "http", "--log-file", "/dev/null")
+    elif instance.startswith("base-"):  # the --ab commit's (which may predate some options)
+        inner = instance[len("base-") :]
+        lab.tproxy({80: 50080 if inner == "http" else 50081})
+        cmd = lab.zfw_command(POLICY, inner, "--log-file", "/dev/null")
         i = cmd.index("--control-socket")
         args = pinned(0, cmd[:i] + cmd[i + 2 :])
         proc = lab.popen("fw", args, env={**os.environ, "PYTHONPATH": BASE[0]})
@@ -90,18 +99,6 @@ def start_setup(lab: Lab, instance: str, env: dict[str, str] | None = None):
         proc = lab.popen("fw", args, env={**os.environ, **(env or {})})
     time.sleep(2)
     return proc
-
-
-#: The worktree of the --ab commit, when there is one.
-BASE: list[str] = []
-
-
-def base_worktree(rev: str) -> str:
-    """A detached git worktree of ``rev`` in a temporary folder."""
-    path = tempfile.mkdtemp(prefix="zfw-ab-")
-    top = os.path.join(HERE, "..")
-    subprocess.run(["git", "-C", top, "worktree", "add", "-q", "--detach", path, rev], check=True)
-    return path
 
 
 def stop(proc, setup: str) -> None:
@@ -193,7 +190,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--million", action="store_true")
-    ap.add_argument("--ab", metavar="REV", help="against HttpProxy of commit REV instead")
+    ap.add_argument("--ab", metavar="REV", help="against the proxies of commit REV instead")
     a = ap.parse_args()
     if a.ab:
         BASE.append(base_worktree(a.ab))
@@ -214,7 +211,7 @@ def main() -> None:
         # Routing first: stale conntrack entries of diverted connections stall routed ones.
         order = ["routing"] * a.rounds + proxies * a.rounds
         if a.ab:
-            order = ["base", "http"] * a.rounds
+            order = ["base-http", "http", "base-plug", "plug"] * a.rounds
         for setup in order:
             proc = start_setup(lab, setup)
             try:
@@ -230,8 +227,7 @@ def main() -> None:
         nginx.kill()
     finally:
         lab.down()
-        if BASE:
-            subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", BASE[0]])
+        remove_worktree()
     best = {k: max(v) for k, v in results.items()}
     print("\nbest of each (all rounds in brackets), requests/s")
     for (setup, metric), values in sorted(results.items()):
@@ -239,16 +235,18 @@ def main() -> None:
         print(f"  {setup:8} {metric:10} {best[(setup, metric)]:9.0f} [{rounds}]")
     print("\nratios")
     if a.ab:
-        for metric in ("keepalive", "conn"):
-            pairs = zip(results[("http", metric)], results[("base", metric)], strict=True)
-            per_round = sorted(h / b for h, b in pairs)
-            median = per_round[len(per_round) // 2]
-            ratio = best[("http", metric)] / best[("base", metric)]
-            rounds = ", ".join(f"{r:.3f}" for r in per_round)
-            print(
-                f"  {metric:10} this/{a.ab}: best {ratio:5.3f}"
-                f"   median within rounds {median:5.3f}   [{rounds}]"
-            )
+        for proxy in ("http", "plug"):
+            for metric in ("keepalive", "conn"):
+                base = results[(f"base-{proxy}", metric)]
+                pairs = zip(results[(proxy, metric)], base, strict=True)
+                per_round = sorted(h / b for h, b in pairs)
+                median = per_round[len(per_round) // 2]
+                ratio = best[(proxy, metric)] / best[(f"base-{proxy}", metric)]
+                rounds = ", ".join(f"{r:.3f}" for r in per_round)
+                print(
+                    f"  {proxy:4} {metric:10} this/{a.ab}: best {ratio:5.3f}"
+                    f"   median within rounds {median:5.3f}   [{rounds}]"
+                )
         return
     for metric in ("keepalive", "conn"):
         h, p, r, m = (best[(s, metric)] for s in ("http", "plug", "routing", "minimal"))

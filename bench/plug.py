@@ -1,6 +1,6 @@
 """PlugProxy against plain kernel routing and a minimal Twisted relay, in the lab.
 
-    sudo .venv/bin/python bench/plug.py [--seconds 5] [--gib 2]
+    sudo .venv/bin/python bench/plug.py [--seconds 5] [--gib 2] [--ab REV]
 
 Measures, through each of: plain routing, the minimal relay
 (bench/minimal_relay.py), the same relay passing half-closes on
@@ -11,6 +11,10 @@ Measures, through each of: plain routing, the minimal relay
 - small keep-alive requests/s relayed (wrk against nginx);
 - new connections/s (wrk with ``Connection: close``), with both forms of the
   DIVERT rule (the textbook ``-m socket`` first, and ``! --syn`` first).
+
+With ``--ab REV`` zfw of the commit REV (a git worktree of it, first on the
+module path) runs in every round too, and the ratios this/REV are printed:
+what a change costs, measured in one run.
 
 The proxy runs pinned to CPU 0; load generator and server to CPU 1. Each
 round runs every proxy once, back to back. Prints each figure's best round,
@@ -81,10 +85,29 @@ def bulk(lab: Lab, gib: int) -> float:
     return gib * 8 * 2**30 / (time.monotonic() - start) / 1e9
 
 
+#: The worktree of the --ab commit, when there is one.
+BASE: list[str] = []
+
+
+def base_worktree(rev: str) -> str:
+    """A detached git worktree of ``rev`` in a temporary folder."""
+    path = tempfile.mkdtemp(prefix="zfw-ab-")
+    top = os.path.join(HERE, "..")
+    subprocess.run(["git", "-C", top, "worktree", "add", "-q", "--detach", path, rev], check=True)
+    return path
+
+
+def remove_worktree() -> None:
+    if BASE:
+        subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", BASE[0]])
+
+
 def start_proxy(lab: Lab, name: str):
-    """Start the minimal relay or zfw pinned to CPU 0; None for plain routing."""
+    """Start the minimal relay or zfw (``base``: the --ab commit's) pinned to CPU 0;
+    None for plain routing."""
     if name == "routing":
         return None
+    env = None
     if name in ("minimal", "minimal-hc"):
         args = [sys.executable, os.path.join(HERE, "minimal_relay.py"), "50080"]
         if name == "minimal-hc":
@@ -93,7 +116,9 @@ def start_proxy(lab: Lab, name: str):
         args = lab.zfw_command(
             os.path.join(HERE, "plug_policy.py"), "bench", "--log-file", "/dev/null"
         )
-    proc = lab.popen("fw", pinned(0, args), stderr=subprocess.DEVNULL)
+        if name == "base":
+            env = {**os.environ, "PYTHONPATH": BASE[0]}
+    proc = lab.popen("fw", pinned(0, args), stderr=subprocess.DEVNULL, env=env)
     time.sleep(2)
     return proc
 
@@ -130,7 +155,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--gib", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--ab", metavar="REV", help="also zfw of commit REV, and the ratios")
     a = ap.parse_args()
+    if a.ab:
+        BASE.append(base_worktree(a.ab))
+    proxies = ("minimal", "minimal-hc", "zfw", *(("base",) if a.ab else ()))
     lab = Lab("zfwbench").up()
     results: dict = {}
     try:
@@ -159,7 +188,7 @@ def main() -> None:
         for _ in range(a.rounds):
             run_round(lab, a, "routing", results)
         for r in range(a.rounds):
-            for name in ("minimal", "minimal-hc", "zfw"):
+            for name in proxies:
                 run_round(lab, a, name, results)
             print(f"round {r + 1} of {a.rounds} done", flush=True)
             for (name, metric), values in sorted(results.items()):
@@ -168,6 +197,7 @@ def main() -> None:
         sink.kill()
     finally:
         lab.down()
+        remove_worktree()
 
     best = {k: max(v) for k, v in results.items()}
     print("\nbest of each (all rounds in brackets)")
@@ -200,6 +230,12 @@ def main() -> None:
             shown = ", ".join(f"{x:.2f}" for x in ratios)
             line += f" zfw/{other} {statistics.median(ratios):5.2f} [{shown}]  "
         print(line.rstrip())
+    if a.ab:
+        print(f"\nthis / {a.ab}: median of the ratios within each round [each round]")
+        for metric, _base in metrics:
+            ratios = paired(results[("zfw", metric)], results[("base", metric)])
+            shown = ", ".join(f"{x:.3f}" for x in ratios)
+            print(f"  {metric:14} {statistics.median(ratios):5.3f} [{shown}]")
     for name in ("minimal", "minimal-hc", "zfw"):
         t, n = best[(name, "conn/textbook")], best[(name, "conn/nosyn")]
         print(f"  {name}: new connections/s, textbook DIVERT / '! --syn' DIVERT = {t / n:.2f}")
