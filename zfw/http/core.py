@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import NamedTuple
 
 import attrs
 
@@ -117,11 +118,10 @@ class Response:
     body: str = attrs.field(default="none", eq=False)
 
 
-@attrs.frozen
-class Framing:
+class Framing(NamedTuple):
     """How to send a message on: the framing fields, whether its body is re-chunked on
     the way, and whether the connection must close after it (a body that only the
-    close can end, toward an HTTP/1.0 peer)."""
+    close can end, toward an HTTP/1.0 peer). (A tuple: made for every message.)"""
 
     fields: Headers = ()
     chunked: bool = False
@@ -156,11 +156,10 @@ def framing_out(message: Request | Response, peer: tuple[int, int]) -> Framing:
 def keeps_alive(message: Request | Response) -> bool:
     """Whether the connection may carry another message after ``message``: HTTP/1.1,
     no ``Connection: close``, and a body that does not end with the connection."""
-    return (
-        message.version == (1, 1)
-        and b"close" not in tokens(message.fields.get(b"connection"))
-        and message.body != "close"
-    )
+    if message.version != (1, 1) or message.body == "close":
+        return False
+    connection = message.fields.get(b"connection")
+    return connection is None or b"close" not in tokens(connection)
 
 
 @attrs.define

@@ -115,9 +115,8 @@ def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) ->
     return Verdict(action, status, info)
 
 
-def request_entry(table: Mapping[str, Any], method: str) -> Any:
-    """The request table's value for ``method`` (exact, then ``"*"``); None: not listed."""
-    return policytable.lookup(table, method)
+#: The request table's value for a method (exact, then ``"*"``); None: not listed.
+request_entry = policytable.lookup
 
 
 def response_entry(table: Mapping[Any, Any], method: str, status: int) -> Any:
