@@ -149,9 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from zfw.control.cli import add_parsers
     from zfw.rules.cli import add_parser
+    from zfw.tls.cli import add_parser as add_ca_parser
 
     add_parser(sub)
     add_parsers(sub)
+    add_ca_parser(sub)
     return p
 
 

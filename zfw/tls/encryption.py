@@ -1,0 +1,251 @@
+"""Encryption policies, as a policy names them (in the manner of Zorp's): which side
+of a session is TLS, which certificate the client sees, how the server is verified,
+and which names are tunnelled blindly or refused.
+
+``Service(name, HttpProxy, encryption=TwoSidedEncryption(...))``: the proxy sees
+plaintext only. Files are read when the policy loads, so a missing CA or a key
+that others may read is a mistake at the policy's line.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from zfw.errors import PolicyError
+from zfw.tls.certs import (
+    CertificateAuthority,
+    CertificateError,
+    LeafMinter,
+    load_certificate,
+    load_key,
+)
+from zfw.tls.contexts import VERSIONS, ClientSide, ServerSide, TlsOptions
+
+__all__ = [
+    "ClientOnlyEncryption",
+    "DynamicCertificate",
+    "SNIBasedCertificate",
+    "ServerCertificateVerifier",
+    "ServerOnlyEncryption",
+    "StaticCertificate",
+    "TlsOptions",
+    "TwoSidedEncryption",
+]
+
+
+def _loaded(what: Callable[[], Any]) -> Any:
+    try:
+        return what()
+    except CertificateError as e:
+        raise PolicyError(str(e)) from None
+
+
+def matches(name: str | None, patterns: tuple[str, ...]) -> bool:
+    """Whether ``name`` is one of ``patterns``: exact (any case), or ``*.example.com``
+    for every name below example.com (not example.com itself)."""
+    if not name:
+        return False
+    name = name.lower().rstrip(".")
+    for p in patterns:
+        p = p.lower()
+        if p.startswith("*."):
+            if name.endswith(p[1:]) and len(name) > len(p) - 1:
+                return True
+        elif fnmatch.fnmatchcase(name, p) if "*" in p else name == p:
+            return True
+    return False
+
+
+class ServerCertificateVerifier:
+    """How zfw verifies servers: the chain against ``ca_file``/``ca_directory`` (default:
+    the system's store) and, with ``check_subject``, the name the client asked for
+    (SNI, else the address). ``permit_invalid``: accept a certificate that fails (the
+    client then gets a trusted leaf: use for a known internal server only)."""
+
+    def __init__(
+        self,
+        ca_file: str | None = None,
+        ca_directory: str | None = None,
+        check_subject: bool = True,
+        permit_invalid: bool = False,
+    ):
+        if ca_file is not None:
+            _loaded(lambda: load_certificate(ca_file))
+        self.ca_file = ca_file
+        self.ca_directory = ca_directory
+        self.check_subject = check_subject
+        self.permit_invalid = permit_invalid
+        self._side: ServerSide | None = None
+
+    def side(self, options: TlsOptions) -> ServerSide:
+        """The shared context (made on first use)."""
+        if self._side is None:
+            self._side = ServerSide(options, self.ca_file, self.ca_directory)
+        return self._side
+
+
+class StaticCertificate:
+    """One certificate (and chain) from ``certificate_file`` with ``private_key_file``."""
+
+    def __init__(self, certificate_file: str, private_key_file: str):
+        self.certificate = _loaded(lambda: load_certificate(certificate_file))
+        self.key = _loaded(lambda: load_key(private_key_file))
+        self.chain = _loaded(lambda: _chain(certificate_file))
+
+    def choose(self, name: str | None) -> StaticCertificate | None:
+        return self
+
+
+class SNIBasedCertificate:
+    """A :class:`StaticCertificate` chosen by the name the client asked for: keys are
+    names or ``*.example.com`` patterns; ``default`` for other names (None: refused)."""
+
+    def __init__(
+        self,
+        certificates: Mapping[str, StaticCertificate],
+        default: StaticCertificate | None = None,
+    ):
+        for c in (*certificates.values(), *([default] if default else [])):
+            if not isinstance(c, StaticCertificate):
+                raise PolicyError("SNIBasedCertificate takes StaticCertificate values")
+        self.certificates = dict(certificates)
+        self.default = default
+
+    def choose(self, name: str | None) -> StaticCertificate | None:
+        for pattern, cert in self.certificates.items():
+            if matches(name, (pattern,)):
+                return cert
+        return self.default
+
+
+class DynamicCertificate:
+    """The keybridge: leaves that mirror the server's certificate, signed by
+    ``trusted_ca`` when it verified and by ``untrusted_ca`` when it did not (the client
+    sees an error, as it would without zfw; None: the session is refused). Each CA is a
+    ``(certificate_file, key_file)`` pair; ``zfw ca create DIR`` makes one.
+    ``cache_directory``: leaves (and their key) kept across restarts."""
+
+    def __init__(
+        self,
+        trusted_ca: tuple[str, str],
+        untrusted_ca: tuple[str, str] | None = None,
+        cache_directory: str | None = None,
+        max_cached: int = 4096,
+    ):
+        self.trusted = _loaded(lambda: CertificateAuthority.load(*trusted_ca))
+        self.untrusted = (
+            _loaded(lambda: CertificateAuthority.load(*untrusted_ca)) if untrusted_ca else None
+        )
+        self.cache_directory = cache_directory
+        self.minter = _loaded(lambda: LeafMinter(max_cached, cache_directory))
+
+
+class _Encryption:
+    """What the three kinds share."""
+
+    #: Whether the client side, the server side is TLS.
+    client_tls = True
+    server_tls = True
+
+    def __init__(self, options: TlsOptions | None):
+        options = options or TlsOptions()
+        if options.min_version not in VERSIONS:
+            raise PolicyError(f"min_version must be one of {', '.join(VERSIONS)}")
+        self.options = options
+        self.client_side = ClientSide(options)
+
+
+class TwoSidedEncryption(_Encryption):
+    """TLS from the client terminated with a certificate zfw chooses or makes; TLS to the
+    server verified. ``bypass``: names tunnelled blindly (never decrypted);
+    ``reject``: names refused before anything reaches the server; ``decide(hello)``,
+    if given, returns ``"inspect"``, ``"tunnel"`` or ``"reject"`` instead of the lists.
+    A ClientHello without a name is inspected unless ``allow_no_sni`` is False."""
+
+    def __init__(
+        self,
+        client_certificate_generator: DynamicCertificate | StaticCertificate | SNIBasedCertificate,
+        server_verify: ServerCertificateVerifier | None = None,
+        bypass: tuple[str, ...] | list[str] = (),
+        reject: tuple[str, ...] | list[str] = (),
+        decide: Callable[[Any], str] | None = None,
+        allow_no_sni: bool = True,
+        options: TlsOptions | None = None,
+    ):
+        super().__init__(options)
+        if not isinstance(
+            client_certificate_generator,
+            DynamicCertificate | StaticCertificate | SNIBasedCertificate,
+        ):
+            raise PolicyError(
+                "client_certificate_generator must be DynamicCertificate, StaticCertificate "
+                "or SNIBasedCertificate"
+            )
+        self.certificates = client_certificate_generator
+        self.verifier = server_verify or ServerCertificateVerifier()
+        self.bypass = tuple(bypass)
+        self.reject = tuple(reject)
+        self.decide_hook = decide
+        self.allow_no_sni = allow_no_sni
+
+    def decide(self, hello: Any) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
+        if self.decide_hook is not None:
+            choice = self.decide_hook(hello)
+            if choice not in ("inspect", "tunnel", "reject"):
+                raise ValueError(f"decide() returned {choice!r}, not inspect, tunnel or reject")
+            return choice, "by decide()"
+        if matches(hello.sni, self.reject):
+            return "reject", f"{hello.sni} is on the reject list"
+        if matches(hello.sni, self.bypass):
+            return "tunnel", f"{hello.sni} is on the bypass list"
+        if hello.sni is None and not self.allow_no_sni:
+            return "reject", "no server name (allow_no_sni is False)"
+        return "inspect", "policy"
+
+
+class ClientOnlyEncryption(_Encryption):
+    """TLS offload: TLS from the client terminated with ``client_certificate_generator``
+    (a StaticCertificate or SNIBasedCertificate), plain toward the server."""
+
+    server_tls = False
+
+    def __init__(
+        self,
+        client_certificate_generator: StaticCertificate | SNIBasedCertificate,
+        options: TlsOptions | None = None,
+    ):
+        super().__init__(options)
+        if not isinstance(client_certificate_generator, StaticCertificate | SNIBasedCertificate):
+            raise PolicyError(
+                "ClientOnlyEncryption takes a StaticCertificate or SNIBasedCertificate"
+            )
+        self.certificates = client_certificate_generator
+
+
+class ServerOnlyEncryption(_Encryption):
+    """Plain from the client, TLS toward the server, verified by ``server_verify``;
+    ``server_name``: the name sent (SNI) and verified (None: the server's address)."""
+
+    client_tls = False
+
+    def __init__(
+        self,
+        server_verify: ServerCertificateVerifier | None = None,
+        server_name: str | None = None,
+        options: TlsOptions | None = None,
+    ):
+        super().__init__(options)
+        self.verifier = server_verify or ServerCertificateVerifier()
+        self.server_name = server_name
+
+
+def _chain(path: str) -> tuple:
+    """The certificates after the first in a PEM file (the chain to send with it)."""
+    from cryptography import x509
+
+    with open(path, "rb") as f:
+        certs = x509.load_pem_x509_certificates(f.read())
+    return tuple(certs[1:])
