@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 import attrs
 
@@ -106,6 +107,11 @@ class Service:
     max_sessions_per_client: int | None = None
     #: New sessions a second one client address may open (a burst of as many).
     max_new_sessions_per_client: float = 100.0
+    #: The encryption policy (zfw.tls.encryption), None: the proxy sees the bytes as sent.
+    encryption: Any = attrs.field(default=None, eq=False)
+    #: The proxy the engine starts first, when it is not ``proxy_class`` itself (the
+    #: encryption layer, which starts ``proxy_class`` on the plaintext).
+    layer: type | None = attrs.field(default=None, eq=False)
 
     @property
     def client_limit(self) -> int:

@@ -71,6 +71,7 @@ from zfw.model import (
     Service as _Service,
 )
 from zfw.proxy.base import Proxy
+from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyAnonRW, FtpProxyRO, FtpProxyRW
 from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
 from zfw.proxy.plug import PlugProxy
@@ -82,6 +83,17 @@ from zfw.proxy.pop3 import (
     Pop3Proxy,
 )
 from zfw.proxy.tls import TlsTunnelProxy
+from zfw.tls.contexts import TlsOptions
+from zfw.tls.encryption import (
+    ClientOnlyEncryption,
+    DynamicCertificate,
+    ServerCertificateVerifier,
+    ServerOnlyEncryption,
+    SNIBasedCertificate,
+    StaticCertificate,
+    TwoSidedEncryption,
+    _Encryption,
+)
 from zfw.zones import Zone as _Zone
 from zfw.zones import check_zone_name, parse_networks
 
@@ -117,7 +129,10 @@ __all__ = [
     "POP3_REQ_ACCEPT",
     "POP3_REQ_POLICY",
     "POP3_REQ_REJECT",
+    "ClientOnlyEncryption",
     "DirectedRouter",
+    "DynamicCertificate",
+    "EncryptionProxy",
     "FtpProxy",
     "FtpProxyAnonRO",
     "FtpProxyAnonRW",
@@ -134,10 +149,16 @@ __all__ = [
     "PlugProxy",
     "Pop3Proxy",
     "Proxy",
+    "SNIBasedCertificate",
+    "ServerCertificateVerifier",
+    "ServerOnlyEncryption",
     "Service",
     "SockAddrInet",
+    "StaticCertificate",
+    "TlsOptions",
     "TlsTunnelProxy",
     "TransparentRouter",
+    "TwoSidedEncryption",
     "include_zones",
 ]
 
@@ -237,8 +258,12 @@ def Service(
     max_sessions: int = 1000,
     max_sessions_per_client: int | None = None,
     max_new_sessions_per_client: float = 100.0,
+    encryption: _Encryption | None = None,
 ) -> _Service:
     """Declare a service of the current instance: a proxy class and a router.
+
+    ``encryption``: a TwoSidedEncryption, ClientOnlyEncryption or ServerOnlyEncryption
+    (docs/tls.md); the proxy then sees the plaintext.
 
     ``max_sessions_per_client`` (default: a tenth of ``max_sessions``) and
     ``max_new_sessions_per_client`` (per second, default 100) bound what one client
@@ -263,6 +288,11 @@ def Service(
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise PolicyError(f"service {name!r}: max_sessions must be a positive integer")
     _client_limits(f"service {name!r}", max_sessions_per_client, max_new_sessions_per_client)
+    if encryption is not None and not isinstance(encryption, _Encryption):
+        raise PolicyError(
+            f"service {name!r}: encryption must be TwoSidedEncryption, ClientOnlyEncryption "
+            "or ServerOnlyEncryption"
+        )
     if name in inst.services:
         raise PolicyError(f"service {name!r} is declared twice")
     svc = _Service(
@@ -273,6 +303,8 @@ def Service(
         b.location(),
         max_sessions_per_client,
         float(max_new_sessions_per_client),
+        encryption,
+        EncryptionProxy if encryption is not None else None,
     )
     inst.services[name] = svc
     return svc

@@ -198,7 +198,7 @@ class Engine:
                 f"{net.fmt_addr(*destination)}, server {server} ({session.server_zone})",
             )
         try:
-            session.proxy = proxy = service.proxy_class(session)
+            session.proxy = proxy = (service.layer or service.proxy_class)(session)
             proxy.configure()
             proxy.start(ep)
         except Exception as e:  # policy code in config() may raise anything

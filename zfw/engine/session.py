@@ -63,6 +63,9 @@ class Session:
         self.proxy: Any = None
         #: Every connection of the session, for its byte counts.
         self.endpoints: list[Endpoint] = []
+        #: What the encryption layer found (version, cipher, verification), for the
+        #: proxy inside: None when the session is not decrypted.
+        self.tls: dict[str, object] | None = None
 
     def track(self, ep: Endpoint) -> Endpoint:
         """Count ``ep``'s bytes as this session's (the engine and connect_server do it

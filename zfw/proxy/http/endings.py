@@ -101,14 +101,17 @@ class Endings:
             url = tx.url
             if url.startswith("/"):  # origin-form: the host is in Host (else the address)
                 host = tx.head.fields.get(b"host")
-                url = f"http://{host[0].decode('latin-1') if host else self._dest_text}{url}"
+                authority = host[0].decode("latin-1") if host else self._dest_text
+                url = f"{self._scheme}://{authority}{url}"
             server = tx.server
+            tls = self.session.tls
             write(
                 f"{tx.method} {url} -> {tx.status}",
                 client=self._client_host,
                 server=self._dest_text if server is None else net.fmt_addr(*server),
                 bytes=tx.sent,
                 duration=f"{time.monotonic() - tx.started:.3f}",
+                **({} if tls is None else {"tls": tls["version"], "verify": tls["verify"]}),
             )
 
     def _client_violation(self, status: int, reason: str) -> None:

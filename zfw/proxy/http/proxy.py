@@ -176,6 +176,14 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
             self.session.service.router, InbandRouter
         )
         self._server_key: tuple[str, int] | None = None  # the server (in-band) connected to
+        #: How server connections are opened: the session's way, or the handing-over
+        #: proxy's (an encryption layer's verified TLS streams).
+        self._connect = (
+            handover.connect
+            if handover is not None and handover.connect is not None
+            else self.session.connect_server
+        )
+        self._scheme = "https" if self.session.tls is not None else "http"
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -353,9 +361,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         if self.server is not None and not self.server.lost:
             self._send_head()
             return
-        self._attempt = self.session.connect_server(
-            self.connect_timeout, self._connected, self._connect_failed
-        )
+        self._attempt = self._connect(self.connect_timeout, self._connected, self._connect_failed)
 
     def _connected(self, server: Stream) -> None:
         self._attempt = None

@@ -1,0 +1,321 @@
+"""TLS inspection with real programs: nginx with certificates from a test CA made now,
+curl and openssl s_client trusting zfw's CA (made with ``zfw ca create``), HttpProxy's
+policy applied on the decrypted stream."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.helpers import big_file, zfw_in_front
+from tests.e2e.pki import make_pki
+from zfw.lab import CLIENT4, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab
+from zfw.lab.servers import start_nginx
+
+SIZE = 100 * 2**20
+NAMES_GOOD = "www.example.com bank.example.com blocked.example.com"
+
+POLICY = """
+from zfw.policy import *
+
+PKI = {pki!r}
+InetZone("lan", ["192.0.2.0/25", "2001:db8:1::/64"], outbound_services=["*"])
+InetZone("servers", ["198.51.100.0/24", "2001:db8:2::/64"], inbound_services=["*"])
+
+
+class Inside(HttpProxy):
+    def config(self):
+        self.request_header["User-Agent"] = (HTTP_HDR_REPLACE, "zfw-inspected")
+
+
+VERIFY = ServerCertificateVerifier(ca_file=PKI + "/origin/ca.pem")
+TRUSTED = (PKI + "/zfw/ca.pem", PKI + "/zfw/ca.key")
+UNTRUSTED = (PKI + "/untrusted/ca.pem", PKI + "/untrusted/ca.key")
+INSPECT = TwoSidedEncryption(
+    DynamicCertificate(trusted_ca=TRUSTED, untrusted_ca=UNTRUSTED),
+    server_verify=VERIFY,
+    bypass=["bank.example.com"],
+    reject=["blocked.example.com"],
+)
+STRICT = TwoSidedEncryption(DynamicCertificate(trusted_ca=TRUSTED), server_verify=VERIFY)
+OFFLOAD = ClientOnlyEncryption(StaticCertificate(PKI + "/dmz.pem", PKI + "/dmz.key"))
+
+
+class InspectTunnel(EncryptionProxy):
+    encryption = INSPECT
+    inner_proxy = Inside
+
+
+class Forward(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_proxy = InspectTunnel
+
+
+def inspect():
+    Service("https", Inside, encryption=INSPECT)
+    Service("strict", Inside, encryption=STRICT)
+    Service(
+        "offload",
+        Inside,
+        router=DirectedRouter(SockAddrInet("198.51.100.2", 80), forge_addr=True),
+        encryption=OFFLOAD,
+    )
+    Service("forward", Forward, router=InbandRouter())
+    Listener(SockAddrInet("", 50443), "https", intercept=443)
+    Listener(SockAddrInet("", 50843), "strict", intercept=8443)
+    Listener(SockAddrInet("", 50444), "offload", intercept=4443)
+    Listener(SockAddrInet("192.0.2.1", 3128), "forward", transparent=False)
+"""
+
+NGINX = """
+    log_format peer '$remote_addr $ssl_server_name "$http_user_agent" $request $status';
+    access_log {d}/access.log peer;
+{servers}
+    server {{ listen 80; listen [::]:80; root {d}/www; }}
+"""
+SERVER = """    server {{
+        listen 443 ssl; listen [::]:443 ssl; listen 8443 ssl; listen [::]:8443 ssl;
+        server_name {names};
+        ssl_certificate {d}/{cert}.pem; ssl_certificate_key {d}/{cert}.key;
+        root {d}/www;{extra}
+    }}
+"""
+
+
+def _zfw(*args: str) -> subprocess.CompletedProcess[str]:
+    zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+    return subprocess.run([zfw, *args], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def inspect_lab(lab: Lab, tmp_path_factory):
+    d = tmp_path_factory.mktemp("inspect")
+    os.chmod(d, 0o755)
+    make_pki(str(d))
+    for ca in ("zfw", "untrusted"):
+        made = _zfw("ca", "create", str(d / ca), "--name", f"zfw {ca} CA")
+        assert made.returncode == 0, made.stderr
+    (d / "www").mkdir()
+    (d / "www" / "hello.txt").write_text("hello inside TLS\n")
+    digest = big_file(d / "www" / "big.bin", SIZE, hashlib.sha256(b"inspect").digest() * 32768)
+    servers = "".join(
+        SERVER.format(d=d, names=names, cert=cert, extra=extra)
+        for names, cert, extra in (
+            (NAMES_GOOD, "good", ""),
+            ("selfsigned.example.com", "selfsigned", ""),
+            ("expired.example.com", "expired", ""),
+            ("wrong.example.com", "wrongname", ""),
+            (
+                "clientcert.example.com",
+                "good",
+                f"\n        ssl_verify_client on; ssl_client_certificate {d}/origin/ca.pem;",
+            ),
+        )
+    )
+    policy = d / "policy.py"
+    policy.write_text(POLICY.format(pki=str(d)))
+    nginx = start_nginx(lab, str(d), "listen 127.0.0.1:81;", NGINX.format(d=d, servers=servers))
+    time.sleep(0.5)
+    with zfw_in_front(lab, nginx, str(policy), "inspect", "tls.*:4,http.*:4,core.*:3") as z:
+        yield lab, z, d, digest
+
+
+def curl(lab: Lab, d, name: str, *extra: str, server: str = SERVER4, port: int = 443):
+    """curl trusting zfw's CA only, for ``https://name:port/hello.txt`` (or the URL path
+    given last in ``extra`` as ``/...``)."""
+    host = f"[{server}]" if ":" in server else server
+    path = extra[-1] if extra and extra[-1].startswith("/") else "/hello.txt"
+    extra = extra[:-1] if extra and extra[-1].startswith("/") else extra
+    return lab.run(
+        "client",
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            "60",
+            "--cacert",
+            str(d / "zfw" / "ca.pem"),
+            "--resolve",
+            f"{name}:{port}:{host}",
+            *extra,
+            f"https://{name}:{port}{path}",
+        ],
+        check=False,
+        timeout=120,
+    )
+
+
+def issuer(lab: Lab, d, name: str, port: int = 443) -> str:
+    """The issuer of the certificate the client is shown for ``name``."""
+    proc = lab.run(
+        "client",
+        ["openssl", "s_client", "-connect", f"{SERVER4}:{port}", "-servername", name],
+        input="",
+        check=False,
+        timeout=30,
+    )
+    for line in proc.stdout.splitlines():
+        if line.startswith("issuer="):
+            return line
+    return proc.stdout + proc.stderr
+
+
+def access_log(d) -> list[str]:
+    return (d / "access.log").read_text().splitlines()
+
+
+@pytest.mark.parametrize(("client", "server"), [(CLIENT4, SERVER4), (CLIENT6, SERVER6)])
+def test_inspected_download_is_intact_and_the_policy_applies_inside(inspect_lab, client, server):
+    lab, z, d, digest = inspect_lab
+    proc = lab.run(
+        "client",
+        [
+            "sh",
+            "-c",
+            f"curl -sS --max-time 120 --cacert {d}/zfw/ca.pem "
+            f"--resolve www.example.com:443:{f'[{server}]' if ':' in server else server} "
+            "https://www.example.com/big.bin | sha256sum",
+        ],
+        check=False,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == digest
+    line = [ln for ln in access_log(d) if "/big.bin" in ln][-1]
+    # The server sees the client's own address, and the header HttpProxy rewrote.
+    assert line.startswith(f'{client} www.example.com "zfw-inspected" GET /big.bin')
+    assert z.wait_for("https://www.example.com/big.bin -> 200")
+
+
+def test_the_client_sees_a_leaf_of_zfws_trusted_ca_naming_the_server(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    assert "zfw zfw CA" in issuer(lab, d, "www.example.com")
+    proc = curl(lab, d, "www.example.com")
+    assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
+    found = z.wait_for("tls.info")
+    assert found is not None
+    inspect = [ln for ln in z.grep("tls.info") if "inspect" in ln and "www.example.com" in ln]
+    assert inspect and "verify=verified" in inspect[-1] and "leaf=trusted CA" in inspect[-1]
+
+
+def test_httpproxy_refuses_delete_inside_tls_with_its_error_page(inspect_lab):
+    lab, _z, d, _ = inspect_lab
+    before = len(access_log(d))
+    proc = curl(lab, d, "www.example.com", "-X", "DELETE", "-i")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("HTTP/1.1 405 ")
+    assert "zfw" in proc.stdout  # zfw's error page, inside TLS
+    assert not any("DELETE" in ln for ln in access_log(d)[before:])
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("selfsigned.example.com", "self-signed certificate"),
+        ("expired.example.com", "certificate has expired"),
+        ("wrong.example.com", "does not name wrong.example.com"),
+    ],
+)
+def test_a_bad_server_certificate_gets_an_untrusted_leaf_or_a_refusal(inspect_lab, name, reason):
+    lab, z, d, _ = inspect_lab
+    assert "zfw untrusted CA" in issuer(lab, d, name)  # never a trusted leaf
+    proc = curl(lab, d, name)
+    assert proc.returncode == 60, proc.stderr  # curl: the certificate does not verify
+    assert z.wait_for(reason)
+    strict = curl(lab, d, name, port=8443)
+    assert strict.returncode != 0 and "zfw" not in strict.stdout
+    assert z.wait_for(f"; refused; sni={name}")  # (no untrusted CA: no session)
+
+
+def test_a_bypassed_name_is_tunnelled_blindly(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    assert "origin CA" in issuer(lab, d, "bank.example.com")  # the origin's own certificate
+    proc = lab.run(
+        "client",
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(d / "origin" / "ca.pem"),
+            "--resolve",
+            f"bank.example.com:443:{SERVER4}",
+            "https://bank.example.com/hello.txt",
+        ],
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
+    assert z.wait_for("tunnel: bank.example.com is on the bypass list")
+
+
+def test_a_rejected_name_is_closed_before_the_server(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    proc = curl(lab, d, "blocked.example.com")
+    assert proc.returncode == 35, proc.stderr  # the handshake never completes
+    line = z.wait_for("reject: blocked.example.com is on the reject list")
+    assert line is not None and "server_cert=-" in line  # nothing was asked of the server
+
+
+def test_non_transparent_connect_is_inspected(inspect_lab):
+    lab, _z, d, _ = inspect_lab
+    # CONNECT to the address (the lab has no DNS), with the name in the ClientHello.
+    via = ("-x", f"http://{FW_CLIENT4}:3128", "--connect-to", f"www.example.com:443:{SERVER4}:443")
+    proc = curl(lab, d, "www.example.com", *via)
+    assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
+    proc = curl(lab, d, "www.example.com", *via, "-X", "DELETE", "-i")
+    assert proc.stdout.startswith("HTTP/1.1 200 Connection established")
+    assert "\nHTTP/1.1 405 " in proc.stdout and "session inspect/forward:" in proc.stdout
+
+
+def test_client_only_offload_in_front_of_a_plain_server(inspect_lab):
+    lab, _z, d, _ = inspect_lab
+    proc = lab.run(
+        "client",
+        [
+            "curl",
+            "-sS",
+            "--cacert",
+            str(d / "origin" / "ca.pem"),
+            "--resolve",
+            f"dmz.example.com:4443:{SERVER4}",
+            "https://dmz.example.com:4443/hello.txt",
+        ],
+        check=False,
+    )
+    assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
+    assert any(ln.startswith(f"{CLIENT4} - ") and "/hello.txt" in ln for ln in access_log(d))
+
+
+def test_hostile_clients_and_a_client_certificate_request_close_cleanly(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    script = (
+        "import socket, sys\n"
+        "sys.path.insert(0, {here!r})\n"
+        "from tests.tls.test_clienthello import hello, sni_ext\n"
+        "for garbage in (b'\\x16\\x03\\x01\\x00\\x05junk!', None):\n"
+        f"    s = socket.create_connection(({SERVER4!r}, 443), timeout=10)\n"
+        "    s.sendall(hello(sni_ext(b'www.example.com')) if garbage is None else garbage)\n"
+        "    if garbage is None:\n"
+        "        s.recv(1)\n"
+        "        s.close()  # aborts in the middle of the handshake\n"
+        "    else:\n"
+        "        try:\n"
+        "            print(repr(s.recv(100)))\n"
+        "        except ConnectionResetError:\n"
+        "            print('reset')\n"
+    ).format(here=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    proc = lab.run("client", [sys.executable, "-c", script], check=False, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert z.wait_for("tls.violation")
+    # A server that asks for a client certificate gets none through zfw: nginx answers
+    # 400 (another server might close), and the log says why.
+    cert = curl(lab, d, "clientcert.example.com")
+    assert "No required SSL certificate was sent" in cert.stdout or cert.returncode != 0
+    line = z.wait_for("sni=clientcert.example.com")
+    assert line is not None and "client_cert=requested by the server; zfw sends none" in line
+    after = curl(lab, d, "www.example.com")  # other sessions are not affected
+    assert after.returncode == 0 and after.stdout == "hello inside TLS\n"

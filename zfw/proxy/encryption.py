@@ -1,0 +1,333 @@
+"""The encryption layer: TLS on the sides a service's encryption policy names, then the
+service's own proxy on the plaintext streams.
+
+For :class:`~zfw.tls.encryption.TwoSidedEncryption` the ClientHello is read
+first and the policy decides: **reject** (closed before anything reaches the
+server), **tunnel** (PlugProxy relays the encrypted bytes untouched) or
+**inspect**. To inspect, zfw connects to the server, verifies its
+certificate, makes the client's leaf (mirroring the server's, signed by the
+trusted CA only when it verified) and completes the client's handshake with
+it. Then the service's proxy (HttpProxy) takes over the client's plaintext
+stream through a :class:`~zfw.proxy.base.Handover` whose ``connect`` gives it
+the verified server stream, and new verified ones after it. ClientOnly and
+ServerOnly do one side of this. One ``tls.info`` line per session says what
+was decided and why, the server certificate's subject, issuer and verdict, and
+which CA signed the leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from twisted.python.failure import Failure
+
+from zfw.engine.session import describe_failure
+from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.plug import PlugProxy
+from zfw.stream import Stream
+from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
+from zfw.tls.contexts import Verification, verify
+from zfw.tls.encryption import (
+    ClientOnlyEncryption,
+    DynamicCertificate,
+    ServerOnlyEncryption,
+)
+from zfw.tls.stream import TlsStream
+
+
+class _Ready:
+    """A connection attempt that has already succeeded (the first server stream)."""
+
+    pending = False
+
+    def cancel(self) -> None:
+        pass
+
+
+class _TlsAttempt:
+    """A TCP attempt and then a TLS handshake, as one attempt."""
+
+    def __init__(self) -> None:
+        self.tcp: Any = None
+        self.tls: TlsStream | None = None
+        self.pending = True
+
+    def cancel(self) -> None:
+        if not self.pending:
+            return
+        if self.tls is not None:
+            self.tls.abort()
+        elif self.tcp is not None:
+            self.tcp.cancel()
+
+
+class EncryptionProxy(Proxy):
+    """What the engine starts for a service with ``encryption=``; the service's proxy
+    class runs inside it. Attributes: ``max_hello_size`` (16384).
+
+    As HttpProxy's ``connect_proxy`` (CONNECT, non-transparent), a subclass names its
+    own ``encryption`` and ``inner_proxy``::
+
+        class InspectTunnel(EncryptionProxy):
+            encryption = TwoSidedEncryption(...)
+            inner_proxy = MyHttpProxy
+    """
+
+    log_tag: ClassVar[str] = "tls"
+    max_hello_size: int = 16384
+    #: A subclass's own policy and inner proxy (None: the service's).
+    encryption: Any = None
+    inner_proxy: type[Proxy] | None = None
+
+    def start(self, client: Stream, handover: Handover | None = None) -> None:
+        """Read the ClientHello (TwoSided, ClientOnly) or connect to the server first."""
+        self.encryption = type(self).encryption or self.session.service.encryption
+        self.inner = type(self).inner_proxy or self.session.service.proxy_class
+        self.options = self.encryption.options
+        self.client = client
+        self.hello: ClientHello | None = None
+        self.server_tls: TlsStream | None = None
+        self.client_tls: TlsStream | None = None
+        self.verification: Verification | None = None
+        self.signer = "-"
+        self.done = False
+        self._deadline = self.session.reactor.callLater(self.options.handshake_timeout, self._late)
+        client.on_eof = client.on_lost = lambda *_a: self._end("client left during the handshake")
+        if not self.encryption.client_tls:  # ServerOnly: plain from the client
+            client.pause()
+            self._connect_first()
+            return
+        self._reader = ClientHelloReader(self.max_hello_size)
+        client.on_data = self._hello_data
+        if handover is not None and handover.pending:
+            self._hello_data(handover.pending)
+
+    def state(self) -> str:
+        sni = self.hello.sni if self.hello is not None else None
+        return f"TLS handshake {sni}" if sni else "TLS handshake"
+
+    # --- the ClientHello ---------------------------------------------------------------
+
+    def _hello_data(self, data: bytes) -> None:
+        try:
+            hello = self._reader.feed(data)
+        except TlsViolation as e:
+            self.session.stats.count("tls_violations")
+            self.log("violation", 1, f"closing: {e}")
+            self._end(f"violation: {e}", abort=True)
+            return
+        if hello is None:
+            return
+        self.client.pause()
+        self.hello = hello
+        if isinstance(self.encryption, ClientOnlyEncryption):
+            self._client_handshake(self._static_leaf())
+            return
+        try:
+            choice, why = self.encryption.decide(hello)
+        except Exception as e:  # policy code
+            self.session.policy_failed("decide", e)
+            choice, why = "reject", "decide() failed"
+        if choice == "reject":
+            self.session.stats.count("tls_rejected_policy")
+            self._end(f"reject: {why}", abort=True)
+        elif choice == "tunnel":
+            self._tunnel(why)
+        else:
+            self._connect_first()
+
+    def _tunnel(self, why: str) -> None:
+        """Blind: PlugProxy relays the ClientHello and what follows, never decrypted."""
+        self._cancel_deadline()
+        self.done = True
+        self.session.stats.count("tls_tunnelled")
+        self.log("info", 3, f"tunnel: {why}", sni=self._sni())
+        pending = bytes(self._reader.buffer)
+        self.client.on_eof = self.client.on_lost = lambda *_a: None
+        self.hand_over(PlugProxy, self.client, Handover(pending=pending))
+
+    # --- the server side ---------------------------------------------------------------
+
+    def _server_name(self) -> str | None:
+        if isinstance(self.encryption, ServerOnlyEncryption):
+            return self.encryption.server_name or self.session.destination[0]
+        return self._sni() if self.hello is not None and self.hello.sni else None
+
+    def _connect_first(self) -> None:
+        self._open(self._first_server, lambda reason: self._end(f"server: {reason}"))
+
+    def _open(self, on_ready: Callable[[TlsStream], object], on_failed: Callable[[str], object]):
+        """Connect to the server and complete a verified TLS handshake with it."""
+        attempt = _TlsAttempt()
+        name = self._server_name()
+        side = self.encryption.verifier.side(self.options)
+
+        def connected(tcp: Stream) -> None:
+            tls = TlsStream(tcp, side.connection(name), handshaken, failed_tls)
+            attempt.tls = tls
+            tls.start()
+
+        def handshaken(tls: TlsStream) -> None:
+            attempt.pending = False
+            result = verify(
+                tls.tls, name or self.session.destination[0], self.encryption.verifier.check_subject
+            )
+            tls.verification = result
+            on_ready(tls)
+
+        def failed_tls(_tls: TlsStream, reason: str) -> None:
+            attempt.pending = False
+            on_failed(reason)
+
+        def failed(reason: Failure) -> None:
+            attempt.pending = False
+            on_failed(f"connecting failed: {describe_failure(reason)}")
+
+        attempt.tcp = self.session.connect_server(self.options.handshake_timeout, connected, failed)
+        return attempt
+
+    def _first_server(self, tls: TlsStream) -> None:
+        if self.done or self.client.lost:
+            tls.abort()
+            return
+        self.server_tls = tls
+        result: Verification = tls.verification
+        self.verification = result
+        tls.on_eof = tls.on_lost = lambda *_a: self._end("server left during the handshake")
+        if isinstance(self.encryption, ServerOnlyEncryption):
+            if not (result.ok or self.encryption.verifier.permit_invalid):
+                self.session.stats.count("tls_rejected_server")
+                self._end(f"server certificate: {result.reason}; refused", abort=True)
+                return
+            self.client.resume()
+            self._inspecting(self.client)
+            return
+        leaf = self._dynamic_leaf(result)
+        if leaf is None:
+            self.session.stats.count("tls_rejected_server")
+            self._end(f"server certificate: {result.reason}; refused", abort=True)
+            return
+        self._client_handshake(leaf)
+
+    def _dynamic_leaf(self, result: Verification) -> tuple[Any, Any, tuple] | None:
+        """The certificate, key and chain the client gets, or None: refused."""
+        certs = self.encryption.certificates
+        trusted = result.ok or self.encryption.verifier.permit_invalid
+        if not isinstance(certs, DynamicCertificate):
+            chosen = certs.choose(self._sni())
+            if chosen is None or not trusted:
+                return None
+            self.signer = "static"
+            return chosen.certificate, chosen.key, chosen.chain
+        ca = certs.trusted if trusted else certs.untrusted
+        if ca is None:
+            return None
+        self.signer = "trusted CA" if trusted else "untrusted CA"
+        leaf = certs.minter.mirror(ca, result.certificate, self._sni())
+        return leaf, certs.minter.key, ()
+
+    def _static_leaf(self) -> tuple[Any, Any, tuple] | None:
+        chosen = self.encryption.certificates.choose(self._sni())
+        if chosen is None:
+            return None
+        self.signer = "static"
+        return chosen.certificate, chosen.key, chosen.chain
+
+    # --- the client side ---------------------------------------------------------------
+
+    def _client_handshake(self, leaf: tuple[Any, Any, tuple] | None) -> None:
+        if leaf is None:
+            self.session.stats.count("tls_rejected_policy")
+            self._end(f"no certificate for {self._sni()}", abort=True)
+            return
+        cert, key, chain = leaf
+        conn = self.encryption.client_side.connection(cert, key, chain)
+        tls = TlsStream(self.client, conn, self._inspecting, self._client_failed)
+        self.client_tls = tls
+        tls.start(bytes(self._reader.buffer))
+        self.client.resume()
+
+    def _client_failed(self, _tls: TlsStream, reason: str) -> None:
+        self.session.stats.count("tls_client_failed")
+        self._end(f"client: {reason}", abort=True)
+
+    def _inspecting(self, client: Stream) -> None:
+        """Both sides are up: the service's proxy takes over the plaintext."""
+        if self.done:
+            return
+        self._cancel_deadline()
+        self.done = True
+        self.session.stats.count("tls_inspected")
+        facts = self._facts()
+        self.session.tls = facts
+        self.log("info", 3, "inspect", **facts)
+        client.on_eof = client.on_lost = lambda *_a: None
+        connect = self._connect if self.encryption.server_tls else None
+        self.hand_over(self.inner, client, Handover(connect=connect))
+
+    def _connect(self, timeout: float, on_connected: Any, on_failed: Any, decision: Any = None):
+        """Handover.connect for the proxy inside: first the verified server stream, then
+        new ones, each verified as the first was."""
+        first, self.server_tls = self.server_tls, None
+        if first is not None and not first.lost:
+            first.on_eof = first.on_lost = lambda *_a: None
+            self.session.reactor.callLater(0, on_connected, first)
+            return _Ready()
+
+        def ready(tls: TlsStream) -> None:
+            # A server that verified at first must verify again: the client trusts it now.
+            result: Verification = tls.verification
+            if result.ok or self.encryption.verifier.permit_invalid or self.signer != "trusted CA":
+                on_connected(tls)
+                return
+            tls.abort()
+            on_failed(Failure(ConnectionError(f"server certificate: {result.reason}")))
+
+        return self._open(ready, lambda reason: on_failed(Failure(ConnectionError(reason))))
+
+    # --- endings -----------------------------------------------------------------------
+
+    def _facts(self) -> dict[str, object]:
+        v = self.verification
+        tls = self.client_tls or self.server_tls
+        facts: dict[str, object] = {
+            "sni": self._sni(),
+            "version": tls.version if tls is not None else "-",
+            "cipher": tls.cipher if tls is not None else "-",
+            "server_cert": v.subject if v else "-",
+            "issuer": v.issuer if v else "-",
+            "verify": v.reason if v else "-",
+            "leaf": self.signer,
+        }
+        if v is not None and v.client_certificate_requested:
+            facts["client_cert"] = "requested by the server; zfw sends none"
+        return facts
+
+    def _sni(self) -> str:
+        return (self.hello.sni if self.hello is not None else None) or "-"
+
+    def _late(self) -> None:
+        self._deadline = None
+        self.session.stats.count("tls_timeouts")
+        self._end(f"handshake not complete within {self.options.handshake_timeout:g} s", True)
+
+    def _cancel_deadline(self) -> None:
+        if self._deadline is not None and self._deadline.active():
+            self._deadline.cancel()
+        self._deadline = None
+
+    def _end(self, reason: str, abort: bool = False) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._cancel_deadline()
+        for stream in (self.client_tls, self.server_tls, self.client):
+            if stream is None or stream.lost:
+                continue
+            if abort:
+                stream.abort()
+            else:
+                stream.close()
+        self.log("info", 3, reason, **self._facts())
+        self.session.close()
