@@ -211,7 +211,12 @@ def main() -> None:
         # Routing first: stale conntrack entries of diverted connections stall routed ones.
         order = ["routing"] * a.rounds + proxies * a.rounds
         if a.ab:
-            order = ["base-http", "http", "base-plug", "plug"] * a.rounds
+            # Which of the two goes first alternates: the second of a pair may find the
+            # machine in another state (caches, frequency) than the first did.
+            order = []
+            for r in range(a.rounds):
+                pairs = [["base-http", "http"], ["base-plug", "plug"]]
+                order += [x for pair in pairs for x in (pair if r % 2 == 0 else pair[::-1])]
         for setup in order:
             proc = start_setup(lab, setup)
             try:
