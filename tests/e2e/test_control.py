@@ -262,8 +262,11 @@ try:
 except PermissionError:
     print("EACCES")
     sys.exit()
-s.sendall(b'{"command": "status"}\\n')
-print(s.recv(1000).decode().strip())
+try:
+    s.sendall(b'{"command": "status"}\\n')
+except BrokenPipeError:  # refused and closed before the command went out
+    pass
+print(s.recv(1000).decode().strip())  # the refusal, read from the buffer
 """
 
 
