@@ -95,7 +95,8 @@ BODY_KINDS = ("none", "length", "chunked", "close", "tunnel")
 @attrs.define
 class Request:
     """A request head; ``fields`` maps lower-case names to their values, ``body`` is
-    how its body is delimited (one of :data:`BODY_KINDS`)."""
+    how its body is delimited (one of :data:`BODY_KINDS`), ``keep_alive`` whether the
+    connection may carry another message after it (:func:`keeps_alive`)."""
 
     method: bytes
     target: bytes
@@ -103,12 +104,14 @@ class Request:
     headers: Headers
     fields: Index = attrs.field(factory=dict, eq=False, repr=False)
     body: str = attrs.field(default="none", eq=False)
+    keep_alive: bool = attrs.field(default=True, eq=False)
 
 
 @attrs.define
 class Response:
     """A response head; ``fields`` maps lower-case names to their values, ``body`` is
-    how its body is delimited (one of :data:`BODY_KINDS`)."""
+    how its body is delimited (one of :data:`BODY_KINDS`), ``keep_alive`` whether the
+    connection may carry another message after it (:func:`keeps_alive`)."""
 
     status: int
     reason: bytes
@@ -116,6 +119,7 @@ class Response:
     headers: Headers
     fields: Index = attrs.field(factory=dict, eq=False, repr=False)
     body: str = attrs.field(default="none", eq=False)
+    keep_alive: bool = attrs.field(default=True, eq=False)
 
 
 class Framing(NamedTuple):
@@ -155,10 +159,15 @@ def framing_out(message: Request | Response, peer: tuple[int, int]) -> Framing:
 
 def keeps_alive(message: Request | Response) -> bool:
     """Whether the connection may carry another message after ``message``: HTTP/1.1,
-    no ``Connection: close``, and a body that does not end with the connection."""
-    if message.version != (1, 1) or message.body == "close":
+    no ``Connection: close``, and a body that does not end with the connection (the
+    parser decides it for each message: ``message.keep_alive``)."""
+    return message.keep_alive
+
+
+def _persistent(version: tuple[int, int], body: str, index: Index) -> bool:
+    if version != (1, 1) or body == "close":
         return False
-    connection = message.fields.get(b"connection")
+    connection = index.get(b"connection")
     return connection is None or b"close" not in tokens(connection)
 
 
@@ -525,7 +534,8 @@ class Parser:
             body = "tunnel"
         else:
             body = self._framing(index, version, body_allowed=True)
-        return Request(method, target, version, headers, index, body)
+        keep = _persistent(version, body, index)
+        return Request(method, target, version, headers, index, body, keep)
 
     def _response(
         self,
@@ -550,7 +560,8 @@ class Parser:
             body = "tunnel"
         else:
             body = self._framing(index, version, body_allowed=not no_body, response=True)
-        return Response(status, reason, version, headers, index, body)
+        keep = _persistent(version, body, index)
+        return Response(status, reason, version, headers, index, body, keep)
 
     def _lookalikes(self, headers: Headers, index: Index, status: int) -> tuple[Headers, Index]:
         """Refuse (or drop, as the limits say) fields that a backend which folds names

@@ -104,15 +104,16 @@ class Endings:
                 authority = host[0].decode("latin-1") if host else self._dest_text
                 url = f"{self._scheme}://{authority}{url}"
             server = tx.server
+            line = f"{tx.method} {url} -> {tx.status}"
+            server_text = self._dest_text if server is None else net.fmt_addr(*server)
+            duration = f"{time.monotonic() - tx.started:.3f}"
             tls = self.session.tls
-            write(
-                f"{tx.method} {url} -> {tx.status}",
-                client=self._client_host,
-                server=self._dest_text if server is None else net.fmt_addr(*server),
-                bytes=tx.sent,
-                duration=f"{time.monotonic() - tx.started:.3f}",
-                **({} if tls is None else {"tls": tls["version"], "verify": tls["verify"]}),
-            )
+            if tls is None:
+                write(line, client=self._client_host, server=server_text, bytes=tx.sent,
+                      duration=duration)  # fmt: skip
+            else:
+                write(line, client=self._client_host, server=server_text, bytes=tx.sent,
+                      duration=duration, tls=tls["version"], verify=tls["verify"])  # fmt: skip
 
     def _client_violation(self, status: int, reason: str) -> None:
         self.session.stats.count("http_violations")

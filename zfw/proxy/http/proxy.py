@@ -30,7 +30,6 @@ from zfw.http.core import (
     Request,
     chunk,
     framing_out,
-    keeps_alive,
     request_head,
 )
 from zfw.http.policy import (
@@ -271,9 +270,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         method = head.method.decode("ascii")
         url = head.target.decode("ascii")
         keep = (
-            keeps_alive(head)
-            and self.requests < self.max_keepalive_requests
-            and not self.client_eof
+            head.keep_alive and self.requests < self.max_keepalive_requests and not self.client_eof
         )
         tx = Transaction(head, method, url, time.monotonic(), keep)
         self.tx = tx

@@ -14,7 +14,6 @@ from zfw.http.core import (
     chunk,
     end_to_end,
     framing_out,
-    keeps_alive,
     response_head,
 )
 from zfw.proxy.http.messages import Transaction, field_tokens
@@ -116,7 +115,7 @@ class ServerSide:
                 return b""
         else:
             headers = end_to_end(resp.headers, resp.fields)
-        tx.server_keep = keeps_alive(resp)
+        tx.server_keep = resp.keep_alive
         out = framing_out(resp, tx.head.version)
         framing = out.fields
         tx.resp_chunked = out.chunked
