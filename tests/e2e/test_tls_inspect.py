@@ -213,6 +213,21 @@ def test_httpproxy_refuses_delete_inside_tls_with_its_error_page(inspect_lab):
     assert not any("DELETE" in ln for ln in access_log(d)[before:])
 
 
+def test_a_host_the_server_certificate_does_not_name_gets_421(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    before = len(access_log(d))
+    # Domain fronting: a TLS session for one name, a request for another.
+    proc = curl(lab, d, "www.example.com", "-i", "-H", "Host: elsewhere.example.net")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("HTTP/1.1 421 ")
+    assert "elsewhere.example.net is not named by the server" in proc.stdout
+    assert not any("elsewhere" in ln for ln in access_log(d)[before:])
+    assert z.wait_for("request rejected: The host elsewhere.example.net is not named")
+    # A name the certificate covers may be asked for in the same session.
+    proc = curl(lab, d, "www.example.com", "-H", "Host: bank.example.com:443")
+    assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [

@@ -35,7 +35,7 @@ class ProxyHarness:
     ``forge_addr``).
     """
 
-    def __init__(self, proxy_class, destination, router=None, **attrs):
+    def __init__(self, proxy_class, destination, router=None, handover=None, **attrs):
         self.clock = Clock()
         self.out = io.StringIO()
         self.closed = []
@@ -66,7 +66,7 @@ class ProxyHarness:
         )
         self.client.makeConnection(self.ct)
         session.track(self.client)
-        self.proxy.start(self.client)
+        self.proxy.start(self.client, handover)
 
     def _connect(self, timeout, on_connected, on_failed, decision=None):
         self.pending.append((on_connected, on_failed))

@@ -16,6 +16,7 @@ from zfw.http.policy import (
     HTTP_REQ_REJECT,
     HTTP_RSP_DENY,
 )
+from zfw.proxy.base import Handover
 from zfw.proxy.http import HttpProxy, split_host
 
 GET = b"GET /a HTTP/1.1\r\nHost: www.example\r\n\r\n"
@@ -492,3 +493,15 @@ def test_a_framing_lookalike_dropped_by_policy():
     h.send(b"GET /a HTTP/1.1\r\nHost: www.example\r\nTransfer_Encoding: chunked\r\n\r\n")
     st = h.connect()
     assert st.value() == GET
+
+
+def test_a_host_the_servers_certificate_does_not_name_gets_421():
+    """Under TLS inspection the layer below says which names the server's certificate
+    covers: a request for another (domain fronting) never reaches the server."""
+    h = Harness(handover=Handover(covers=lambda host: host == "www.example"))
+    h.send(b"GET /a HTTP/1.1\r\nHost: other.example\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 421 Misdirected Request\r\n")
+    assert not h.pending and "not named by the server's certificate" in h.log()
+    h = Harness(handover=Handover(covers=lambda host: host == "www.example"))
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.example:443\r\n\r\n")
+    assert h.connect().value().startswith(b"GET /a HTTP/1.1\r\n")

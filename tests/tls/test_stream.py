@@ -119,6 +119,16 @@ def test_verification_of_the_chain_and_of_the_name(pki):
     assert verify(client.tls, "www.example.com", check_subject=False).ok
 
 
+def test_covers_names_the_certificates_hosts_wildcards_included(pki):
+    client, _server, _ = connected(pki, name="*.cdn.example.com", sni="a.cdn.example.com")
+    result = verify(client.tls, "a.cdn.example.com", check_subject=True)
+    assert result.ok
+    assert result.covers("b.cdn.example.com")
+    assert not result.covers("cdn.example.com") and not result.covers("x.b.cdn.example.com")
+    assert not result.covers("www.example.com") and not result.covers("198.51.100.2")
+    assert not result.covers("not a name")
+
+
 def test_an_unknown_issuer_is_recorded_not_fatal(pki, tmp_path):
     other = CertificateAuthority.load(*create_ca(str(tmp_path / "other"), "another CA"))
     minter = LeafMinter()

@@ -24,7 +24,9 @@ class Handover:
     - ``to_client``: bytes from the server not yet passed on;
     - ``connect``: opens the way to the server in place of
       :meth:`Session.connect_server` (same arguments and result), e.g. through a
-      parent proxy.
+      parent proxy;
+    - ``covers``: whether the server's certificate names a host (given by a TLS
+      layer, so that HTTP refuses a Host the certificate does not cover).
     """
 
     pending: bytes = b""
@@ -32,6 +34,7 @@ class Handover:
     server: Stream | None = None
     to_client: bytes = b""
     connect: Callable[..., Any] | None = None
+    covers: Callable[[str], bool] | None = None
 
 
 class Proxy:

@@ -263,8 +263,12 @@ class EncryptionProxy(Proxy):
         self.session.tls = facts
         self.log("info", 3, "inspect", **facts)
         client.on_eof = client.on_lost = lambda *_a: None
-        connect = self._connect if self.encryption.server_tls else None
-        self.hand_over(self.inner, client, Handover(connect=connect))
+        connect = covers = None
+        if self.encryption.server_tls:
+            connect = self._connect
+            if self.encryption.verifier.check_subject and self.verification is not None:
+                covers = self.verification.covers
+        self.hand_over(self.inner, client, Handover(connect=connect, covers=covers))
 
     def _connect(self, timeout: float, on_connected: Any, on_failed: Any, decision: Any = None):
         """Handover.connect for the proxy inside: first the verified server stream, then

@@ -83,6 +83,10 @@ class Verification:
     def issuer(self) -> str:
         return self.certificate.issuer.rfc4514_string() if self.certificate else "-"
 
+    def covers(self, host: str) -> bool:
+        """Whether the certificate names ``host`` (a DNS name or an address)."""
+        return self.certificate is not None and _names(self.certificate, host) is None
+
 
 def _record(conn: SSL.Connection, _cert: Any, errno: int, depth: int, ok: int) -> bool:
     if not ok:
@@ -130,17 +134,27 @@ def verify(conn: SSL.Connection, name: str | None, check_subject: bool) -> Verif
         result.reason = f"{what} (depth {depth})"
         return result
     if check_subject and name:
-        try:
-            if _is_address(name):
-                verify_certificate_ip_address(cert, name)
-            else:
-                verify_certificate_hostname(cert, name)
-        except (service_identity.VerificationError, service_identity.CertificateError) as e:
-            result.reason = f"the certificate does not name {name} ({e})"
+        mismatch = _names(cert, name)
+        if mismatch is not None:
+            result.reason = f"the certificate does not name {name} ({mismatch})"
             return result
     result.ok = True
     result.reason = "verified"
     return result
+
+
+def _names(cert: x509.Certificate, name: str) -> str | None:
+    """None if ``cert`` names ``name`` (service_identity's rules), else why not."""
+    try:
+        if _is_address(name):
+            verify_certificate_ip_address(cert, name)
+        else:
+            verify_certificate_hostname(cert, name)
+    except (service_identity.VerificationError, service_identity.CertificateError) as e:
+        return str(e)
+    except ValueError:  # not a name service_identity accepts
+        return "not a valid name"
+    return None
 
 
 def _alpn(_conn: SSL.Connection, offered: list[bytes]) -> bytes | object:

@@ -194,7 +194,7 @@ class InbandRouting:
             self._to_server()
             return
         host, port = split_host(value[0].decode("latin-1"))
-        if host is None or (port or 80) != dest_port:
+        if host is None or (port or (443 if self._scheme == "https" else 80)) != dest_port:
             self._conflict(f"Host {value[0][:60]!r} does not name the destination")
             return
         try:
@@ -207,6 +207,18 @@ class InbandRouting:
             )
             return
         self._host_checked(host, str(literal) == dest_host)
+
+    def _check_certificate(self, head: Request) -> None:
+        """Under TLS inspection the Host must be a name the server's certificate covers
+        (else 421): a TLS session for one name carries no requests for another."""
+        value = head.fields.get(b"host", NO_VALUES)
+        if not value:  # HTTP/1.0 without Host: the SNI was checked
+            return
+        host, _port = split_host(value[0].decode("latin-1"))
+        assert self._covers is not None
+        if host is None or not self._covers(host):
+            shown = value[0][:60].decode("latin-1")
+            raise Refused(421, f"The host {shown} is not named by the server's certificate.")
 
     def _host_checked(self, host: str, ok: bool, error: str = "") -> None:
         if self.closing or self.tx is None:

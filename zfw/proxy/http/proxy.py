@@ -183,6 +183,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
             else self.session.connect_server
         )
         self._scheme = "https" if self.session.tls is not None else "http"
+        #: Under TLS inspection: whether the server's certificate names a Host.
+        self._covers = handover.covers if handover is not None else None
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -296,6 +298,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
                 target = tx.url.encode("ascii") if tx.url != url else head.target
             else:
                 raise HttpViolation(400, "transparent mode expects an origin-form request target")
+            if self._covers is not None:
+                self._check_certificate(head)
             headers = self._request_headers(head, view)
         except HttpViolation as e:
             self._client_violation(e.status, e.reason)
