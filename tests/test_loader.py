@@ -226,6 +226,7 @@ ERRORS = [
     ),
     ("unknown local zone", "LocalService('ssh', 22, zones=['nope'])\n", 2, "unknown zone 'nope'"),
     ("bad mark", "PacketFilter(tproxy_mark=0x3, tproxy_mask=0x1)\n", 2, "outside tproxy_mask"),
+    ("bad quic", "PacketFilter(quic='allow')\n", 2, "quic must be 'reject' or 'drop'"),
     ("exception in policy code", "x = 1 / 0\n", 2, "ZeroDivisionError"),
     (
         "wrong keyword",

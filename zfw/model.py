@@ -183,6 +183,10 @@ class PacketFilterOptions:
     tproxy_mask: int = 0x1000000
     route_table: int = 100
     log_prefix: str = "zfw"
+    #: Forwarded UDP/443 (QUIC, HTTP/3): "reject" (ICMP port unreachable, so that
+    #: browsers fall back to TCP and the proxies at once) or "drop" (logged, like any
+    #: other forwarded packet). Nothing is forwarded either way.
+    quic: str = "reject"
 
 
 @attrs.frozen

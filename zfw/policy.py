@@ -396,8 +396,10 @@ def PacketFilter(
     tproxy_mask: int = _PF.tproxy_mask,
     route_table: int = _PF.route_table,
     log_prefix: str = _PF.log_prefix,
+    quic: str = _PF.quic,
 ) -> _PacketFilterOptions:
-    """Set the mark, mask and routing table of the generated packet filter."""
+    """Set the mark, mask and routing table of the generated packet filter, and how it
+    refuses forwarded QUIC (``"reject"``: at once, so browsers use TCP; ``"drop"``)."""
     b = loader.current_builder("PacketFilter")
     for what, v in (("tproxy_mark", tproxy_mark), ("tproxy_mask", tproxy_mask)):
         if not isinstance(v, int) or not 0 < v <= 0xFFFFFFFF:
@@ -408,7 +410,9 @@ def PacketFilter(
         raise PolicyError("PacketFilter: route_table must be a number from 1 to 252")
     if not isinstance(log_prefix, str) or not log_prefix.isidentifier() or len(log_prefix) > 12:
         raise PolicyError("PacketFilter: log_prefix must be a short identifier")
-    opts = _PacketFilterOptions(tproxy_mark, tproxy_mask, route_table, log_prefix)
+    if quic not in ("reject", "drop"):
+        raise PolicyError("PacketFilter: quic must be 'reject' or 'drop'")
+    opts = _PacketFilterOptions(tproxy_mark, tproxy_mask, route_table, log_prefix, quic)
     b.set_packet_filter(opts)
     return opts
 

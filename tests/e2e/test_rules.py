@@ -135,18 +135,64 @@ def reach(lab: Lab, port: int, source: str = CLIENT4) -> str:
     return lab.run("client", ["python3", "-c", REACH, SERVER4, str(port), source]).stdout.strip()
 
 
+UDP_ECHO = """
+import socket, sys
+socks = []
+for port in map(int, sys.argv[2:]):
+    s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], port))
+    socks.append(s)
+print("ready", flush=True)
+import select
+while True:
+    for s in select.select(socks, [], [])[0]:
+        data, peer = s.recvfrom(2048)
+        s.sendto(data, peer)
+"""
+UDP_PROBE = """
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.5)
+s.connect((sys.argv[1], int(sys.argv[2])))
+try:
+    s.send(b"quic?")
+    print("echo" if s.recv(100) == b"quic?" else "other")
+except ConnectionRefusedError:
+    print("refused")
+except TimeoutError:
+    print("silent")
+"""
+
+
+def udp_echo(lab: Lab, server: str, *ports: int) -> subprocess.Popen[str]:
+    """A UDP echo server in the server namespace (a refusal then came from the firewall)."""
+    proc = lab.popen("server", [sys.executable, "-c", UDP_ECHO, server, *map(str, ports)])
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def udp(lab: Lab, server: str, port: int) -> str:
+    """One datagram from the client: "echo", "refused" (ICMP port unreachable) or "silent"."""
+    return lab.run("client", ["python3", "-c", UDP_PROBE, server, str(port)]).stdout.strip()
+
+
 def test_compiled_rules_in_the_lab(lab, servers):
     lab.tproxy({}, divert="none")  # start from plain routing
     extra = lab.popen("server", [sys.executable, "-m", "zfw.lab.tools", "echo", "25"])
+    echo = udp_echo(lab, SERVER4, 443, 4433)
     try:
         assert extra.stdout.readline().strip() == "ready"
         assert reach(lab, 25) == "hi"  # plain routing forwards anything
+        assert udp(lab, SERVER4, 443) == "echo"
         lab.apply_rules(PLUG_POLICY)
         z = lab.start_zfw(PLUG_POLICY, "lab")
         try:
             assert reach(lab, 22).startswith(f"you are {CLIENT4} ")
             assert reach(lab, 25).startswith("blocked")  # not intercepted: FORWARD drops
             assert reach(lab, 22, CLIENT4_OTHER).startswith("blocked")  # guest zone: no rule
+            # QUIC is refused at once (browsers fall back to TCP); other UDP is dropped.
+            assert udp(lab, SERVER4, 443) == "refused"
+            assert udp(lab, SERVER4, 4433) == "silent"
         finally:
             z.stop()
         time.sleep(0.2)
@@ -155,6 +201,7 @@ def test_compiled_rules_in_the_lab(lab, servers):
         assert reach(lab, 25).startswith("blocked")
     finally:
         extra.kill()
+        echo.kill()
         lab.tproxy({}, divert="none")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import start_ftp_servers, stop_all
-from tests.e2e.test_rules import reach
+from tests.e2e.test_rules import reach, udp, udp_echo
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, SERVER4, SERVER6, Lab
 from zfw.lab.servers import s_client, self_signed_cert, start_nginx, tls_server_lines
 
@@ -126,6 +126,13 @@ def test_ports_and_zones_not_permitted_are_dropped(nft_lab):
     assert reach(lab, 7).startswith("blocked")  # only the second instance intercepts 7
     assert reach(lab, 25).startswith("blocked")  # no listener: forwarding is closed
     assert reach(lab, 22, CLIENT4_OTHER).startswith("blocked")  # the guest zone
+    echo = [udp_echo(lab, server, 443, 4433) for server in (SERVER4, SERVER6)]
+    try:
+        for server in (SERVER4, SERVER6):  # QUIC refused at once, other UDP dropped
+            assert udp(lab, server, 443) == "refused"
+            assert udp(lab, server, 4433) == "silent"
+    finally:
+        stop_all(echo)
 
 
 def test_nothing_is_forwarded_with_zfw_stopped(nft_lab):

@@ -146,6 +146,7 @@ def test_nft_and_iptables_forms_agree_on_every_packet(policy, data):
             established=data.draw(st.booleans()),
             mark=data.draw(st.sampled_from([0, 0x1000000])),
             in_iface=data.draw(st.sampled_from(["eth0", "lo"])),
+            protocol=data.draw(st.sampled_from(["tcp", "tcp", "udp"])),
         )
         local = frozenset({dst}) if data.draw(st.booleans()) else frozenset()
         a = evaluate(ruleset, p, local)
@@ -178,3 +179,17 @@ def test_the_nft_check_fails_when_a_rule_is_missing():
             if any(evaluate_nft(mutated, ruleset.routing, p).action != "tproxy" for p in probes):
                 broken += 1
     assert broken >= 6  # the dispatch and TPROXY rules on the probes' paths
+
+
+@pytest.mark.parametrize("backend", [_iptables, _nft], ids=["iptables", "nft"])
+@pytest.mark.parametrize("quic", ["reject", "drop"])
+def test_forwarded_quic_is_rejected_or_dropped_and_never_forwarded(backend, quic):
+    from zfw.loader import load_policy
+
+    policy = load_policy("zfw/examples/policy.py", "intra")
+    policy = attrs.evolve(policy, packet_filter=attrs.evolve(policy.packet_filter, quic=quic))
+    judge = backend(compile_policy(policy))
+    for src, dst in (("192.0.2.20", "198.51.100.2"), ("2001:db8:1::20", "2001:db8:2::2")):
+        assert judge(Packet(src, dst, 443, protocol="udp")).action == quic
+        assert judge(Packet(src, dst, 4433, protocol="udp")).action == "drop"
+        assert judge(Packet(src, dst, 443)).action != "reject"  # TCP/443: the proxies'

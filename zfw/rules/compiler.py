@@ -18,6 +18,8 @@ filter (per family)::
 
     INPUT       -j ZFWIN
     FORWARD     -j ZFWFWD                              everything is proxied: forward nothing
+    ZFWFWD      -p udp --dport 443 -j REJECT           QUIC: browsers fall back to TCP at once
+                -g ZFWDROP                             log and drop
     ZFWIN       lo, established, TPROXY mark, ICMP: ACCEPT; -s CIDR -g LO<zone>; log and drop
     LO<zone>    local services and plain listener ports the zone may reach; log and drop
 
@@ -89,6 +91,23 @@ def _drop(prefix: str) -> list[Rule]:
     return [
         Rule(target="LOG", target_options=(("log-prefix", f'"{prefix}"'),)),
         Rule(target="DROP"),
+    ]
+
+
+def _quic(how: str, family: int) -> list[Rule]:
+    """Forwarded QUIC refused at once (ICMP port unreachable), so that a browser falls
+    back to TCP, which the proxies see, without waiting for QUIC to time out."""
+    if how != "reject":
+        return []
+    reply = "icmp6-port-unreachable" if family == 6 else "icmp-port-unreachable"
+    return [
+        Rule(
+            protocol="udp",
+            matches=(Match("udp", (("dport", "443", False),)),),
+            comment="QUIC",
+            target="REJECT",
+            target_options=(("reject-with", reply),),
+        )
     ]
 
 
@@ -244,7 +263,10 @@ def _filter(policy, family, nets, plain, services, out_ok, mark) -> Table:
             Chain("INPUT", (Rule(target="ZFWIN"),)),
             Chain("FORWARD", (Rule(target="ZFWFWD"),)),
             Chain("ZFWIN", tuple(zin)),
-            Chain("ZFWFWD", (Rule(target="ZFWDROP", goto=True),)),
+            Chain(
+                "ZFWFWD",
+                (*_quic(policy.packet_filter.quic, family), Rule(target="ZFWDROP", goto=True)),
+            ),
             Chain("ZFWDROP", tuple(_drop(f"{prefix} drop: "))),
             *zone_chains,
         ),

@@ -20,7 +20,7 @@ from zfw.rules.nft import NftTable
 
 @attrs.frozen
 class Packet:
-    """A TCP packet arriving at the firewall."""
+    """A packet arriving at the firewall (TCP unless ``protocol`` says otherwise)."""
 
     src: str
     dst: str
@@ -35,7 +35,7 @@ class Packet:
 
 @attrs.frozen
 class Verdict:
-    """``action`` is 'tproxy' (to ``port``), 'divert', 'accept' or 'drop'."""
+    """``action`` is 'tproxy' (to ``port``), 'divert', 'accept', 'drop' or 'reject'."""
 
     action: str
     port: int | None = None
@@ -106,6 +106,8 @@ def run_chain(
             return Verdict("accept", None, tuple(path)), mark
         if t == "DROP":
             return Verdict("drop", None, tuple(path)), mark
+        if t == "REJECT":
+            return Verdict("reject", None, tuple(path)), mark
         if t == "RETURN":
             if not stack:
                 return None, mark

@@ -137,7 +137,7 @@ def _dispatch(rule: Rule) -> bool:
     return bool(
         rule.src
         and not (rule.dst or rule.in_iface or rule.protocol or rule.matches or rule.comment)
-        and rule.target not in ("ACCEPT", "DROP", "RETURN", "TPROXY", "MARK", "LOG")
+        and rule.target not in ("ACCEPT", "DROP", "REJECT", "RETURN", "TPROXY", "MARK", "LOG")
     )
 
 
@@ -337,6 +337,9 @@ def rule_text(r: NftRule) -> str:
         parts.append(_mark_set(opts["set-xmark"]))
     elif t == "LOG":
         parts.append(f"log prefix {_quote(opts['log-prefix'].strip(chr(34)))}")
+    elif t == "REJECT":  # port unreachable, as iptables' REJECT by default
+        icmp = "icmpv6" if opts.get("reject-with", "").startswith("icmp6") else "icmp"
+        parts.append(f"reject with {icmp} port-unreachable")
     else:
         parts.append(f"{'goto' if rule.goto else 'jump'} {t}")
     if rule.comment:
