@@ -15,7 +15,7 @@ import pytest
 from tests.e2e.helpers import big_file, zfw_in_front
 from tests.e2e.pki import make_pki
 from zfw.lab import CLIENT4, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab
-from zfw.lab.servers import start_nginx
+from zfw.lab.servers import s_client, start_nginx
 
 SIZE = 100 * 2**20
 NAMES_GOOD = "www.example.com bank.example.com blocked.example.com"
@@ -272,6 +272,23 @@ def test_a_rejected_name_is_closed_before_the_server(inspect_lab):
     proc = curl(lab, d, "blocked.example.com")
     assert proc.returncode == 35, proc.stderr  # the handshake never completes
     line = z.wait_for("reject: blocked.example.com is on the reject list")
+    assert line is not None and "server_cert=-" in line  # nothing was asked of the server
+
+
+def test_a_client_offering_only_h2_is_refused_and_one_offering_both_gets_http11(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    address = f"{SERVER4}:443"
+    both = lab.run(
+        "client",
+        ["openssl", "s_client", "-connect", address, "-servername", "www.example.com",
+         "-alpn", "h2,http/1.1", "-CAfile", str(d / "zfw" / "ca.pem")],
+        input="",
+        check=False,
+    ).stdout  # fmt: skip
+    assert "ALPN protocol: http/1.1" in both and "Verify return code: 0 (ok)" in both, both
+    only = s_client(lab, address, "www.example.com", "-alpn", "h2")
+    assert "CONNECTION ESTABLISHED" not in only
+    line = z.wait_for("reject: the client offers h2 (ALPN), not http/1.1")
     assert line is not None and "server_cert=-" in line  # nothing was asked of the server
 
 

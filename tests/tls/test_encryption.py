@@ -26,9 +26,9 @@ def ca(tmp_path):
     return create_ca(str(tmp_path / "ca"), "zfw test CA")
 
 
-def hello(sni):
+def hello(sni, alpn=()):
     return ClientHello(
-        sni=sni, alpn=(), versions=(0x0304,), legacy_version=0x0303, ech=False, size=0
+        sni=sni, alpn=alpn, versions=(0x0304,), legacy_version=0x0303, ech=False, size=0
     )
 
 
@@ -55,6 +55,32 @@ def test_the_decision_by_the_lists(ca):
     )
     strict = TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), allow_no_sni=False)
     assert strict.decide(hello(None))[0] == "reject"
+
+
+def test_a_client_offering_only_h2_is_handled_as_h2_only_says(ca, tmp_path):
+    enc = TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), bypass=["*.bank.example"])
+    assert enc.decide(hello("www.example.com", ("h2", "http/1.1"))) == ("inspect", "policy")
+    assert enc.decide(hello("www.example.com", ("h2",))) == (
+        "reject",
+        "the client offers h2 (ALPN), not http/1.1",
+    )
+    assert enc.decide(hello("x.bank.example", ("h2",)))[0] == "tunnel"  # bypassed anyway
+    for choice in ("tunnel", "inspect"):
+        enc = TwoSidedEncryption(
+            DynamicCertificate(trusted_ca=ca), options=TlsOptions(h2_only=choice)
+        )
+        assert enc.decide(hello("www.example.com", ("h2",)))[0] == choice
+    with pytest.raises(PolicyError, match="h2_only must be reject, inspect or tunnel"):
+        TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), options=TlsOptions(h2_only="h2"))
+    from tests.e2e.pki import server_certificate
+    from zfw.tls.certs import CertificateAuthority
+
+    server_certificate(str(tmp_path), "a", ["a.example.com"], CertificateAuthority.load(*ca))
+    static = StaticCertificate(str(tmp_path / "a.pem"), str(tmp_path / "a.key"))
+    offload = ClientOnlyEncryption(static)
+    assert offload.decide(hello("a.example.com", ("h2",)))[0] == "reject"
+    with pytest.raises(PolicyError, match="h2_only must be reject or inspect"):
+        ClientOnlyEncryption(static, TlsOptions(h2_only="tunnel"))  # no TLS server to tunnel to
 
 
 def test_a_decide_function_replaces_the_lists(ca):

@@ -121,9 +121,6 @@ class EncryptionProxy(Proxy):
             return
         self.client.pause()
         self.hello = hello
-        if isinstance(self.encryption, ClientOnlyEncryption):
-            self._client_handshake(self._static_leaf())
-            return
         try:
             choice, why = self.encryption.decide(hello)
         except Exception as e:  # policy code
@@ -134,6 +131,8 @@ class EncryptionProxy(Proxy):
             self._end(f"reject: {why}", abort=True)
         elif choice == "tunnel":
             self._tunnel(why)
+        elif isinstance(self.encryption, ClientOnlyEncryption):
+            self._client_handshake(self._static_leaf())
         else:
             self._connect_first()
 

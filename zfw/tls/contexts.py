@@ -53,6 +53,11 @@ class TlsOptions:
     ciphers: str | None = None
     #: Seconds for the handshakes of a session (both sides, and the ClientHello).
     handshake_timeout: float = 10.0
+    #: A client whose ALPN offers protocols but not ``http/1.1`` (HTTP/2 only, which zfw
+    #: does not proxy): "reject" (closed before anything reaches the server), "tunnel"
+    #: (relayed blindly, not inspected) or "inspect" (no ALPN answer; HTTP/1.1 or
+    #: nothing).
+    h2_only: str = "reject"
 
 
 def _base(method: int, options: TlsOptions) -> SSL.Context:

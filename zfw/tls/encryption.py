@@ -153,8 +153,18 @@ class _Encryption:
         options = options or TlsOptions()
         if options.min_version not in VERSIONS:
             raise PolicyError(f"min_version must be one of {', '.join(VERSIONS)}")
+        if options.h2_only not in ("reject", "inspect", "tunnel" if self.server_tls else ""):
+            kinds = "reject, inspect or tunnel" if self.server_tls else "reject or inspect"
+            raise PolicyError(f"h2_only must be {kinds}")
         self.options = options
         self.client_side = ClientSide(options)
+
+    def decide(self, hello: Any) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
+        if hello.alpn and "http/1.1" not in hello.alpn:
+            offered = ", ".join(hello.alpn)[:80]
+            return self.options.h2_only, f"the client offers {offered} (ALPN), not http/1.1"
+        return "inspect", "policy"
 
 
 class TwoSidedEncryption(_Encryption):
@@ -203,7 +213,7 @@ class TwoSidedEncryption(_Encryption):
             return "tunnel", f"{hello.sni} is on the bypass list"
         if hello.sni is None and not self.allow_no_sni:
             return "reject", "no server name (allow_no_sni is False)"
-        return "inspect", "policy"
+        return super().decide(hello)
 
 
 class ClientOnlyEncryption(_Encryption):
