@@ -95,3 +95,25 @@ def test_twisted_internals_live_in_one_module():
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.attr}")
     assert offenders == []
     assert {"_tempDataLen", "_closeWriteConnection", "_poller"} <= private  # the check checks
+
+
+def test_pyopenssl_internals_live_in_one_module():
+    """An underscored member of pyOpenSSL's is touched only in zfw.tls.openssl_compat."""
+    from OpenSSL import SSL
+
+    private = {n for n in dir(SSL) if n.startswith("_") and not n.startswith("__")}
+    conn = SSL.Connection(SSL.Context(SSL.TLS_CLIENT_METHOD), None)
+    private |= {n for n in dir(conn) if n.startswith("_") and not n.startswith("__")}
+    private -= _own_names()
+    offenders = []
+    for path in ROOT.rglob("*.py"):
+        if path.name == "openssl_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [node.attr] if isinstance(node, ast.Attribute) else []
+            if isinstance(node, ast.ImportFrom) and node.module == "OpenSSL.SSL":
+                names = [a.name for a in node.names]
+            offenders += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names
+                          if n in private]  # fmt: skip
+    assert offenders == []
+    assert {"_lib", "_ffi", "_ssl", "_into_ssl", "_raise_ssl_error"} <= private

@@ -29,6 +29,7 @@ from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log
 from zfw.model import Policy
 from zfw.reactor import install as reactor_install
+from zfw.tls import openssl_compat
 from zfw.twistd_log import TwistedObserver, open_log
 
 
@@ -149,6 +150,9 @@ class ZfwService(Service):
             3 if twisted_compat.fast() else 2,
             twisted_compat.status(),
         )
+        # Checked now, not by the first TLS session on the reactor (it takes ~20 ms).
+        fast_tls = openssl_compat.io().name == "fast"
+        self.log("core.info", 3 if fast_tls else 2, openssl_compat.status())
         self.log(
             "core.info",
             3,

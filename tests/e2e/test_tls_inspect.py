@@ -192,6 +192,13 @@ def test_inspected_download_is_intact_and_the_policy_applies_inside(inspect_lab,
     assert z.wait_for("https://www.example.com/big.bin -> 200")
 
 
+def test_the_pyopenssl_self_check_is_logged(inspect_lab):
+    """CI runs this file again with ZFW_OPENSSL_INTERNALS=public: the fallback is taken."""
+    _lab, z, _d, _ = inspect_lab
+    public = os.environ.get("ZFW_OPENSSL_INTERNALS") == "public"
+    assert z.grep("pyOpenSSL's public API only" if public else "TLS data path is fast")
+
+
 def test_the_client_sees_a_leaf_of_zfws_trusted_ca_naming_the_server(inspect_lab):
     lab, z, d, _ = inspect_lab
     assert "zfw zfw CA" in issuer(lab, d, "www.example.com")

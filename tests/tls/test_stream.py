@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from OpenSSL import SSL
 
+from zfw.tls import openssl_compat
 from zfw.tls.certs import CertificateAuthority, LeafMinter, create_ca
 from zfw.tls.contexts import ClientSide, ServerSide, TlsOptions, verify
 from zfw.tls.stream import TlsStream
@@ -54,6 +55,16 @@ class Pipe:
 
     peer = ("192.0.2.2", 40000)
     local = ("198.51.100.2", 443)
+
+
+@pytest.fixture(autouse=True, params=["fast", "public"])
+def data_path(request):
+    """Every test on both of openssl_compat's ways through pyOpenSSL."""
+    openssl_compat.use(
+        openssl_compat.FastIO() if request.param == "fast" else openssl_compat.PublicIO()
+    )
+    yield request.param
+    openssl_compat.use(None)
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,8 @@ from typing import Any
 from OpenSSL import SSL
 
 from zfw.stream import Stream
-
-#: Plaintext read per ``recv``: one TLS record and then some.
-READ_SIZE = 65536
+from zfw.tls import openssl_compat
+from zfw.tls.openssl_compat import RECORD
 
 
 def _ignore(*_args: Any) -> None:
@@ -53,6 +52,7 @@ class TlsStream:
     ):
         self.inner = inner
         self.tls = connection
+        self._io = openssl_compat.io()
         self.side = inner.side
         self.received = 0
         self.lost = False
@@ -76,7 +76,7 @@ class TlsStream:
         """Begin the handshake (as a client, send the ClientHello); ``received``: bytes
         of the peer already read (the ClientHello a proxy looked at)."""
         if received:
-            self.tls.bio_write(received)
+            self._io.feed(self.tls, received)
         self._advance()
 
     # -- the stream contract ----------------------------------------------------------
@@ -85,11 +85,13 @@ class TlsStream:
         """Encrypt ``data`` and send it below."""
         if self._shut or self.lost:
             return
-        view = memoryview(data)
-        while view:
-            sent = self.tls.send(view[:READ_SIZE])
-            view = view[sent:]
-            self._flush()
+        if len(data) <= RECORD:  # one record, taken whole
+            self._io.encrypt(self.tls, data)
+        else:  # a record at a time (what the stream below reads at once: 64 KiB)
+            view = memoryview(data)
+            while view:
+                view = view[self._io.encrypt(self.tls, view[:RECORD]) :]
+        self._flush()
 
     def pause(self) -> None:
         self.inner.pause()
@@ -156,21 +158,16 @@ class TlsStream:
 
     def _flush(self) -> None:
         """Send what OpenSSL has written to its memory BIO."""
-        out = []
-        while True:
-            try:
-                chunk = self.tls.bio_read(READ_SIZE)
-            except SSL.WantReadError:
-                break
-            if not chunk:
-                break
-            out.append(chunk)
+        out = self._io.drain(self.tls)
         if out and not self.inner.lost:
-            self.inner.write(out[0] if len(out) == 1 else b"".join(out))
+            self.inner.write(out)
 
     def _cipher(self, data: bytes) -> None:
-        self.tls.bio_write(data)
-        self._advance()
+        self._io.feed(self.tls, data)
+        if self.handshaken:
+            self._read()
+        else:
+            self._advance()
 
     def _advance(self) -> None:
         if not self.handshaken:
@@ -191,26 +188,20 @@ class TlsStream:
         self._read()
 
     def _read(self) -> None:
-        pieces = []
-        eof = False
-        while True:
-            try:
-                piece = self.tls.recv(READ_SIZE)
-            except SSL.WantReadError:
-                break
-            except SSL.ZeroReturnError:  # close_notify: the peer's end of input
-                eof = True
-                break
-            except SSL.Error as e:
-                self._flush()
-                self._fail(f"TLS error: {describe(e)}")
-                return
-            pieces.append(piece)
-        self._flush()  # (session tickets, key updates)
+        try:
+            pieces, eof = self._io.read(self.tls)  # eof: close_notify, the end of input
+        except SSL.Error as e:
+            self._flush()
+            self._fail(f"TLS error: {describe(e)}")
+            return
         if pieces:
             data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
             self.received += len(data)
             self.on_data(data)
+        else:
+            # Only records without data (a session ticket, an alert): what OpenSSL
+            # answers goes out now. After data it waits for the next write, or the close.
+            self._flush()
         if eof and not self._eof:
             self._eof = True
             self.on_eof(self)
