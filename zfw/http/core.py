@@ -518,7 +518,7 @@ class Parser:
         if len(target) > self.limits.max_target:
             raise HttpViolation(414, f"request target longer than {self.limits.max_target}")
         headers, index = _fields(block, self.limits, checked)
-        if any(len(k) in _FOLDED_LENGTHS for k in index):
+        if any(len(k) in _FOLDED_LENGTHS and k not in _FRAMING for k in index):
             headers, index = self._lookalikes(headers, index, 400)
         hosts = index.get(b"host", ())
         if len(hosts) > 1:
@@ -548,7 +548,7 @@ class Parser:
         if status < 100:
             raise HttpViolation(400, f"status {status}")
         headers, index = _fields(block, self.limits, checked)
-        if any(len(k) in _FOLDED_LENGTHS for k in index):
+        if any(len(k) in _FOLDED_LENGTHS and k not in _FRAMING for k in index):
             headers, index = self._lookalikes(headers, index, 502)
         interim = 100 <= status < 200
         method = self._methods[0] if self._methods else b"GET"

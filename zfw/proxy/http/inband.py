@@ -212,11 +212,13 @@ class InbandRouting:
         """Under TLS inspection the Host must be a name the server's certificate covers
         (else 421): a TLS session for one name carries no requests for another."""
         value = head.fields.get(b"host", NO_VALUES)
-        if not value:  # HTTP/1.0 without Host: the SNI was checked
+        if not value or value[0] == self._covered_host:  # no Host (HTTP/1.0): the SNI's
             return
         host, _port = split_host(value[0].decode("latin-1"))
         assert self._covers is not None
-        if host is None or not self._covers(host):
+        if host is not None and self._covers(host):
+            self._covered_host = value[0]  # the next request of the session asks again
+        else:
             shown = value[0][:60].decode("latin-1")
             raise Refused(421, f"The host {shown} is not named by the server's certificate.")
 

@@ -185,6 +185,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         self._scheme = "https" if self.session.tls is not None else "http"
         #: Under TLS inspection: whether the server's certificate names a Host.
         self._covers = handover.covers if handover is not None else None
+        self._covered_host: bytes | None = None  # the last Host it named
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
