@@ -40,6 +40,7 @@ from plug import (  # the same load, server, relay and A/B worktree
     NGINX_HTTP,
     NGINX_SERVER,
     base_worktree,
+    many_connections,
     remove_worktree,
     start_proxy,
     wrk,
@@ -197,9 +198,7 @@ def main() -> None:
     lab = Lab("zfwbenchhttp").up()
     results: dict[tuple[str, str], list[float]] = {}
     try:
-        for ns in ("client", "server"):
-            lab.run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000",
-                         "net.ipv4.tcp_tw_reuse=1"])  # fmt: skip
+        many_connections(lab)
         nginx = start_nginx(lab, tempfile.mkdtemp(), NGINX_SERVER, NGINX_HTTP, 4096, cpu=1)
         time.sleep(1)
         proxies = ["minimal", "squid", "plug", "http"]

@@ -46,6 +46,13 @@ NGINX_SERVER = """        listen 80 reuseport backlog=4096;
         location / { return 200 "hello\\n"; }"""
 
 
+def many_connections(lab: Lab) -> None:
+    """Ports enough for a load generator's new connections, in the client and server."""
+    for ns in ("client", "server"):
+        lab.run(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=1024 65000",
+                     "net.ipv4.tcp_tw_reuse=1"])  # fmt: skip
+
+
 def wrk(lab: Lab, seconds: int, close: bool) -> float:
     args = [
         "timeout",
@@ -163,17 +170,7 @@ def main() -> None:
     lab = Lab("zfwbench").up()
     results: dict = {}
     try:
-        for ns in ("client", "server"):
-            lab.run(
-                ns,
-                [
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.ip_local_port_range=1024 65000",
-                    "net.ipv4.tcp_tw_reuse=1",
-                ],
-            )
+        many_connections(lab)
         nginx = start_nginx(lab, tempfile.mkdtemp(), NGINX_SERVER, NGINX_HTTP, 4096, cpu=1)
         sink = lab.popen(
             "server",

@@ -34,6 +34,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
+from plug import many_connections  # noqa: E402
+
 from tests.e2e.pki import server_certificate  # noqa: E402
 from zfw.lab import SERVER4, Lab  # noqa: E402
 from zfw.lab.servers import pinned, start_nginx  # noqa: E402
@@ -347,17 +349,7 @@ def main() -> None:
     lab = Lab("zfwbenchtls").up()
     results: dict[tuple[str, str], list[float]] = {}
     try:
-        for ns in ("client", "server"):
-            lab.run(
-                ns,
-                [
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    "net.ipv4.ip_local_port_range=1024 65000",
-                    "net.ipv4.tcp_tw_reuse=1",
-                ],
-            )
+        many_connections(lab)
         nginx = start_nginx(lab, d, NGINX_SERVER.format(d=d), NGINX_HTTP, 4096, cpu=1)
         time.sleep(1)
         lab.tproxy({}, divert="none")

@@ -118,18 +118,8 @@ def _write_key(path: str, key: Any, exclusive: bool) -> None:
         )
 
 
-def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
-    """Make a CA key (mode 0600) and certificate in ``directory``; their paths.
-
-    Refuses to overwrite: a CA that clients trust is replaced on purpose only.
-    """
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    cert_path = os.path.join(directory, "ca.pem")
-    key_path = os.path.join(directory, "ca.key")
-    for path in (cert_path, key_path):
-        if os.path.exists(path):
-            raise CertificateError(f"{path}: exists already; remove it to make a new CA")
-    key = ec.generate_private_key(ec.SECP256R1())
+def ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, days: int) -> x509.Certificate:
+    """A self-signed CA certificate for ``key``, valid for ``days`` from a little before now."""
     subject = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, name),
@@ -137,7 +127,7 @@ def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
         ]
     )
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -153,6 +143,21 @@ def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+
+
+def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
+    """Make a CA key (mode 0600) and certificate in ``directory``; their paths.
+
+    Refuses to overwrite: a CA that clients trust is replaced on purpose only.
+    """
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    cert_path = os.path.join(directory, "ca.pem")
+    key_path = os.path.join(directory, "ca.key")
+    for path in (cert_path, key_path):
+        if os.path.exists(path):
+            raise CertificateError(f"{path}: exists already; remove it to make a new CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = ca_certificate(key, name, days)
     _write_key(key_path, key, exclusive=True)
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))

@@ -21,7 +21,6 @@ thread only.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import os
 from typing import Any
 
@@ -153,24 +152,12 @@ _state = _State()
 
 def _pair() -> tuple[SSL.Connection, SSL.Connection]:
     """A client and a server connection on memory BIOs, with a throwaway certificate."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+
+    from zfw.tls.certs import ca_certificate
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zfw self-check")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert = ca_certificate(key, "zfw self-check", 1)
     server_ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
     server_ctx.use_certificate(cert)
     server_ctx.use_privatekey(key)
