@@ -71,9 +71,15 @@ def wrk(lab: Lab, seconds: int, close: bool) -> float:
     proc = lab.run(
         "client", pinned(1, [*args, f"http://{SERVER4}/"]), check=False, timeout=seconds + 60
     )
+    return wrk_rate(proc)
+
+
+def wrk_rate(proc: subprocess.CompletedProcess[str]) -> float:
+    """Requests/s of a wrk run (0: it failed), and its errors said."""
     m = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
     if not m:
-        print(f"      (wrk failed, exit {proc.returncode}; this round counts 0)", flush=True)
+        why = proc.stderr.strip()[:200]
+        print(f"      (wrk failed, exit {proc.returncode}: {why}; this round counts 0)", flush=True)
         return 0.0
     errors = re.search(r"Socket errors: (.*)", proc.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", proc.stdout)

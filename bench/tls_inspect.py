@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from plug import many_connections  # noqa: E402
+from plug import many_connections, wrk_rate  # noqa: E402
 
 from tests.e2e.pki import server_certificate  # noqa: E402
 from zfw.lab import SERVER4, Lab  # noqa: E402
@@ -173,15 +172,7 @@ def wrk(lab: Lab, d: str, seconds: int, close: bool, shim: str, port: int = 443)
         check=False,
         timeout=seconds + 60,
     )
-    m = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
-    if not m:
-        print(f"      (wrk failed, exit {proc.returncode}: {proc.stderr.strip()[:200]})")
-        return 0.0
-    errors = re.search(r"Socket errors: (.*)", proc.stdout)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", proc.stdout)
-    if errors or non2xx:
-        print(f"      (wrk: {errors and errors.group(1)}; non-2xx {non2xx and non2xx.group(1)})")
-    return float(m.group(1))
+    return wrk_rate(proc)
 
 
 def check_shim(lab: Lab, d: str, shim: str) -> None:
