@@ -167,3 +167,10 @@ def test_garbage_fails_the_handshake_and_aborts_below():
     b.other.other = b
     tls.start(b"\x16\x03\x01\x00\x05hello, not TLS")
     assert failures and failures[0].startswith("handshake failed") and b.aborted
+
+
+def test_contexts_hold_no_record_buffers_while_idle(pki):
+    """MODE_RELEASE_BUFFERS (set where both sides' contexts are made): an idle inspected
+    connection keeps none."""
+    context = ServerSide(TlsOptions(), pki[1], None).context
+    assert context.set_mode(0) & SSL.MODE_RELEASE_BUFFERS  # (0: asks, changes nothing)
