@@ -81,6 +81,8 @@ def test_a_client_offering_only_h2_is_handled_as_h2_only_says(ca, tmp_path):
     assert offload.decide(hello("a.example.com", ("h2",)))[0] == "reject"
     with pytest.raises(PolicyError, match="h2_only must be reject or inspect"):
         ClientOnlyEncryption(static, TlsOptions(h2_only="tunnel"))  # no TLS server to tunnel to
+    with pytest.raises(PolicyError, match="h2_only must be reject or inspect"):
+        ClientOnlyEncryption(static, TlsOptions(h2_only=""))
 
 
 def test_a_decide_function_replaces_the_lists(ca):

@@ -153,9 +153,9 @@ class _Encryption:
         options = options or TlsOptions()
         if options.min_version not in VERSIONS:
             raise PolicyError(f"min_version must be one of {', '.join(VERSIONS)}")
-        if options.h2_only not in ("reject", "inspect", "tunnel" if self.server_tls else ""):
-            kinds = "reject, inspect or tunnel" if self.server_tls else "reject or inspect"
-            raise PolicyError(f"h2_only must be {kinds}")
+        choices = ("reject", "inspect", "tunnel") if self.server_tls else ("reject", "inspect")
+        if options.h2_only not in choices:
+            raise PolicyError(f"h2_only must be {', '.join(choices[:-1])} or {choices[-1]}")
         self.options = options
         self.client_side = ClientSide(options)
 
