@@ -10,13 +10,18 @@ import attrs
 from zfw.errors import PolicyError
 
 
-def _check_host(_inst: object, _attr: object, host: str) -> None:
-    if host == "":
-        return
+def is_address(host: str) -> bool:
+    """Whether ``host`` is an IPv4 or IPv6 address literal (not a name)."""
     try:
         ipaddress.ip_address(host)
     except ValueError:
-        raise PolicyError(f"SockAddrInet: {host!r} is not an IP address") from None
+        return False
+    return True
+
+
+def _check_host(_inst: object, _attr: object, host: str) -> None:
+    if host != "" and not is_address(host):
+        raise PolicyError(f"SockAddrInet: {host!r} is not an IP address")
 
 
 def _check_port(_inst: object, _attr: object, port: int) -> None:

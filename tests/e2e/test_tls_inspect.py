@@ -125,9 +125,11 @@ def inspect_lab(lab: Lab, tmp_path_factory):
         yield lab, z, d, digest
 
 
-def curl(lab: Lab, d, name: str, *extra: str, server: str = SERVER4, port: int = 443):
-    """curl trusting zfw's CA only, for ``https://name:port/hello.txt`` (or the URL path
-    given last in ``extra`` as ``/...``)."""
+def curl(
+    lab: Lab, d, name: str, *extra: str, server: str = SERVER4, port: int = 443, ca: str = "zfw"
+):
+    """curl trusting one CA only (zfw's; ``"origin"``: the servers' own), for
+    ``https://name:port/hello.txt`` (or the URL path given last in ``extra`` as ``/...``)."""
     host = f"[{server}]" if ":" in server else server
     path = extra[-1] if extra and extra[-1].startswith("/") else "/hello.txt"
     extra = extra[:-1] if extra and extra[-1].startswith("/") else extra
@@ -139,7 +141,7 @@ def curl(lab: Lab, d, name: str, *extra: str, server: str = SERVER4, port: int =
             "--max-time",
             "60",
             "--cacert",
-            str(d / "zfw" / "ca.pem"),
+            str(d / ca / "ca.pem"),
             "--resolve",
             f"{name}:{port}:{host}",
             *extra,
@@ -257,19 +259,7 @@ def test_a_bad_server_certificate_gets_an_untrusted_leaf_or_a_refusal(inspect_la
 def test_a_bypassed_name_is_tunnelled_blindly(inspect_lab):
     lab, z, d, _ = inspect_lab
     assert "origin CA" in issuer(lab, d, "bank.example.com")  # the origin's own certificate
-    proc = lab.run(
-        "client",
-        [
-            "curl",
-            "-sS",
-            "--cacert",
-            str(d / "origin" / "ca.pem"),
-            "--resolve",
-            f"bank.example.com:443:{SERVER4}",
-            "https://bank.example.com/hello.txt",
-        ],
-        check=False,
-    )
+    proc = curl(lab, d, "bank.example.com", ca="origin")
     assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
     assert z.wait_for("tunnel: bank.example.com is on the bypass list")
 
@@ -312,19 +302,7 @@ def test_non_transparent_connect_is_inspected(inspect_lab):
 
 def test_client_only_offload_in_front_of_a_plain_server(inspect_lab):
     lab, _z, d, _ = inspect_lab
-    proc = lab.run(
-        "client",
-        [
-            "curl",
-            "-sS",
-            "--cacert",
-            str(d / "origin" / "ca.pem"),
-            "--resolve",
-            f"dmz.example.com:4443:{SERVER4}",
-            "https://dmz.example.com:4443/hello.txt",
-        ],
-        check=False,
-    )
+    proc = curl(lab, d, "dmz.example.com", port=4443, ca="origin")
     assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
     assert any(ln.startswith(f"{CLIENT4} - ") and "/hello.txt" in ln for ln in access_log(d))
 

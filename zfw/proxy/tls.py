@@ -9,27 +9,19 @@ decision.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any, ClassVar
 
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 
+from zfw.addr import is_address
 from zfw.engine.session import describe_failure
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
@@ -167,7 +159,7 @@ class TlsTunnelProxy(Proxy):
             return
         if self.verify_destination and hello.sni is not None:
             dest = self.session.destination[0]
-            if not _is_address(dest):  # a name, as in CONNECT through a parent proxy
+            if not is_address(dest):  # a name, as in CONNECT through a parent proxy
                 if hello.sni.lower() != dest.lower():
                     self._refuse(f"{hello.sni} does not name the destination {dest}", "destination")
                     return

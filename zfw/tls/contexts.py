@@ -14,7 +14,6 @@ only (HTTP/2 is not proxied).
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from typing import Any
 
@@ -27,6 +26,8 @@ from service_identity.cryptography import (
     verify_certificate_hostname,
     verify_certificate_ip_address,
 )
+
+from zfw.addr import is_address
 
 VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 #: OpenSSL's X509_V_ERR codes zfw names in its log (others show their number).
@@ -120,7 +121,7 @@ class ServerSide:
         """A client connection that sends ``server_name`` (SNI) unless it is an address."""
         conn = SSL.Connection(self.context, None)
         conn.set_connect_state()
-        if server_name and not _is_address(server_name):
+        if server_name and not is_address(server_name):
             conn.set_tlsext_host_name(server_name.encode("idna"))
         conn.set_app_data(Verification())
         return conn
@@ -154,7 +155,7 @@ def verify(conn: SSL.Connection, name: str | None, check_subject: bool) -> Verif
 def _names(cert: x509.Certificate, name: str) -> str | None:
     """None if ``cert`` names ``name`` (service_identity's rules), else why not."""
     try:
-        if _is_address(name):
+        if is_address(name):
             verify_certificate_ip_address(cert, name)
         else:
             verify_certificate_hostname(cert, name)
@@ -197,11 +198,3 @@ class ClientSide:
         conn = SSL.Connection(ctx, None)
         conn.set_accept_state()
         return conn
-
-
-def _is_address(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
