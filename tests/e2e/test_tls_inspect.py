@@ -18,6 +18,8 @@ from zfw.lab import CLIENT4, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab
 from zfw.lab.servers import s_client, start_nginx
 
 SIZE = 100 * 2**20
+#: A response of a few records (and of many under Max Fragment Length).
+MID = "".join(f"line {i:04}\n" for i in range(500))
 NAMES_GOOD = "www.example.com bank.example.com blocked.example.com"
 
 POLICY = """
@@ -102,6 +104,7 @@ def inspect_lab(lab: Lab, tmp_path_factory):
         assert made.returncode == 0, made.stderr
     (d / "www").mkdir()
     (d / "www" / "hello.txt").write_text("hello inside TLS\n")
+    (d / "www" / "mid.txt").write_text(MID)
     digest = big_file(d / "www" / "big.bin", SIZE, hashlib.sha256(b"inspect").digest() * 32768)
     servers = "".join(
         SERVER.format(d=d, names=names, cert=cert, extra=extra)
@@ -305,6 +308,24 @@ def test_client_only_offload_in_front_of_a_plain_server(inspect_lab):
     proc = curl(lab, d, "dmz.example.com", port=4443, ca="origin")
     assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
     assert any(ln.startswith(f"{CLIENT4} - ") and "/hello.txt" in ln for ln in access_log(d))
+
+
+def test_a_client_asking_for_small_records_gets_every_byte(inspect_lab):
+    """Max Fragment Length (RFC 6066): records of 512 bytes, so that one response of
+    a few KB from the server takes many records toward the client."""
+    lab, _z, _d, _ = inspect_lab
+    request = "GET /mid.txt HTTP/1.1\r\nHost: dmz.example.com\r\nConnection: close\r\n\r\n"
+    proc = lab.run(
+        "client",
+        ["openssl", "s_client", "-connect", f"{SERVER4}:4443", "-servername",
+         "dmz.example.com", "-maxfraglen", "512", "-ign_eof", "-trace"],
+        input=request,
+        check=False,
+        timeout=30,
+    )  # fmt: skip
+    # Asked in the ClientHello and granted in EncryptedExtensions (-trace shows both).
+    assert proc.stdout.count("max_fragment_length := 2^9 (512 bytes)") == 2, proc.stdout
+    assert "HTTP/1.1 200 OK" in proc.stdout and MID in proc.stdout
 
 
 def test_hostile_clients_and_a_client_certificate_request_close_cleanly(inspect_lab):

@@ -45,21 +45,58 @@ def test_changed_behaviour_is_found(monkeypatch):
     assert openssl_compat.io().name == "public"
 
 
+def records(ciphertext: bytes) -> list[int]:
+    """The lengths of the TLS records in ``ciphertext``."""
+    sizes = []
+    while ciphertext:
+        size = int.from_bytes(ciphertext[3:5], "big")
+        sizes.append(size)
+        ciphertext = ciphertext[5 + size :]
+    return sizes
+
+
 @pytest.mark.parametrize("io", [FastIO(), PublicIO()], ids=["fast", "public"])
-def test_both_ways_agree_on_records_errors_and_close_notify(io):
+@pytest.mark.parametrize("kind", [bytes, memoryview])
+def test_both_ways_agree_on_records_errors_and_close_notify(io, kind):
     client, server = openssl_compat._pair()
     openssl_compat._handshake(client, server, io)
-    data = memoryview(b"x" * 100_000)
-    sizes = []
-    while data:
-        taken = io.encrypt(client, data[: openssl_compat.CHUNK])
-        sizes.append(taken)
-        data = data[taken:]
-        io.feed(server, io.drain(client))
-    assert max(sizes) <= openssl_compat.RECORD  # one record at a time (partial writes)
-    pieces, eof = io.read(server)
-    assert b"".join(pieces) == b"x" * 100_000 and not eof
-    assert io.read(server) == ([], False) and io.drain(server) == b""
-    io.feed(server, b"\x17\x03\x03\x00\x05hello")  # a record that does not decrypt
-    with pytest.raises(SSL.Error):
-        io.read(server)
+    sealed = io.seal(client, kind(b"x" * 100_000))
+    sizes = records(sealed)
+    assert len(sizes) == 7 and max(sizes) <= openssl_compat.RECORD + 256  # a record each
+    assert io.read(server, sealed[:1000]) == (b"", False)  # not a whole record yet
+    assert io.read(server, sealed[1000:]) == (b"x" * 100_000, False)
+    assert io.read(server) == (b"", False) and io.drain(server) == b""
+    assert io.read(client, io.seal(server, kind(b"pong"))) == (b"pong", False)
+    with pytest.raises(SSL.Error):  # a record that does not decrypt
+        io.read(server, b"\x17\x03\x03\x00\x05hello")
+
+
+def test_what_a_record_does_not_take_is_written_next(monkeypatch):
+    """A peer may ask for records smaller than 16 KiB (Max Fragment Length): SSL_write
+    takes less than it is given, and FastIO goes on from there."""
+    io = FastIO()
+    client, server = openssl_compat._pair()
+    openssl_compat._handshake(client, server, io)
+    write = FastIO._write
+
+    def small(self, conn, buf, size):  # as SSL_write under a fragment length of 700
+        return write(self, conn, buf, min(size, 700))
+
+    monkeypatch.setattr(FastIO, "_write", small)
+    sealed = io.seal(client, b"0123456789" * 1000)
+    assert max(records(sealed)) <= 700 + 256
+    assert io.read(server, sealed) == (b"0123456789" * 1000, False)
+
+
+def test_records_left_unread_are_found(monkeypatch):
+    """FastIO stops reading when the BIO is empty; were OpenSSL to take more than a
+    record from it at once, records would stay unread. The probe would see that."""
+    read = FastIO.read
+
+    def one_record(self, conn, data=b""):
+        plain, eof = read(self, conn, data)
+        return plain[: openssl_compat.RECORD], eof
+
+    monkeypatch.setattr(FastIO, "read", one_record)
+    assert "data did not come through" in openssl_compat.check()
+    assert openssl_compat.io().name == "public"

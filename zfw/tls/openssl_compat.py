@@ -6,9 +6,12 @@ cryptography does for the small records of HTTP: a buffer allocated per call,
 and an exception to say that a memory BIO is empty, which happens on every
 read. :class:`FastIO` calls the same OpenSSL functions through pyOpenSSL's
 cffi binding (``OpenSSL.SSL._lib``) on the connection's own ``SSL`` and BIOs,
-into one scratch buffer, and asks ``SSL_get_error`` instead of catching;
-``bench/tls_inspect.py`` measures the difference. :class:`PublicIO` does the
-same with the public API.
+into one scratch buffer; it asks ``SSL_get_error`` instead of catching, and
+stops reading when the incoming BIO is empty instead of asking OpenSSL once
+more; ``bench/tls_inspect.py`` measures the difference. :class:`PublicIO` does
+the same with the public API. Both have two calls for the data path:
+:meth:`~FastIO.read` (ciphertext in, plaintext out) and :meth:`~FastIO.seal`
+(plaintext in, ciphertext out).
 
 :func:`check` verifies the names and drives two connections through a
 handshake, data both ways and a close_notify with :class:`FastIO`; when
@@ -35,7 +38,7 @@ RECORD = 16384
 CHUNK = 4 * RECORD
 
 _LIB_NAMES = ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read", "BIO_write",
-              "SSL_ERROR_WANT_READ", "SSL_ERROR_ZERO_RETURN")  # fmt: skip
+              "BIO_get_mem_data", "SSL_ERROR_WANT_READ", "SSL_ERROR_ZERO_RETURN")  # fmt: skip
 _CONNECTION_NAMES = ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error")
 
 
@@ -51,23 +54,31 @@ class PublicIO:
             conn.bio_write(data)
 
     @staticmethod
-    def read(conn: SSL.Connection) -> tuple[list[bytes], bool]:
-        """The plaintext OpenSSL can decrypt now, and whether close_notify came;
-        raises SSL.Error."""
+    def read(conn: SSL.Connection, data: bytes = b"") -> tuple[bytes, bool]:
+        """Feed ``data`` (ciphertext), then the plaintext OpenSSL can decrypt now
+        (b"": none) and whether close_notify came; raises SSL.Error."""
+        if data:
+            conn.bio_write(data)
         pieces = []
         while True:
             try:
                 pieces.append(conn.recv(RECORD))
             except SSL.WantReadError:
-                return pieces, False
+                eof = False
+                break
             except SSL.ZeroReturnError:
-                return pieces, True
+                eof = True
+                break
+        return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), eof
 
-    @staticmethod
-    def encrypt(conn: SSL.Connection, data: bytes | memoryview) -> int:
-        """Encrypt the start of ``data`` into the outgoing BIO; how much was taken
-        (pyOpenSSL's contexts allow partial writes: a record at a time)."""
-        return conn.send(data)
+    @classmethod
+    def seal(cls, conn: SSL.Connection, data: bytes) -> bytes:
+        """Encrypt all of ``data``, a record at a time (pyOpenSSL's contexts allow
+        partial writes); the ciphertext. Raises SSL.Error."""
+        view = memoryview(data)
+        while view:
+            view = view[conn.send(view[:RECORD]) :]
+        return cls.drain(conn)
 
     @staticmethod
     def drain(conn: SSL.Connection) -> bytes:
@@ -98,46 +109,65 @@ class FastIO:
         self.zero_return = _lib.SSL_ERROR_ZERO_RETURN
 
     def feed(self, conn: SSL.Connection, data: bytes) -> None:
-        if not data:
-            return
-        with self.ffi.from_buffer(data) as buf:
-            if self.lib.BIO_write(conn._into_ssl, buf, len(data)) != len(data):
-                raise SSL.Error("BIO_write did not take all the data")
+        if data:
+            self._feed(conn._into_ssl, data)
 
-    def read(self, conn: SSL.Connection) -> tuple[list[bytes], bool]:
-        lib, ssl, scratch, buffer = self.lib, conn._ssl, self.scratch, self.ffi.buffer
+    def _feed(self, bio: Any, data: bytes) -> None:
+        if type(data) is not bytes:  # cffi passes bytes to a pointer as they are
+            data = bytes(data)
+        if self.lib.BIO_write(bio, data, len(data)) != len(data):
+            raise SSL.Error("BIO_write did not take all the data")
+
+    def read(self, conn: SSL.Connection, data: bytes = b"") -> tuple[bytes, bool]:
+        lib, ssl, into, scratch = self.lib, conn._ssl, conn._into_ssl, self.scratch
+        if data:
+            self._feed(into, data)
         pieces = []
         while True:
             n = lib.SSL_read(ssl, scratch, RECORD)
             if n > 0:
-                pieces.append(buffer(scratch, n)[:])
+                pieces.append(self.ffi.unpack(scratch, n))
+                # A record was read whole (none holds more than RECORD); with nothing
+                # left in the BIO the next SSL_read could only say "want read" (OpenSSL
+                # reads no further ahead than a record: _probe checks that).
+                if lib.BIO_get_mem_data(into, self.ffi.NULL) == 0:
+                    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), False
                 continue
             error = lib.SSL_get_error(ssl, n)
-            if error == self.want_read:
-                return pieces, False
-            if error == self.zero_return:
-                return pieces, True
+            if error == self.want_read or error == self.zero_return:
+                return b"".join(pieces), error == self.zero_return
             conn._raise_ssl_error(ssl, n)  # the exception pyOpenSSL would raise
             raise SSL.Error(f"SSL_read failed ({error})")
 
-    def encrypt(self, conn: SSL.Connection, data: bytes | memoryview) -> int:
-        with self.ffi.from_buffer(data) as buf:
-            n = self.lib.SSL_write(conn._ssl, buf, len(data))
+    def seal(self, conn: SSL.Connection, data: bytes) -> bytes:
+        size = len(data)
+        # One record's worth of bytes goes as it is (cffi passes bytes to a pointer);
+        # what a record did not take (the peer may have asked for smaller records),
+        # and anything longer, through a buffer.
+        done = self._write(conn, data, size) if type(data) is bytes and size <= RECORD else 0
+        if done < size:
+            with self.ffi.from_buffer(data) as buf:
+                while done < size:
+                    done += self._write(conn, buf + done, min(RECORD, size - done))
+        return self.drain(conn)
+
+    def _write(self, conn: SSL.Connection, buf: Any, size: int) -> int:
+        n = self.lib.SSL_write(conn._ssl, buf, size)
         if n <= 0:
             conn._raise_ssl_error(conn._ssl, n)
             raise SSL.Error("SSL_write failed")
         return n
 
     def drain(self, conn: SSL.Connection) -> bytes:
-        lib, bio, scratch, buffer = self.lib, conn._from_ssl, self.scratch, self.ffi.buffer
+        lib, bio, scratch, unpack = self.lib, conn._from_ssl, self.scratch, self.ffi.unpack
         n = lib.BIO_read(bio, scratch, CHUNK)
         if n < CHUNK:
-            return buffer(scratch, n)[:] if n > 0 else b""
-        out = [buffer(scratch, n)[:]]
+            return unpack(scratch, n) if n > 0 else b""
+        out = [unpack(scratch, n)]
         while n == CHUNK:
             n = lib.BIO_read(bio, scratch, CHUNK)
             if n > 0:
-                out.append(buffer(scratch, n)[:])
+                out.append(unpack(scratch, n))
         return b"".join(out)
 
 
@@ -188,18 +218,17 @@ def _probe(io: FastIO) -> list[str]:
     client, server = _pair()
     _handshake(client, server, io)
     problems = []
-    if io.read(client) != ([], False):
+    if io.read(client) != (b"", False):
         problems.append("an empty read does not say 'want read'")
-    data = memoryview(b"ping" * 5000)  # two records: written one at a time
-    while data:
-        data = data[io.encrypt(client, data) :]
-        _shuttle(client, server, io)
-    pieces, eof = io.read(server)
-    if b"".join(pieces) != b"ping" * 5000 or eof:
+    # Three records in the BIO at once (one of them a single byte), fed in two parts
+    # that cut a record: read ahead by OpenSSL would leave records unread here.
+    records = io.seal(client, b"p" * 20000) + io.seal(client, b"!")
+    if io.read(server, records[:100]) != (b"", False):
+        problems.append("part of a record gave data")
+    if io.read(server, records[100:]) != (b"p" * 20000 + b"!", False):
         problems.append("data did not come through")
     server.shutdown()
-    _shuttle(server, client, io)
-    if io.read(client) != ([], True):
+    if io.read(client, io.drain(server)) != (b"", True):
         problems.append("close_notify was not seen")
     if io.drain(client) != b"":
         problems.append("an empty BIO gave data")
@@ -213,7 +242,7 @@ def check() -> list[str]:
     except ImportError as e:
         return [f"pyOpenSSL's binding is not where it was: {e}"]
     problems = [f"OpenSSL.SSL._lib.{n} is gone" for n in _LIB_NAMES if not hasattr(_lib, n)]
-    problems += [f"OpenSSL.SSL._ffi.{n} is gone" for n in ("new", "buffer", "from_buffer")
+    problems += [f"OpenSSL.SSL._ffi.{n} is gone" for n in ("new", "unpack", "from_buffer", "NULL")
                  if not hasattr(_ffi, n)]  # fmt: skip
     if problems:
         return problems

@@ -20,7 +20,6 @@ from OpenSSL import SSL
 
 from zfw.stream import Stream
 from zfw.tls import openssl_compat
-from zfw.tls.openssl_compat import RECORD
 
 
 def _ignore(*_args: Any) -> None:
@@ -85,13 +84,9 @@ class TlsStream:
         """Encrypt ``data`` and send it below."""
         if self._shut or self.lost:
             return
-        if len(data) <= RECORD:  # one record, taken whole
-            self._io.encrypt(self.tls, data)
-        else:  # a record at a time (what the stream below reads at once: 64 KiB)
-            view = memoryview(data)
-            while view:
-                view = view[self._io.encrypt(self.tls, view[:RECORD]) :]
-        self._flush()
+        out = self._io.seal(self.tls, data)
+        if out and not self.inner.lost:
+            self.inner.write(out)
 
     def pause(self) -> None:
         self.inner.pause()
@@ -163,10 +158,10 @@ class TlsStream:
             self.inner.write(out)
 
     def _cipher(self, data: bytes) -> None:
-        self._io.feed(self.tls, data)
         if self.handshaken:
-            self._read()
+            self._read(data)
         else:
+            self._io.feed(self.tls, data)
             self._advance()
 
     def _advance(self) -> None:
@@ -187,15 +182,14 @@ class TlsStream:
                 return
         self._read()
 
-    def _read(self) -> None:
+    def _read(self, cipher: bytes = b"") -> None:
         try:
-            pieces, eof = self._io.read(self.tls)  # eof: close_notify, the end of input
+            data, eof = self._io.read(self.tls, cipher)  # eof: close_notify, the end of input
         except SSL.Error as e:
             self._flush()
             self._fail(f"TLS error: {describe(e)}")
             return
-        if pieces:
-            data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if data:
             self.received += len(data)
             self.on_data(data)
         else:
