@@ -55,48 +55,68 @@ def records(ciphertext: bytes) -> list[int]:
     return sizes
 
 
+def bound(io):
+    """A client and a server after their handshake, and the data path of each."""
+    client, server = openssl_compat._pair()
+    openssl_compat._handshake(client, server, io)
+    return client, server, io.bind(client), io.bind(server)
+
+
 @pytest.mark.parametrize("io", [FastIO(), PublicIO()], ids=["fast", "public"])
 @pytest.mark.parametrize("kind", [bytes, memoryview])
 def test_both_ways_agree_on_records_errors_and_close_notify(io, kind):
-    client, server = openssl_compat._pair()
-    openssl_compat._handshake(client, server, io)
-    sealed = io.seal(client, kind(b"x" * 100_000))
+    _client, server, (client_read, client_seal), (server_read, server_seal) = bound(io)
+    sealed = client_seal(kind(b"x" * 100_000))
     sizes = records(sealed)
     assert len(sizes) == 7 and max(sizes) <= openssl_compat.RECORD + 256  # a record each
-    assert io.read(server, sealed[:1000]) == (b"", False)  # not a whole record yet
-    assert io.read(server, sealed[1000:]) == (b"x" * 100_000, False)
-    assert io.read(server) == (b"", False) and io.drain(server) == b""
-    assert io.read(client, io.seal(server, kind(b"pong"))) == (b"pong", False)
+    assert server_read(sealed[:1000]) == (b"", False)  # not a whole record yet
+    assert server_read(sealed[1000:]) == (b"x" * 100_000, False)
+    assert server_read() == (b"", False) and io.drain(server) == b""
+    assert client_read(server_seal(kind(b"pong"))) == (b"pong", False)
+    server.shutdown()
+    assert client_read(io.drain(server)) == (b"", True)
     with pytest.raises(SSL.Error):  # a record that does not decrypt
-        io.read(server, b"\x17\x03\x03\x00\x05hello")
+        server_read(b"\x17\x03\x03\x00\x05hello")
 
 
-def test_what_a_record_does_not_take_is_written_next(monkeypatch):
+class SmallRecords:
+    """OpenSSL's binding, with SSL_write as under a fragment length of 700 bytes."""
+
+    def __init__(self, lib):
+        self.lib = lib
+
+    def __getattr__(self, name):
+        return getattr(self.lib, name)
+
+    def SSL_write(self, ssl, buf, size):  # OpenSSL's name
+        return self.lib.SSL_write(ssl, buf, min(size, 700))
+
+
+def test_what_a_record_does_not_take_is_written_next():
     """A peer may ask for records smaller than 16 KiB (Max Fragment Length): SSL_write
     takes less than it is given, and FastIO goes on from there."""
     io = FastIO()
-    client, server = openssl_compat._pair()
-    openssl_compat._handshake(client, server, io)
-    write = FastIO._write
-
-    def small(self, conn, buf, size):  # as SSL_write under a fragment length of 700
-        return write(self, conn, buf, min(size, 700))
-
-    monkeypatch.setattr(FastIO, "_write", small)
-    sealed = io.seal(client, b"0123456789" * 1000)
+    io.lib = SmallRecords(io.lib)
+    _client, _server, (_, client_seal), (server_read, _) = bound(io)
+    sealed = client_seal(b"0123456789" * 1000)
     assert max(records(sealed)) <= 700 + 256
-    assert io.read(server, sealed) == (b"0123456789" * 1000, False)
+    assert server_read(sealed) == (b"0123456789" * 1000, False)
 
 
 def test_records_left_unread_are_found(monkeypatch):
     """FastIO stops reading when the BIO is empty; were OpenSSL to take more than a
     record from it at once, records would stay unread. The probe would see that."""
-    read = FastIO.read
+    bind = FastIO.bind
 
-    def one_record(self, conn, data=b""):
-        plain, eof = read(self, conn, data)
-        return plain[: openssl_compat.RECORD], eof
+    def one_record_each(self, conn):
+        read, seal = bind(self, conn)
 
-    monkeypatch.setattr(FastIO, "read", one_record)
+        def first(data=b""):
+            plain, eof = read(data)
+            return plain[: openssl_compat.RECORD], eof
+
+        return first, seal
+
+    monkeypatch.setattr(FastIO, "bind", one_record_each)
     assert "data did not come through" in openssl_compat.check()
     assert openssl_compat.io().name == "public"

@@ -9,8 +9,8 @@ cffi binding (``OpenSSL.SSL._lib``) on the connection's own ``SSL`` and BIOs,
 into one scratch buffer; it asks ``SSL_get_error`` instead of catching, and
 stops reading when the incoming BIO is empty instead of asking OpenSSL once
 more; ``bench/tls_inspect.py`` measures the difference. :class:`PublicIO` does
-the same with the public API. Both have two calls for the data path:
-:meth:`~FastIO.read` (ciphertext in, plaintext out) and :meth:`~FastIO.seal`
+the same with the public API. For each connection, ``bind`` gives the two calls
+of the data path: ``read`` (ciphertext in, plaintext out) and ``seal``
 (plaintext in, ciphertext out).
 
 :func:`check` verifies the names and drives two connections through a
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
@@ -42,6 +43,13 @@ _LIB_NAMES = ("SSL_read", "SSL_write", "SSL_get_error", "BIO_read", "BIO_write",
 _CONNECTION_NAMES = ("_ssl", "_into_ssl", "_from_ssl", "_raise_ssl_error")
 
 
+#: What :meth:`FastIO.bind` gives for one connection: ``read(ciphertext=b"")``, the
+#: plaintext OpenSSL can decrypt now (b"": none) and whether close_notify came, and
+#: ``seal(plaintext)``, the ciphertext of all of it. Both raise SSL.Error.
+Reader = Callable[..., tuple[bytes, bool]]
+Sealer = Callable[[bytes], bytes]
+
+
 class PublicIO:
     """The data path on pyOpenSSL's public API."""
 
@@ -52,33 +60,6 @@ class PublicIO:
         """Give OpenSSL ciphertext from the peer."""
         if data:
             conn.bio_write(data)
-
-    @staticmethod
-    def read(conn: SSL.Connection, data: bytes = b"") -> tuple[bytes, bool]:
-        """Feed ``data`` (ciphertext), then the plaintext OpenSSL can decrypt now
-        (b"": none) and whether close_notify came; raises SSL.Error."""
-        if data:
-            conn.bio_write(data)
-        pieces = []
-        while True:
-            try:
-                pieces.append(conn.recv(RECORD))
-            except SSL.WantReadError:
-                eof = False
-                break
-            except SSL.ZeroReturnError:
-                eof = True
-                break
-        return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), eof
-
-    @classmethod
-    def seal(cls, conn: SSL.Connection, data: bytes) -> bytes:
-        """Encrypt all of ``data``, a record at a time (pyOpenSSL's contexts allow
-        partial writes); the ciphertext. Raises SSL.Error."""
-        view = memoryview(data)
-        while view:
-            view = view[conn.send(view[:RECORD]) :]
-        return cls.drain(conn)
 
     @staticmethod
     def drain(conn: SSL.Connection) -> bytes:
@@ -94,6 +75,33 @@ class PublicIO:
                 break
         return out[0] if len(out) == 1 else b"".join(out)
 
+    @classmethod
+    def bind(cls, conn: SSL.Connection) -> tuple[Reader, Sealer]:
+        """The data path of ``conn`` after its handshake."""
+
+        def read(data: bytes = b"") -> tuple[bytes, bool]:
+            if data:
+                conn.bio_write(data)
+            pieces = []
+            while True:
+                try:
+                    pieces.append(conn.recv(RECORD))
+                except SSL.WantReadError:
+                    eof = False
+                    break
+                except SSL.ZeroReturnError:
+                    eof = True
+                    break
+            return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), eof
+
+        def seal(data: bytes) -> bytes:
+            view = memoryview(data)
+            while view:  # a record at a time (pyOpenSSL's contexts allow partial writes)
+                view = view[conn.send(view[:RECORD]) :]
+            return cls.drain(conn)
+
+        return read, seal
+
 
 class FastIO:
     """The data path through pyOpenSSL's cffi binding (see the module's text)."""
@@ -105,70 +113,89 @@ class FastIO:
 
         self.ffi, self.lib = _ffi, _lib
         self.scratch = _ffi.new("char[]", CHUNK)
-        self.want_read = _lib.SSL_ERROR_WANT_READ
-        self.zero_return = _lib.SSL_ERROR_ZERO_RETURN
 
     def feed(self, conn: SSL.Connection, data: bytes) -> None:
         if data:
-            self._feed(conn._into_ssl, data)
-
-    def _feed(self, bio: Any, data: bytes) -> None:
-        if type(data) is not bytes:  # cffi passes bytes to a pointer as they are
-            data = bytes(data)
-        if self.lib.BIO_write(bio, data, len(data)) != len(data):
-            raise SSL.Error("BIO_write did not take all the data")
-
-    def read(self, conn: SSL.Connection, data: bytes = b"") -> tuple[bytes, bool]:
-        lib, ssl, into, scratch = self.lib, conn._ssl, conn._into_ssl, self.scratch
-        if data:
-            self._feed(into, data)
-        pieces = []
-        while True:
-            n = lib.SSL_read(ssl, scratch, RECORD)
-            if n > 0:
-                pieces.append(self.ffi.unpack(scratch, n))
-                # A record was read whole (none holds more than RECORD); with nothing
-                # left in the BIO the next SSL_read could only say "want read" (OpenSSL
-                # reads no further ahead than a record: _probe checks that).
-                if lib.BIO_get_mem_data(into, self.ffi.NULL) == 0:
-                    return (pieces[0] if len(pieces) == 1 else b"".join(pieces)), False
-                continue
-            error = lib.SSL_get_error(ssl, n)
-            if error == self.want_read or error == self.zero_return:
-                return b"".join(pieces), error == self.zero_return
-            conn._raise_ssl_error(ssl, n)  # the exception pyOpenSSL would raise
-            raise SSL.Error(f"SSL_read failed ({error})")
-
-    def seal(self, conn: SSL.Connection, data: bytes) -> bytes:
-        size = len(data)
-        # One record's worth of bytes goes as it is (cffi passes bytes to a pointer);
-        # what a record did not take (the peer may have asked for smaller records),
-        # and anything longer, through a buffer.
-        done = self._write(conn, data, size) if type(data) is bytes and size <= RECORD else 0
-        if done < size:
-            with self.ffi.from_buffer(data) as buf:
-                while done < size:
-                    done += self._write(conn, buf + done, min(RECORD, size - done))
-        return self.drain(conn)
-
-    def _write(self, conn: SSL.Connection, buf: Any, size: int) -> int:
-        n = self.lib.SSL_write(conn._ssl, buf, size)
-        if n <= 0:
-            conn._raise_ssl_error(conn._ssl, n)
-            raise SSL.Error("SSL_write failed")
-        return n
+            _feed(self.lib.BIO_write, conn._into_ssl, data)
 
     def drain(self, conn: SSL.Connection) -> bytes:
-        lib, bio, scratch, unpack = self.lib, conn._from_ssl, self.scratch, self.ffi.unpack
-        n = lib.BIO_read(bio, scratch, CHUNK)
-        if n < CHUNK:
-            return unpack(scratch, n) if n > 0 else b""
-        out = [unpack(scratch, n)]
-        while n == CHUNK:
-            n = lib.BIO_read(bio, scratch, CHUNK)
-            if n > 0:
-                out.append(unpack(scratch, n))
-        return b"".join(out)
+        return _drain(self.lib.BIO_read, conn._from_ssl, self.scratch, self.ffi.unpack)
+
+    def bind(self, conn: SSL.Connection) -> tuple[Reader, Sealer]:
+        """The data path of ``conn``: the same calls as :class:`PublicIO`'s, on the
+        connection's ``SSL`` and BIOs, held here, into the shared scratch buffer."""
+        lib, ffi, scratch = self.lib, self.ffi, self.scratch
+        ssl, into, out = conn._ssl, conn._into_ssl, conn._from_ssl
+        ssl_read, ssl_write, bio_read, bio_write, bio_size = (
+            lib.SSL_read, lib.SSL_write, lib.BIO_read, lib.BIO_write, lib.BIO_get_mem_data
+        )  # fmt: skip
+        unpack, null, from_buffer = ffi.unpack, ffi.NULL, ffi.from_buffer
+        want_read, zero_return = lib.SSL_ERROR_WANT_READ, lib.SSL_ERROR_ZERO_RETURN
+
+        def read(data: bytes = b"") -> tuple[bytes, bool]:
+            if data:
+                _feed(bio_write, into, data)
+            n = ssl_read(ssl, scratch, RECORD)
+            # A record is read whole (none holds more than RECORD), and OpenSSL reads
+            # no further ahead than a record (_probe checks that): with the BIO empty,
+            # the next SSL_read could only say "want read".
+            if n > 0 and not bio_size(into, null):
+                return unpack(scratch, n), False  # the usual case: one record
+            pieces = []
+            while n > 0:
+                pieces.append(unpack(scratch, n))
+                if not bio_size(into, null):
+                    return b"".join(pieces), False
+                n = ssl_read(ssl, scratch, RECORD)
+            error = lib.SSL_get_error(ssl, n)
+            if error in (want_read, zero_return):
+                return b"".join(pieces), error == zero_return
+            raise failed(n)
+
+        def failed(n: int) -> SSL.Error:
+            conn._raise_ssl_error(ssl, n)  # the exception pyOpenSSL would raise
+            return SSL.Error(f"OpenSSL failed ({n})")
+
+        def seal(data: bytes) -> bytes:
+            size = len(data)
+            # One record's worth of bytes goes as it is (cffi passes bytes to a
+            # pointer); what a record did not take (the peer may have asked for
+            # smaller records), and anything longer, through a buffer.
+            done = ssl_write(ssl, data, size) if type(data) is bytes and size <= RECORD else 0
+            if done < size:
+                if done < 0:
+                    raise failed(done)
+                with from_buffer(data) as buf:
+                    while done < size:
+                        n = ssl_write(ssl, buf + done, min(RECORD, size - done))
+                        if n <= 0:
+                            raise failed(n)
+                        done += n
+            n = bio_read(out, scratch, CHUNK)
+            if 0 < n < CHUNK:
+                return unpack(scratch, n)  # the usual case: all there is, at once
+            return _drain(bio_read, out, scratch, unpack, n)
+
+        return read, seal
+
+
+def _feed(bio_write: Any, bio: Any, data: bytes) -> None:
+    if type(data) is not bytes:  # cffi passes bytes to a pointer as they are
+        data = bytes(data)
+    if bio_write(bio, data, len(data)) != len(data):
+        raise SSL.Error("BIO_write did not take all the data")
+
+
+def _drain(bio_read: Any, bio: Any, scratch: Any, unpack: Any, n: int | None = None) -> bytes:
+    """What ``bio`` holds, read into ``scratch``; ``n``: what a first read gave."""
+    if n is None:
+        n = bio_read(bio, scratch, CHUNK)
+    out = [unpack(scratch, n)] if n > 0 else []
+    while n == CHUNK:
+        n = bio_read(bio, scratch, CHUNK)
+        if n > 0:
+            out.append(unpack(scratch, n))
+    return out[0] if len(out) == 1 else b"".join(out)
 
 
 class _State:
@@ -217,18 +244,21 @@ def _probe(io: FastIO) -> list[str]:
     both ways through ``io``; what did not come out as pyOpenSSL's own calls would."""
     client, server = _pair()
     _handshake(client, server, io)
+    (client_read, client_seal), (server_read, server_seal) = io.bind(client), io.bind(server)
     problems = []
-    if io.read(client) != (b"", False):
+    if client_read() != (b"", False):
         problems.append("an empty read does not say 'want read'")
     # Three records in the BIO at once (one of them a single byte), fed in two parts
     # that cut a record: read ahead by OpenSSL would leave records unread here.
-    records = io.seal(client, b"p" * 20000) + io.seal(client, b"!")
-    if io.read(server, records[:100]) != (b"", False):
+    records = client_seal(b"p" * 20000) + client_seal(b"!")
+    if server_read(records[:100]) != (b"", False):
         problems.append("part of a record gave data")
-    if io.read(server, records[100:]) != (b"p" * 20000 + b"!", False):
+    if server_read(records[100:]) != (b"p" * 20000 + b"!", False):
         problems.append("data did not come through")
+    if client_read(server_seal(memoryview(b"pong"))) != (b"pong", False):
+        problems.append("data did not come back")
     server.shutdown()
-    if io.read(client, io.drain(server)) != (b"", True):
+    if client_read(io.drain(server)) != (b"", True):
         problems.append("close_notify was not seen")
     if io.drain(client) != b"":
         problems.append("an empty BIO gave data")

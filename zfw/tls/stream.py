@@ -52,6 +52,7 @@ class TlsStream:
         self.inner = inner
         self.tls = connection
         self._io = openssl_compat.io()
+        self._decrypt, self._encrypt = self._io.bind(connection)
         self.side = inner.side
         self.received = 0
         self.lost = False
@@ -84,7 +85,7 @@ class TlsStream:
         """Encrypt ``data`` and send it below."""
         if self._shut or self.lost:
             return
-        out = self._io.seal(self.tls, data)
+        out = self._encrypt(data)
         if out and not self.inner.lost:
             self.inner.write(out)
 
@@ -158,11 +159,9 @@ class TlsStream:
             self.inner.write(out)
 
     def _cipher(self, data: bytes) -> None:
-        if self.handshaken:
-            self._read(data)
-        else:
-            self._io.feed(self.tls, data)
-            self._advance()
+        """Ciphertext during the handshake (after it, ``_read`` hears it)."""
+        self._io.feed(self.tls, data)
+        self._advance()
 
     def _advance(self) -> None:
         if not self.handshaken:
@@ -176,6 +175,7 @@ class TlsStream:
                 self._fail(f"handshake failed: {describe(e)}")
                 return
             self.handshaken = True
+            self.inner.on_data = self._read
             self._flush()
             self.on_handshake(self)
             if self.lost or self.inner.lost:
@@ -184,7 +184,7 @@ class TlsStream:
 
     def _read(self, cipher: bytes = b"") -> None:
         try:
-            data, eof = self._io.read(self.tls, cipher)  # eof: close_notify, the end of input
+            data, eof = self._decrypt(cipher)  # eof: close_notify, the end of input
         except SSL.Error as e:
             self._flush()
             self._fail(f"TLS error: {describe(e)}")
