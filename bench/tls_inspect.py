@@ -187,6 +187,37 @@ def wrk(lab: Lab, d: str, seconds: int, close: bool, shim: str, port: int = 443)
     return wrk_rate(proc)
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user and system) of process ``root`` and all below it, including
+    children that have ended (a proxy's helpers: Squid's certificate generators)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        grew = bool(below)
+        tree |= below
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(lab: Lab, d: str, seconds: int, close: bool, shim: str, proc) -> tuple[float, float]:
+    """wrk's rate, and the share of a CPU the proxy used meanwhile (0 for routing)."""
+    start, wall = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
+    rate = wrk(lab, d, seconds, close, shim)
+    used = (cpu_seconds(proc.pid) - start) / (time.monotonic() - wall) if proc else 0.0
+    return rate, used
+
+
 def check_shim(lab: Lab, d: str, shim: str) -> None:
     """wrk resumes sessions on its own; with the shim, none (or the figures mean nothing)."""
     for with_shim in (False, True):
@@ -356,6 +387,7 @@ def main() -> None:
         setups.append("base")
     lab = Lab("zfwbenchtls").up()
     results: dict[tuple[str, str], list[float]] = {}
+    used_cpu: dict[tuple[str, str], float] = {}
     try:
         many_connections(lab)
         nginx = start_nginx(lab, d, NGINX_SERVER.format(d=d), NGINX_HTTP, 4096, cpu=1)
@@ -371,15 +403,17 @@ def main() -> None:
             proc = start(lab, d, setup)
             try:
                 for metric, close in (("keepalive", False), ("conn", True)):
-                    rate = wrk(lab, d, a.seconds, close, shim)
+                    rate, used = measured(lab, d, a.seconds, close, shim, proc)
                     results.setdefault((setup, metric), []).append(rate)
+                    used_cpu[(setup, metric)] = used
             finally:
                 stop(lab, proc, setup)
-            print(
-                f"    {setup:9} keep-alive {results[(setup, 'keepalive')][-1]:8.0f}  "
-                f"new connections {results[(setup, 'conn')][-1]:6.0f}",
-                flush=True,
-            )
+            line = f"    {setup:9}"
+            for metric in ("keepalive", "conn"):
+                line += f"  {metric} {results[(setup, metric)][-1]:6.0f}/s"
+                if proc is not None:  # a proxy that does not use all its core is not the limit
+                    line += f" ({used_cpu[(setup, metric)]:4.0%} CPU)"
+            print(line, flush=True)
         nginx.terminate()
         nginx.wait()
     finally:

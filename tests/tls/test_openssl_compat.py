@@ -73,6 +73,7 @@ def test_both_ways_agree_on_records_errors_and_close_notify(io, kind):
     assert server_read(sealed[1000:]) == (b"x" * 100_000, False)
     assert server_read() == (b"", False) and io.drain(server) == b""
     assert client_read(server_seal(kind(b"pong"))) == (b"pong", False)
+    assert server_seal(kind(b"")) == b""  # nothing to send
     server.shutdown()
     assert client_read(io.drain(server)) == (b"", True)
     with pytest.raises(SSL.Error):  # a record that does not decrypt

@@ -161,7 +161,7 @@ class FastIO:
             # One record's worth of bytes goes as it is (cffi passes bytes to a
             # pointer); what a record did not take (the peer may have asked for
             # smaller records), and anything longer, through a buffer.
-            done = ssl_write(ssl, data, size) if type(data) is bytes and size <= RECORD else 0
+            done = ssl_write(ssl, data, size) if type(data) is bytes and 0 < size <= RECORD else 0
             if done < size:
                 if done < 0:
                     raise failed(done)
