@@ -77,7 +77,7 @@ class PublicIO:
 
     @classmethod
     def bind(cls, conn: SSL.Connection) -> tuple[Reader, Sealer]:
-        """The data path of ``conn`` after its handshake."""
+        """The data path of ``conn`` (for use once its handshake is done)."""
 
         def read(data: bytes = b"") -> tuple[bytes, bool]:
             if data:
