@@ -328,6 +328,50 @@ def test_a_client_asking_for_small_records_gets_every_byte(inspect_lab):
     assert "HTTP/1.1 200 OK" in proc.stdout and MID in proc.stdout
 
 
+#: Drives ``openssl s_client`` (argv) through a key update, then one request: each step
+#: once s_client has said it is ready for it (it takes a command only at the start of
+#: what it reads).
+KEY_UPDATE = """
+import subprocess, sys
+request = sys.stdin.read()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+out = []
+def until(text):
+    for line in p.stdout:
+        out.append(line)
+        if text in line:
+            return
+until("Verify return code")  # the handshake is done
+p.stdin.write("K\\n"); p.stdin.flush()
+until("KEYUPDATE")
+p.stdin.write(request); p.stdin.flush()
+until("line 0499")  # the last line of the response
+p.stdin.close()
+out.append(p.stdout.read())
+p.wait(timeout=10)
+print("".join(out))
+"""
+
+
+def test_a_key_update_in_the_middle_of_a_session_is_followed(inspect_lab):
+    """TLS 1.3 KeyUpdate, one asking for zfw's in return (s_client's ``K``), before a
+    request: zfw reads on with the new key and answers with its own new key."""
+    lab, _z, _d, _ = inspect_lab
+    s_client = ["openssl", "s_client", "-connect", f"{SERVER4}:4443", "-servername",
+                "dmz.example.com", "-crlf", "-msg"]  # fmt: skip
+    proc = lab.run(
+        "client",
+        [sys.executable, "-c", KEY_UPDATE, *s_client],
+        input="GET /mid.txt HTTP/1.1\nHost: dmz.example.com\nConnection: close\n\n",
+        check=False,
+        timeout=30,
+    )
+    assert ">>> TLS 1.3, Handshake [length 0005], KeyUpdate" in proc.stdout, proc.stdout
+    assert "<<< TLS 1.3, Handshake [length 0005], KeyUpdate" in proc.stdout, proc.stdout
+    assert "HTTP/1.1 200 OK" in proc.stdout and MID in proc.stdout
+
+
 def test_hostile_clients_and_a_client_certificate_request_close_cleanly(inspect_lab):
     lab, z, d, _ = inspect_lab
     script = (
