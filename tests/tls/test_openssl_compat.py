@@ -40,7 +40,7 @@ def test_a_missing_binding_or_attribute_is_found(monkeypatch):
 
 
 def test_changed_behaviour_is_found(monkeypatch):
-    monkeypatch.setattr(FastIO, "drain", lambda self, conn: b"")  # loses the close_notify
+    monkeypatch.setattr(FastIO, "drain", lambda self, conn: b"")  # the handshake never ends
     assert openssl_compat.check() != []
     assert openssl_compat.io().name == "public"
 
