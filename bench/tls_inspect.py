@@ -38,7 +38,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 
-from plug import BASE, base_worktree, many_connections, remove_worktree, wrk_rate  # noqa: E402
+from plug import (  # noqa: E402
+    BASE,
+    base_worktree,
+    many_connections,
+    paired,
+    remove_worktree,
+    wrk_rate,
+)
 
 from tests.e2e.pki import server_certificate  # noqa: E402
 from zfw.lab import SERVER4, Lab  # noqa: E402
@@ -438,13 +445,7 @@ def report(results: dict[tuple[str, str], list[float]], setups: list[str]) -> No
     print("\nmedians of the ratios within each round (each round's in brackets)")
     for metric in ("keepalive", "conn"):
         for other in setups[1:]:
-            ratios = [
-                z / o
-                for z, o in zip(results[("zfw", metric)], results[(other, metric)], strict=True)
-                if o
-            ]
-            if not ratios:
-                continue
+            ratios = paired(results[("zfw", metric)], results[(other, metric)])
             ratio = statistics.median(ratios)
             rounds = ", ".join(f"{r:.2f}" for r in ratios)
             print(
