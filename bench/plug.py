@@ -158,6 +158,29 @@ def run_round(lab: Lab, a, name: str, results: dict) -> None:
         stop_proxy(proc)
 
 
+def cpu_seconds(root: int) -> float:
+    """CPU time (user and system) of process ``root`` and all below it, including
+    children that have ended (a proxy's helpers: Squid's certificate generators)."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        grew = bool(below)
+        tree |= below
+    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def paired(ours: list[float], theirs: list[float]) -> list[float]:
     """Round-by-round ratios (rounds where either failed are left out)."""
     return [a / b for a, b in zip(ours, theirs, strict=True) if a and b] or [0.0]

@@ -3,6 +3,7 @@ transparent mode, Squid with ssl_bump (peek, then bump) and plain routing, in th
 
     sudo .venv/bin/python bench/tls_inspect.py [--seconds 10] [--rounds 3]
     sudo .venv/bin/python bench/tls_inspect.py --ab REV --setups zfw [--rounds 5]
+    sudo .venv/bin/python bench/tls_inspect.py --setups zfw,squid --head-to-head 9
 
 ``contrib/install-deps --bench`` installs what it needs: Debian's ``squid-openssl``,
 gcc, and mitmproxy from PyPI in ``.venv-mitmproxy`` (it needs Python 3.12; a setup
@@ -22,6 +23,11 @@ runs pinned to CPU 0, wrk and nginx to CPU 1. Medians of the rounds count, and
 the median of the ratios within each round. With ``--ab REV``, zfw of the commit
 REV (a git worktree, first on the module path) runs in every round too, as
 ``base``: what a change gains or costs, in one run.
+
+Then, steadiest of all (``--head-to-head N`` rounds, 5 unless told): zfw and Squid
+(and ``base``) run at once, sharing CPU 0, each under its own wrk at the same time,
+and each round compares their requests per CPU-second: whatever state the machine
+is in, both meet it together.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
@@ -41,6 +48,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 from plug import (  # noqa: E402
     BASE,
     base_worktree,
+    cpu_seconds,
     many_connections,
     paired,
     remove_worktree,
@@ -87,15 +95,19 @@ def bench():
     # One load generator is one client address: lift the per-client limits.
     Service("https", Web, encryption=INSPECT, max_sessions=100000,
             max_sessions_per_client=100000, max_new_sessions_per_client=1e6)
-    Listener(SockAddrInet("", 50443), "https", intercept=443)
+    Listener(SockAddrInet("", {port}), "https", intercept=443)
 """
+#: Where each proxy listens; diverted there from the port wrk connects to.
+LISTEN = {"zfw": 50443, "base": 50444, "squid": 3130, "mitmproxy": 50443}
 
 NGINX_HTTP = """    access_log off;
     keepalive_requests 1000000;
     log_format reuse '$ssl_session_reused';"""
-# Toward the proxies: no resumption (full handshakes on the server side too). On 8443,
-# resumption offered and logged, to check that the shim stops wrk from using it.
+# Toward the proxies (443; 9443 for the second proxy of a head-to-head): no resumption
+# (full handshakes on the server side too). On 8443, resumption offered and logged, to
+# check that the shim stops wrk from using it.
 NGINX_SERVER = """        listen 443 ssl reuseport backlog=4096;
+        listen 9443 ssl reuseport backlog=4096;
         ssl_certificate {d}/origin/server.pem; ssl_certificate_key {d}/origin/server.key;
         ssl_session_cache off; ssl_session_tickets off;
         location / {{ return 200 "hello\\n"; }}
@@ -194,35 +206,52 @@ def wrk(lab: Lab, d: str, seconds: int, close: bool, shim: str, port: int = 443)
     return wrk_rate(proc)
 
 
-def cpu_seconds(root: int) -> float:
-    """CPU time (user and system) of process ``root`` and all below it, including
-    children that have ended (a proxy's helpers: Squid's certificate generators)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
-    tree, grew = {root}, True
-    while grew:
-        below = {pid for pid, parent in parents.items() if parent in tree} - tree
-        grew = bool(below)
-        tree |= below
-    return sum(times.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
-
-
-def measured(lab: Lab, d: str, seconds: int, close: bool, shim: str, proc) -> tuple[float, float]:
+def measured(
+    lab: Lab, d: str, seconds: int, close: bool, shim: str, proc, port: int = 443
+) -> tuple[float, float]:
     """wrk's rate, and the share of a CPU the proxy used meanwhile (0 for routing)."""
     start, wall = (cpu_seconds(proc.pid) if proc else 0.0), time.monotonic()
-    rate = wrk(lab, d, seconds, close, shim)
+    rate = wrk(lab, d, seconds, close, shim, port)
     used = (cpu_seconds(proc.pid) - start) / (time.monotonic() - wall) if proc else 0.0
     return rate, used
+
+
+def head_to_head(
+    lab: Lab, d: str, seconds: int, shim: str, other: str, rounds: int
+) -> dict[str, list[float]]:
+    """zfw and ``other`` up at once, sharing CPU 0, each under its own wrk (to 443 and
+    9443) at the same time: zfw's requests per CPU-second over ``other``'s, per round.
+
+    Run one after the other, two proxies meet this VM in different states, and their
+    rates scatter by a third; sharing one core at the same moment, both meet the same.
+    """
+    pairs = (("zfw", 443), (other, 9443))
+    procs: dict[str, subprocess.Popen[str] | None] = {}
+    ratios: dict[str, list[float]] = {"keepalive": [], "conn": []}
+    try:
+        for setup, port in pairs:
+            procs[setup] = start(lab, d, setup, port)
+        lab.tproxy({port: LISTEN[setup] for setup, port in pairs})
+        for r in range(rounds):
+            line = f"    round {r + 1}:"
+            for metric, close in (("keepalive", False), ("conn", True)):
+                with ThreadPoolExecutor(2) as pool:  # both wrk at once
+                    runs = [
+                        pool.submit(measured, lab, d, seconds, close, shim, procs[s], port)
+                        for s, port in pairs
+                    ]
+                got = {s: run.result() for (s, _), run in zip(pairs, runs, strict=True)}
+                per_cpu = {s: rate / used if used else 0.0 for s, (rate, used) in got.items()}
+                ratios[metric].append(paired([per_cpu["zfw"]], [per_cpu[other]])[0])
+                line += f"  {metric} " + " ".join(
+                    f"{s} {got[s][0]:.0f}/s ({got[s][1]:.0%} CPU)" for s, _ in pairs
+                )
+                line += f" -> {ratios[metric][-1]:.2f}"
+            print(line, flush=True)
+    finally:
+        for setup, proc in procs.items():
+            stop(lab, proc, setup)
+    return ratios
 
 
 def check_shim(lab: Lab, d: str, shim: str) -> None:
@@ -285,23 +314,28 @@ def nat_redirect(lab: Lab, port: int | None) -> None:
         )
 
 
-def start(lab: Lab, d: str, setup: str) -> subprocess.Popen[str] | None:
-    """Start one setup pinned to CPU 0 (None: plain routing)."""
+def start(lab: Lab, d: str, setup: str, dport: int = 443) -> subprocess.Popen[str] | None:
+    """Start one setup pinned to CPU 0 (None: plain routing), for connections to ``dport``."""
     out = open(f"{d}/{setup}.out", "a")  # noqa: SIM115 (the process keeps it)
     if setup == "routing":
         lab.tproxy({}, divert="none")
         return None
+    if setup != "mitmproxy":
+        lab.tproxy({dport: LISTEN[setup]})
     if setup in ("zfw", "base"):
-        lab.tproxy({443: 50443})
         # No access lines, as Squid (access_log none) and mitmproxy (-q) write none.
         args = lab.zfw_command(
-            f"{d}/policy.py", "bench", "--log-file", "/dev/null", "--log-spec", "http.request:2"
+            f"{d}/policy-{setup}.py",
+            "bench",
+            "--log-file",
+            "/dev/null",
+            "--log-spec",
+            "http.request:2",
         )
         env = {**os.environ, "PYTHONPATH": BASE[0]} if setup == "base" else None
         proc = lab.popen("fw", pinned(0, args), stdout=out, env=env)
-        listening(lab, 50443, proc, "zfw")
+        listening(lab, LISTEN[setup], proc, setup)
     elif setup == "squid":
-        lab.tproxy({443: 3130})
         db = f"{d}/squid/ssl_db"
         if not os.path.exists(db):
             subprocess.run(
@@ -315,16 +349,16 @@ def start(lab: Lab, d: str, setup: str) -> subprocess.Popen[str] | None:
         proc = lab.popen(
             "fw", pinned(0, ["squid", "-N", "-f", f"{d}/squid/squid.conf"]), stdout=out
         )
-        listening(lab, 3130, proc, "squid")
-    else:
+        listening(lab, LISTEN[setup], proc, setup)
+    else:  # mitmproxy, on 443 only
         lab.tproxy({}, divert="none")
-        nat_redirect(lab, 50443)
+        nat_redirect(lab, LISTEN[setup])
         args = [
             MITMDUMP,
             "--mode",
             "transparent",
             "--listen-port",
-            "50443",
+            str(LISTEN[setup]),
             "-q",
             "--set",
             f"confdir={d}/mitm",
@@ -332,12 +366,12 @@ def start(lab: Lab, d: str, setup: str) -> subprocess.Popen[str] | None:
             f"ssl_verify_upstream_trusted_ca={d}/origin/ca.pem",
         ]
         proc = lab.popen("fw", pinned(0, args), stdout=out)
-        listening(lab, 50443, proc, "mitmproxy")
+        listening(lab, LISTEN[setup], proc, setup)
     # Inspected, not tunnelled: the client is shown a leaf of the inspection CA.
     ca = f"{d}/inspect/ca.pem"
     got = lab.run(
         "client",
-        client(d, ["curl", "-sS", "--max-time", "20", "--cacert", ca, f"https://{NAME}/"]),
+        client(d, ["curl", "-sS", "--max-time", "20", "--cacert", ca, f"https://{NAME}:{dport}/"]),
         check=False,
     )
     if got.stdout != "hello\n":
@@ -377,12 +411,20 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--setups", default="zfw,squid,mitmproxy", help="which of these to run")
     ap.add_argument("--ab", metavar="REV", help="also zfw of commit REV, and the ratios")
+    ap.add_argument(
+        "--head-to-head",
+        type=int,
+        default=5,
+        metavar="N",
+        help="then N rounds of zfw and Squid (and REV) sharing CPU 0 at once; 0: none",
+    )
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="zfw-tlsbench-")
     os.chmod(d, 0o755)
     make_pki(d)
-    with open(f"{d}/policy.py", "w") as f:
-        f.write(POLICY.format(pki=d))
+    for setup in ("zfw", "base"):
+        with open(f"{d}/policy-{setup}.py", "w") as f:
+            f.write(POLICY.format(pki=d, port=LISTEN[setup]))
     shim = f"{d}/no_tls_resume.so"
     subprocess.run(
         ["cc", "-shared", "-fPIC", "-o", shim, os.path.join(HERE, "no_tls_resume.c"), "-ldl"],
@@ -395,6 +437,7 @@ def main() -> None:
     lab = Lab("zfwbenchtls").up()
     results: dict[tuple[str, str], list[float]] = {}
     used_cpu: dict[tuple[str, str], float] = {}
+    shared: dict[str, dict[str, list[float]]] = {}
     try:
         many_connections(lab)
         nginx = start_nginx(lab, d, NGINX_SERVER.format(d=d), NGINX_HTTP, 4096, cpu=1)
@@ -421,15 +464,22 @@ def main() -> None:
                 if proc is not None:  # a proxy that does not use all its core is not the limit
                     line += f" ({used_cpu[(setup, metric)]:4.0%} CPU)"
             print(line, flush=True)
+        for other in [s for s in setups if s in ("squid", "base")] if a.head_to_head else []:
+            print(f"    zfw and {other} at once on CPU 0, zfw's rate per CPU-second over {other}'s")
+            shared[other] = head_to_head(lab, d, a.seconds, shim, other, a.head_to_head)
         nginx.terminate()
         nginx.wait()
     finally:
         lab.down()
         remove_worktree()
-    report(results, setups)
+    report(results, setups, shared)
 
 
-def report(results: dict[tuple[str, str], list[float]], setups: list[str]) -> None:
+def report(
+    results: dict[tuple[str, str], list[float]],
+    setups: list[str],
+    shared: dict[str, dict[str, list[float]]],
+) -> None:
     median = {k: statistics.median(v) for k, v in results.items()}
     print("\nmedians (rounds in brackets), per second")
     for setup in ["routing", *setups]:
@@ -445,12 +495,19 @@ def report(results: dict[tuple[str, str], list[float]], setups: list[str]) -> No
     print("\nmedians of the ratios within each round (each round's in brackets)")
     for metric in ("keepalive", "conn"):
         for other in setups[1:]:
-            ratios = paired(results[("zfw", metric)], results[(other, metric)])
-            ratio = statistics.median(ratios)
-            rounds = ", ".join(f"{r:.2f}" for r in ratios)
-            print(
-                f"  {metric:9} zfw/{other:9} {ratio:6.2f} [{rounds}]{verdict(metric, other, ratio)}"
-            )
+            ratio_line(metric, other, paired(results[("zfw", metric)], results[(other, metric)]))
+    if shared:
+        print("\nat once on CPU 0: medians of zfw's rate per CPU-second over the other's")
+    for other, ratios in shared.items():
+        for metric in ("keepalive", "conn"):
+            ratio_line(metric, other, ratios[metric])
+
+
+def ratio_line(metric: str, other: str, ratios: list[float]) -> None:
+    """The median of ``ratios`` (zfw's over ``other``'s), each in brackets, and the target."""
+    ratio = statistics.median(ratios)
+    rounds = ", ".join(f"{r:.2f}" for r in ratios)
+    print(f"  {metric:9} zfw/{other:9} {ratio:6.2f} [{rounds}]{verdict(metric, other, ratio)}")
 
 
 def verdict(metric: str, other: str, ratio: float) -> str:
