@@ -90,14 +90,15 @@ class Web(HttpProxy):
         self.max_keepalive_requests = 10**9
 
 
-def bench():
+def {instance}():
     InstanceOptions(max_sessions=100000)
     # One load generator is one client address: lift the per-client limits.
     Service("https", Web, encryption=INSPECT, max_sessions=100000,
             max_sessions_per_client=100000, max_new_sessions_per_client=1e6)
     Listener(SockAddrInet("", {port}), "https", intercept=443)
 """
-#: Where each proxy listens; diverted there from the port wrk connects to.
+#: Where each proxy listens; diverted there from the port wrk connects to. zfw's
+#: instance is named after its setup (``zfw``, ``base``), so that both can run at once.
 LISTEN = {"zfw": 50443, "base": 50444, "squid": 3130, "mitmproxy": 50443}
 
 NGINX_HTTP = """    access_log off;
@@ -219,32 +220,34 @@ def measured(
 def head_to_head(
     lab: Lab, d: str, seconds: int, shim: str, other: str, rounds: int
 ) -> dict[str, list[float]]:
-    """zfw and ``other`` up at once, sharing CPU 0, each under its own wrk (to 443 and
-    9443) at the same time: zfw's requests per CPU-second over ``other``'s, per round.
+    """zfw and ``other`` up at once, sharing CPU 0, each under its own wrk at the same
+    time: zfw's requests per CPU-second over ``other``'s, per round.
 
     Run one after the other, two proxies meet this VM in different states, and their
     rates scatter by a third; sharing one core at the same moment, both meet the same.
+    The two swap nginx's ports (443, 9443) every other round.
     """
-    pairs = (("zfw", 443), (other, 9443))
+    setups = ("zfw", other)
     procs: dict[str, subprocess.Popen[str] | None] = {}
     ratios: dict[str, list[float]] = {"keepalive": [], "conn": []}
     try:
-        for setup, port in pairs:
+        for setup, port in zip(setups, (443, 9443), strict=True):
             procs[setup] = start(lab, d, setup, port)
-        lab.tproxy({port: LISTEN[setup] for setup, port in pairs})
         for r in range(rounds):
+            ports = dict(zip(setups, (443, 9443) if r % 2 == 0 else (9443, 443), strict=True))
+            lab.tproxy({port: LISTEN[setup] for setup, port in ports.items()})
             line = f"    round {r + 1}:"
             for metric, close in (("keepalive", False), ("conn", True)):
                 with ThreadPoolExecutor(2) as pool:  # both wrk at once
-                    runs = [
-                        pool.submit(measured, lab, d, seconds, close, shim, procs[s], port)
-                        for s, port in pairs
-                    ]
-                got = {s: run.result() for (s, _), run in zip(pairs, runs, strict=True)}
+                    runs = {
+                        s: pool.submit(measured, lab, d, seconds, close, shim, procs[s], port)
+                        for s, port in ports.items()
+                    }
+                got = {s: run.result() for s, run in runs.items()}
                 per_cpu = {s: rate / used if used else 0.0 for s, (rate, used) in got.items()}
                 ratios[metric].append(paired([per_cpu["zfw"]], [per_cpu[other]])[0])
                 line += f"  {metric} " + " ".join(
-                    f"{s} {got[s][0]:.0f}/s ({got[s][1]:.0%} CPU)" for s, _ in pairs
+                    f"{s} {got[s][0]:.0f}/s ({got[s][1]:.0%} CPU)" for s in setups
                 )
                 line += f" -> {ratios[metric][-1]:.2f}"
             print(line, flush=True)
@@ -326,7 +329,7 @@ def start(lab: Lab, d: str, setup: str, dport: int = 443) -> subprocess.Popen[st
         # No access lines, as Squid (access_log none) and mitmproxy (-q) write none.
         args = lab.zfw_command(
             f"{d}/policy-{setup}.py",
-            "bench",
+            setup,  # the instance: each its own control socket
             "--log-file",
             "/dev/null",
             "--log-spec",
@@ -424,7 +427,7 @@ def main() -> None:
     make_pki(d)
     for setup in ("zfw", "base"):
         with open(f"{d}/policy-{setup}.py", "w") as f:
-            f.write(POLICY.format(pki=d, port=LISTEN[setup]))
+            f.write(POLICY.format(pki=d, port=LISTEN[setup], instance=setup))
     shim = f"{d}/no_tls_resume.so"
     subprocess.run(
         ["cc", "-shared", "-fPIC", "-o", shim, os.path.join(HERE, "no_tls_resume.c"), "-ldl"],
