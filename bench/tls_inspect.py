@@ -353,7 +353,7 @@ def start(lab: Lab, d: str, setup: str, dport: int = 443) -> subprocess.Popen[st
             "fw", pinned(0, ["squid", "-N", "-f", f"{d}/squid/squid.conf"]), stdout=out
         )
         listening(lab, LISTEN[setup], proc, setup)
-    else:  # mitmproxy, on 443 only
+    else:  # mitmproxy: on 443 only, never beside zfw
         lab.tproxy({}, divert="none")
         nat_redirect(lab, LISTEN[setup])
         args = [
@@ -467,9 +467,10 @@ def main() -> None:
                 if proc is not None:  # a proxy that does not use all its core is not the limit
                     line += f" ({used_cpu[(setup, metric)]:4.0%} CPU)"
             print(line, flush=True)
-        for other in [s for s in setups if s in ("squid", "base")] if a.head_to_head else []:
-            print(f"    zfw and {other} at once on CPU 0, zfw's rate per CPU-second over {other}'s")
-            shared[other] = head_to_head(lab, d, a.seconds, shim, other, a.head_to_head)
+        for other in (s for s in setups if s in ("squid", "base")):
+            if a.head_to_head:
+                print(f"    zfw and {other} at once on CPU 0: zfw's rate per CPU-second over its")
+                shared[other] = head_to_head(lab, d, a.seconds, shim, other, a.head_to_head)
         nginx.terminate()
         nginx.wait()
     finally:
