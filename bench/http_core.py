@@ -14,7 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from zfw.http import core
+from zfw.http.messages import Request, Response
+from zfw.http.parser import Parser
+from zfw.http.serialize import end_to_end, serialize_request, serialize_response
 
 REQUEST = (
     b"GET /index.html?q=1 HTTP/1.1\r\nHost: www.example.org\r\nUser-Agent: curl/7.88.1\r\n"
@@ -28,17 +30,15 @@ RESPONSE = (
 
 
 def zfw_transaction() -> None:
-    req_parser = core.Parser("request")
-    resp_parser = core.Parser("response")
+    req_parser = Parser("request")
+    resp_parser = Parser("response")
     req = req_parser.feed(REQUEST)[0]
-    core.serialize_request(
-        core.Request(req.method, req.target, req.version, core.end_to_end(req.headers))
-    )
+    serialize_request(Request(req.method, req.target, req.version, end_to_end(req.headers)))
     resp_parser.expect(req.method)
     events = resp_parser.feed(RESPONSE)
     resp = events[0]
-    core.serialize_response(
-        core.Response(resp.status, resp.reason, resp.version, core.end_to_end(resp.headers)),
+    serialize_response(
+        Response(resp.status, resp.reason, resp.version, end_to_end(resp.headers)),
         ((b"Content-Length", b"12"),),
     )
 
@@ -75,7 +75,7 @@ def measure(fn, n: int = 20000) -> float:
 
 def main() -> None:
     z = measure(zfw_transaction)
-    print(f"zfw.http.core: {z:6.1f} us per transaction ({1e6 / z:,.0f}/s before any I/O)")
+    print(f"zfw.http:        {z:6.1f} us per transaction ({1e6 / z:,.0f}/s before any I/O)")
     try:
         import h11  # noqa: F401
     except ImportError:

@@ -46,11 +46,11 @@ _FTP = [
 def seeds(target: str) -> list[bytes]:
     """Seed inputs for ``target`` (each with every first byte's cut pattern once)."""
     if target == "http_requests":
-        from tests.http.test_core import MALFORMED_REQUESTS
+        from tests.http.test_parser import MALFORMED_REQUESTS
 
         streams = _GOOD_REQUESTS + _REGRESSIONS + [d for _c, d, _s in MALFORMED_REQUESTS]
     elif target == "http_responses":
-        from tests.http.test_core import MALFORMED_RESPONSES
+        from tests.http.test_parser import MALFORMED_RESPONSES
 
         streams = _GOOD_RESPONSES + [c[1] for c in MALFORMED_RESPONSES]
     elif target == "ftp":

@@ -17,17 +17,9 @@ import h11
 
 from zfw.ftp.addresses import parse_eprt, parse_epsv_reply, parse_pasv_reply, parse_port
 from zfw.ftp.core import CommandReader, FtpViolation, ReplyReader
-from zfw.http.core import (
-    Broken,
-    Data,
-    EndOfMessage,
-    HttpViolation,
-    Parser,
-    Request,
-    Response,
-    end_to_end,
-    request_head,
-)
+from zfw.http.messages import Broken, Data, EndOfMessage, HttpViolation, Request, Response
+from zfw.http.parser import Parser
+from zfw.http.serialize import end_to_end, request_head
 from zfw.tls.clienthello import ClientHelloReader, TlsViolation
 
 Message = tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], bytes]

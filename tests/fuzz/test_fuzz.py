@@ -25,7 +25,7 @@ def test_seeds_hold_the_invariants(target):
 
 def test_the_differential_check_reads_the_good_corpus_like_h11():
     from tests.fuzz.targets import _messages, _run
-    from zfw.http.core import Parser
+    from zfw.http.parser import Parser
 
     checked = 0
     for stream in corpus._GOOD_REQUESTS:

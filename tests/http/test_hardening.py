@@ -5,15 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from zfw.http.core import (
-    Broken,
-    EndOfMessage,
-    HttpViolation,
-    Limits,
-    Parser,
-    Request,
-    Response,
-)
+from zfw.http.messages import Broken, EndOfMessage, HttpViolation, Limits, Request, Response
+from zfw.http.parser import Parser
 
 LOOKALIKES = [
     b"Content_Length",
@@ -91,7 +84,7 @@ def test_good_hosts(host):
     "target", [b"http://a.example,b.example/", b"http://a.example:99999/", b"http://u@a.example/"]
 )
 def test_absolute_form_targets_the_same_way(target):
-    from zfw.http.core import absolute_target
+    from zfw.http.targets import absolute_target
 
     with pytest.raises(HttpViolation):
         absolute_target(target)

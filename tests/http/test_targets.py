@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from zfw.http.core import (
-    EndOfMessage,
-    HttpViolation,
-    Parser,
-    Request,
-    Response,
-    absolute_target,
-    split_authority,
-)
+from zfw.http.messages import EndOfMessage, HttpViolation, Request, Response
+from zfw.http.parser import Parser
+from zfw.http.targets import absolute_target, split_authority
 
 
 @pytest.mark.parametrize(

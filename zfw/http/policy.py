@@ -27,7 +27,8 @@ from typing import Any
 import attrs
 
 from zfw import policytable
-from zfw.http.core import HOP_BY_HOP, TOKEN
+from zfw.http.messages import HOP_BY_HOP
+from zfw.http.parser import TOKEN
 from zfw.policytable import PolicyValueError
 
 HTTP_REQ_ACCEPT = policytable.ACCEPT

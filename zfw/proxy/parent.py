@@ -16,7 +16,8 @@ from typing import Any
 from twisted.python.failure import Failure
 
 from zfw.engine.decision import Decision
-from zfw.http.core import Broken, HttpViolation, Parser, Response
+from zfw.http.messages import Broken, HttpViolation, Response
+from zfw.http.parser import Parser
 from zfw.stream import Stream
 
 

@@ -1,7 +1,7 @@
 """HttpProxy: a strict HTTP/1.1 application proxy with Zorp-style policy tables.
 
 The protocol work (framing, keep-alive, hop-by-hop fields, 1xx) is done by the
-sans-IO core, :mod:`zfw.http.core`; the policy tables are :mod:`zfw.http.policy`'s.
+sans-IO core, :mod:`zfw.http`; the policy tables are :mod:`zfw.http.policy`'s.
 The proxy itself is split by concern: :mod:`.proxy` (the session and the
 requests), :mod:`.responses` (the server side), :mod:`.tables` (applying the
 policy), :mod:`.inband` (non-transparent routing, CONNECT, the parent proxy,

@@ -9,17 +9,12 @@ from typing import Any
 from twisted.internet.threads import deferToThread
 
 from zfw.engine.session import describe_failure
-from zfw.http.core import (
-    Request,
-    Response,
-    absolute_target,
-    end_to_end,
-    response_head,
-    split_authority,
-)
+from zfw.http.messages import Request, Response
 from zfw.http.policy import (
     PolicyValueError,
 )
+from zfw.http.serialize import end_to_end, response_head
+from zfw.http.targets import absolute_target, split_authority
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.http.messages import NO_VALUES, Refused, Transaction, addresses_of, split_host
 from zfw.proxy.parent import ParentTunnel

@@ -6,10 +6,7 @@ import socket
 
 import attrs
 
-from zfw.http.core import (
-    Request,
-    tokens,
-)
+from zfw.http.messages import Request, tokens
 from zfw.http.policy import (
     Verdict,
 )

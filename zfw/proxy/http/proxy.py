@@ -1,6 +1,6 @@
 """HttpProxy: the session and its requests.
 
-The protocol work is done by the sans-IO core (:mod:`zfw.http.core`); this
+The protocol work is done by the sans-IO core (:mod:`zfw.http`); this
 module connects it to the two streams of a session, with the other parts of
 the proxy mixed in from the modules beside it. One transaction at a
 time: the next (pipelined) request is read only after the response to the
@@ -20,18 +20,8 @@ from twisted.python.failure import Failure
 
 from zfw import net
 from zfw.engine.session import describe_failure
-from zfw.http.core import (
-    LAST_CHUNK,
-    Broken,
-    Data,
-    HttpViolation,
-    Limits,
-    Parser,
-    Request,
-    chunk,
-    framing_out,
-    request_head,
-)
+from zfw.http.messages import Broken, Data, HttpViolation, Limits, Request
+from zfw.http.parser import Parser
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
     HTTP_REQ_REJECT,
@@ -41,6 +31,7 @@ from zfw.http.policy import (
     request_entry,
     verdict,
 )
+from zfw.http.serialize import LAST_CHUNK, chunk, framing_out, request_head
 from zfw.model import InbandRouter
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.http.endings import Endings

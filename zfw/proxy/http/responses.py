@@ -5,17 +5,8 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
-from zfw.http.core import (
-    LAST_CHUNK,
-    Broken,
-    Data,
-    HttpViolation,
-    Response,
-    chunk,
-    end_to_end,
-    framing_out,
-    response_head,
-)
+from zfw.http.messages import Broken, Data, HttpViolation, Response
+from zfw.http.serialize import LAST_CHUNK, chunk, end_to_end, framing_out, response_head
 from zfw.proxy.http.messages import Transaction, field_tokens
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
@@ -23,7 +14,7 @@ from zfw.stream import Stream
 
 class ServerSide:
     """Part of :class:`~zfw.proxy.http.HttpProxy`: responses from the server, sent on
-    with the framing the core decides (:func:`zfw.http.core.framing_out`), 1xx and 101,
+    with the framing the core decides (:func:`zfw.http.serialize.framing_out`), 1xx and 101,
     and whether each side's connection is kept after the transaction."""
 
     def _from_server(self, data: bytes) -> None:

@@ -3,12 +3,7 @@ response_header) to a transaction; the tables themselves are zfw.http.policy's."
 
 from __future__ import annotations
 
-from zfw.http.core import (
-    Headers,
-    Request,
-    Response,
-    end_to_end,
-)
+from zfw.http.messages import Headers, Request, Response
 from zfw.http.policy import (
     HTTP_RSP_ACCEPT,
     HeaderAbort,
@@ -18,6 +13,7 @@ from zfw.http.policy import (
     response_entry,
     verdict,
 )
+from zfw.http.serialize import end_to_end
 from zfw.proxy.http.messages import (
     POLICY_FAILED,
     TARGET_CHARS,

@@ -1,4 +1,4 @@
-"""A strict sans-IO HTTP/1.1 message parser and serializer: bytes in, events out.
+"""A strict sans-IO HTTP/1.1 message parser: bytes in, events out.
 
 Strict means that anything invalid or ambiguous is an :class:`HttpViolation`
 (with the status a proxy answers: 400, 413, 414, 431, 501, 505), never a
@@ -20,11 +20,22 @@ specification.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import NamedTuple
 
-import attrs
+from zfw.http.messages import (
+    HOP_BY_HOP,
+    Broken,
+    Data,
+    EndOfMessage,
+    Headers,
+    HttpViolation,
+    Index,
+    Limits,
+    Request,
+    Response,
+    tokens,
+)
+from zfw.http.targets import check_host
 
 TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])")
@@ -57,111 +68,7 @@ _CHUNK_EXT = (
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(" + _CHUNK_EXT + rb")")
 _BARE_CR_LF = re.compile(rb"(?<!\r)\n|\r(?=[^\n])")
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-
-
-class HttpViolation(Exception):
-    """A message zfw will not pass on; ``status`` is what the client is answered."""
-
-    def __init__(self, status: int, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-Headers = tuple[tuple[bytes, bytes], ...]
-
-
-Index = dict[bytes, list[bytes]]
-
-
-#: How a message's body is delimited, as the parser decided it (``Request.body``,
-#: ``Response.body``): ``none`` (no body: HEAD, 1xx, 204, 304, a request without
-#: framing fields), ``length`` (Content-Length), ``chunked``, ``close`` (a response
-#: that ends with the connection), ``tunnel`` (CONNECT: what follows is not HTTP).
-BODY_KINDS = ("none", "length", "chunked", "close", "tunnel")
-
-
-@attrs.define
-class Request:
-    """A request head; ``fields`` maps lower-case names to their values, ``body`` is
-    how its body is delimited (one of :data:`BODY_KINDS`), ``keep_alive`` whether the
-    connection may carry another message after it (:func:`keeps_alive`)."""
-
-    method: bytes
-    target: bytes
-    version: tuple[int, int]
-    headers: Headers
-    fields: Index = attrs.field(factory=dict, eq=False, repr=False)
-    body: str = attrs.field(default="none", eq=False)
-    keep_alive: bool = attrs.field(default=True, eq=False)
-
-
-@attrs.define
-class Response:
-    """A response head; ``fields`` maps lower-case names to their values, ``body`` is
-    how its body is delimited (one of :data:`BODY_KINDS`), ``keep_alive`` whether the
-    connection may carry another message after it (:func:`keeps_alive`)."""
-
-    status: int
-    reason: bytes
-    version: tuple[int, int]
-    headers: Headers
-    fields: Index = attrs.field(factory=dict, eq=False, repr=False)
-    body: str = attrs.field(default="none", eq=False)
-    keep_alive: bool = attrs.field(default=True, eq=False)
-
-
-class Framing(NamedTuple):
-    """How to send a message on: the framing fields, whether its body is re-chunked on
-    the way, and whether the connection must close after it (a body that only the
-    close can end, toward an HTTP/1.0 peer). (A tuple: made for every message.)"""
-
-    fields: Headers = ()
-    chunked: bool = False
-    close: bool = False
-
-
-_CHUNKED = ((b"Transfer-Encoding", b"chunked"),)
-_NO_FRAMING = Framing()
-
-
-def framing_out(message: Request | Response, peer: tuple[int, int]) -> Framing:
-    """How to send ``message`` (as the parser read it) to a peer speaking HTTP ``peer``.
-
-    The one place that decides framing on the way out: a length stays a length; a
-    chunked or close-delimited body is chunked toward HTTP/1.1 and delimited by the
-    close toward HTTP/1.0; a message without a body keeps the length it describes
-    (HEAD, 304), except 204, which has none.
-    """
-    body = message.body
-    if body == "length":
-        return Framing(((b"Content-Length", message.fields[b"content-length"][0]),))
-    if body in ("chunked", "close"):
-        if peer == (1, 1) or type(message) is Request:
-            return Framing(_CHUNKED, chunked=True)
-        return Framing(close=True)
-    length = message.fields.get(b"content-length")
-    if body == "none" and length and type(message) is Response and message.status != 204:
-        return Framing(((b"Content-Length", length[0]),))
-    return _NO_FRAMING
-
-
-def keeps_alive(message: Request | Response) -> bool:
-    """Whether the connection may carry another message after ``message``: HTTP/1.1,
-    no ``Connection: close``, and a body that does not end with the connection (the
-    parser decides it for each message: ``message.keep_alive``)."""
-    return message.keep_alive
+_END = EndOfMessage()  # the common, trailer-less end; never changed
 
 
 def _persistent(version: tuple[int, int], body: str, index: Index) -> bool:
@@ -169,52 +76,6 @@ def _persistent(version: tuple[int, int], body: str, index: Index) -> bool:
         return False
     connection = index.get(b"connection")
     return connection is None or b"close" not in tokens(connection)
-
-
-@attrs.define
-class Data:
-    """A piece of a message body."""
-
-    data: bytes
-
-
-@attrs.define
-class EndOfMessage:
-    """The message is complete; trailers (chunked bodies only) are kept apart."""
-
-    trailers: Headers = ()
-
-
-_END = EndOfMessage()  # the common, trailer-less end; never changed
-
-
-@attrs.frozen
-class Broken:
-    """The stream broke here (``status``, ``reason`` as :class:`HttpViolation`): the
-    messages before it in the same read came first and are answered first."""
-
-    status: int
-    reason: str
-
-
-@attrs.frozen
-class Limits:
-    """What a parser accepts; every limit has a safe default."""
-
-    max_line: int = 8192
-    max_target: int = 8192
-    max_headers: int = 100
-    max_head: int = 65536
-    max_body: int | None = None
-    max_chunk_line: int = 1024
-    #: A field whose name a CGI/WSGI backend folds to Content-Length or
-    #: Transfer-Encoding (``Content_Length``): ``"reject"`` the message, or ``"drop"`` it.
-    framing_lookalikes: str = "reject"
-
-
-def header_values(headers: Headers, name: bytes) -> list[bytes]:
-    """Every value of a (lower-case) header name."""
-    return [v for n, v in headers if n.lower() == name]
 
 
 def _lines(head: bytes) -> list[bytes]:
@@ -677,16 +538,6 @@ class Parser:
         return EndOfMessage(trailers)
 
 
-# --- request targets of a non-transparent proxy --------------------------------------------
-
-_AUTHORITY = re.compile(
-    rb"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+,;=]{1,255})(?::([0-9]{1,5}))?"
-)
-_ABSOLUTE = re.compile(rb"([A-Za-z][A-Za-z0-9+\-.]*)://([^/?#]*)([^#]*)")
-#: RFC 9112 3.2: ``uri-host [ ":" port ]``; a list, userinfo or a path is not that.
-_HOST = re.compile(
-    rb"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9\-._~!$&'()*+;=%]{1,255})(?::([0-9]{0,5}))?"
-)
 _FRAMING = frozenset({b"content-length", b"transfer-encoding"})
 _FOLD = re.compile(rb"[^a-z0-9]")
 
@@ -699,133 +550,3 @@ def _fold(name: bytes) -> bytes:
 _FOLDED_FRAMING = frozenset(_fold(n) for n in _FRAMING)
 _NOT_IN_TRAILERS = HOP_BY_HOP | _FRAMING | {b"host", b"content-type", b"content-encoding"}
 _FOLDED_LENGTHS = frozenset(len(n) for n in _FRAMING)
-
-
-def check_host(value: bytes) -> None:
-    """A Host value must be ``uri-host [":" port]``: HttpViolation(400) otherwise."""
-    m = _HOST.fullmatch(value)
-    if m is None:
-        raise HttpViolation(400, f"malformed Host {value[:60]!r}")
-    if m.group(2) and not 0 < int(m.group(2)) < 65536:
-        raise HttpViolation(400, f"Host port {m.group(2).decode()} out of range")
-    if m.group(1).startswith(b"["):
-        try:
-            ipaddress.IPv6Address(m.group(1)[1:-1].decode("ascii"))
-        except ValueError:
-            raise HttpViolation(400, f"malformed IPv6 address in Host {value[:60]!r}") from None
-
-
-def split_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
-    """``host`` (lower case, IPv6 without brackets) and ``port`` of ``host[:port]``.
-
-    Without a port, ``default_port`` (None: a port is required, as in CONNECT)."""
-    m = _AUTHORITY.fullmatch(authority)
-    if m is None:
-        raise HttpViolation(400, f"malformed authority {authority[:60]!r}")
-    host = m.group(1).decode("ascii").lower()
-    if host.startswith("["):
-        host = host[1:-1]
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            raise HttpViolation(400, f"malformed IPv6 address {host[:45]!r}") from None
-    if m.group(2) is None:
-        if default_port is None:
-            raise HttpViolation(400, "CONNECT target without a port")
-        return host, default_port
-    port = int(m.group(2))
-    if not 0 < port < 65536:
-        raise HttpViolation(400, f"port {port} out of range")
-    return host, port
-
-
-def absolute_target(target: bytes) -> tuple[str, int, bytes]:
-    """Host, port and origin-form target (path and query) of an absolute-form ``http://`` URL."""
-    m = _ABSOLUTE.fullmatch(target)
-    if m is None:
-        raise HttpViolation(400, f"a proxy request needs an absolute URL, not {target[:60]!r}")
-    scheme, authority, rest = m.groups()
-    if scheme.lower() != b"http":
-        raise HttpViolation(501, f"scheme {scheme[:20].decode('ascii')!r} is not supported")
-    if b"@" in authority:
-        raise HttpViolation(400, "user information in the URL")
-    check_host(authority)  # the same rule as for Host
-    host, port = split_authority(authority, 80)
-    if not rest.startswith(b"/"):
-        rest = b"/" + rest
-    return host, port, rest
-
-
-# --- serializing ---------------------------------------------------------------------------
-
-
-def _head(first: bytes, headers: Headers, framing: Headers) -> bytes:
-    fields = tuple(headers) + tuple(framing) if framing else headers
-    if not fields:
-        return first + b"\r\n\r\n"
-    return b"%s\r\n%s\r\n\r\n" % (first, b"\r\n".join(map(b": ".join, fields)))
-
-
-def request_head(method: bytes, target: bytes, headers: Headers, framing: Headers = ()) -> bytes:
-    """A request head, canonical: single spaces, CRLF, HTTP/1.1, the framing headers last."""
-    return _head(b"%s %s HTTP/1.1" % (method, target), headers, framing)
-
-
-def response_head(status: int, reason: bytes, headers: Headers, framing: Headers = ()) -> bytes:
-    """A response head, canonical."""
-    return _head(b"HTTP/1.1 %d %s" % (status, reason), headers, framing)
-
-
-def serialize_request(req: Request, framing: Headers = ()) -> bytes:
-    """The canonical head of ``req``."""
-    return request_head(req.method, req.target, req.headers, framing)
-
-
-def serialize_response(resp: Response, framing: Headers = ()) -> bytes:
-    """The canonical head of ``resp``."""
-    return response_head(resp.status, resp.reason, resp.headers, framing)
-
-
-def chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body."""
-    return b"%x\r\n" % len(data) + data + b"\r\n" if data else b""
-
-
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-_DROP = HOP_BY_HOP | {b"content-length"}
-#: The usual Connection values, so that most messages split nothing.
-_COMMON_TOKENS = {
-    v: frozenset({v.lower()}) for v in (b"keep-alive", b"Keep-Alive", b"close", b"Close")
-}
-
-
-def tokens(values: list[bytes] | None) -> frozenset[bytes]:
-    """The comma-separated tokens of a header's values (from a parser's index), lower-case."""
-    if not values:
-        return frozenset()
-    if len(values) == 1:
-        common = _COMMON_TOKENS.get(values[0])
-        if common is not None:
-            return common
-    return frozenset(t.strip().lower() for v in values for t in v.split(b",") if t.strip())
-
-
-def end_to_end(headers: Headers, fields: Index | None = None) -> Headers:
-    """``headers`` without hop-by-hop fields, the framing ones and those named in Connection.
-
-    ``fields`` (the parser's index of the same headers) makes the common case cheap.
-    """
-    drop = _DROP
-    if fields is not None:
-        if _DROP.isdisjoint(fields):
-            return headers
-        named = tokens(fields.get(b"connection"))
-        if not named <= _DROP:
-            drop = drop | named
-    else:
-        for n, v in headers:
-            if n.lower() == b"connection":
-                drop = drop | {t.strip().lower() for t in v.split(b",")}
-    return tuple([h for h in headers if h[0].lower() not in drop])

@@ -1,4 +1,4 @@
-"""The strict HTTP/1.1 core: valid messages, every rejection, any segmentation."""
+"""The strict HTTP/1.1 parser: valid messages, every rejection, any segmentation."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zfw.http.core import (
-    LAST_CHUNK,
+from zfw.http.messages import (
     Broken,
     Data,
     EndOfMessage,
-    Framing,
     HttpViolation,
     Limits,
-    Parser,
     Request,
     Response,
+    keeps_alive,
+)
+from zfw.http.parser import Parser
+from zfw.http.serialize import (
+    LAST_CHUNK,
+    Framing,
     chunk,
     end_to_end,
     framing_out,
-    keeps_alive,
     serialize_request,
     serialize_response,
 )
-from zfw.http.core import tokens as connection_tokens
 
 
 def parse(data: bytes, role: str = "request", methods=(), limits=None) -> list[object]:
@@ -451,7 +452,7 @@ _FIELD_VALUES = st.text(" \tab:\x80", max_size=8).map(lambda s: s.encode("latin-
 @given(st.lists(st.tuples(tokens, _FIELD_VALUES), min_size=1, max_size=6))
 def test_header_block_regex_agrees_with_line_by_line(fields):
     # _fields reads a whole block with one regex; _headers, line by line, is the reference.
-    from zfw.http.core import _fields, _headers
+    from zfw.http.parser import _fields, _headers
 
     block = b"".join(n + b":" + v + b"\r\n" for n, v in fields)
     assert _fields(block, Limits(), True) == _headers(block[:-2].split(b"\r\n"), Limits())
@@ -497,43 +498,21 @@ def _outcome(data: bytes, role: str):
 @given(st.lists(_HEAD_PARTS, max_size=14), st.sampled_from(["request", "response"]))
 @settings(max_examples=400, deadline=None)
 def test_fast_and_slow_paths_agree(parts, role):
-    import zfw.http.core as core
+    import zfw.http.parser as parser
 
     data = b"".join(parts) + b"\r\n\r\n"
     fast = _outcome(data, role)
     never = re.compile(rb"(?!)")
-    saved = core._FAST_REQUEST, core._FAST_RESPONSE
-    core._FAST_REQUEST = core._FAST_RESPONSE = never
+    saved = parser._FAST_REQUEST, parser._FAST_RESPONSE
+    parser._FAST_REQUEST = parser._FAST_RESPONSE = never
     try:
         slow = _outcome(data, role)
     finally:
-        core._FAST_REQUEST, core._FAST_RESPONSE = saved
+        parser._FAST_REQUEST, parser._FAST_RESPONSE = saved
     assert fast == slow
 
 
-def test_tokens_of_connection_values():
-    assert connection_tokens(None) == frozenset() == connection_tokens([])
-    assert connection_tokens([b"Keep-Alive"]) == {b"keep-alive"}
-    assert connection_tokens([b"close, X-Hop", b" Upgrade ,,"]) == {b"close", b"x-hop", b"upgrade"}
-
-
-def test_end_to_end_drops_what_connection_names():
-    headers = ((b"Connection", b"X-A, keep-alive"), (b"X-A", b"1"), (b"Server", b"s"))
-    index = {b"connection": [b"X-A, keep-alive"], b"x-a": [b"1"], b"server": [b"s"]}
-    assert end_to_end(headers, index) == ((b"Server", b"s"),)
-    assert end_to_end(headers) == ((b"Server", b"s"),)
-    kept = ((b"Server", b"s"),)
-    assert end_to_end(kept, {b"server": [b"s"]}) is kept
-
-
-def test_heads_without_fields_end_at_once():
-    assert serialize_request(Request(b"GET", b"/", (1, 1), ())) == b"GET / HTTP/1.1\r\n\r\n"
-    assert serialize_response(Response(204, b"No Content", (1, 1), ())) == (
-        b"HTTP/1.1 204 No Content\r\n\r\n"
-    )
-
-
-# --- the framing decision, made once in the core -------------------------------------------
+# --- the framing decision, made once in the parser -----------------------------------------
 
 
 def _response(raw: bytes, method: bytes = b"GET") -> Response:
@@ -599,7 +578,7 @@ def test_framing_is_decided_by_the_parser_and_sent_on_by_framing_out(
     assert framing_out(resp, (1, 0)) == to_10
 
 
-def test_keep_alive_is_decided_in_the_core():
+def test_keep_alive_is_decided_in_the_parser():
     assert keeps_alive(_response(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
     assert not keeps_alive(_response(b"HTTP/1.1 200 OK\r\n\r\n"))  # ends with the close
     assert not keeps_alive(_response(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"))
