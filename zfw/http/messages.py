@@ -108,11 +108,6 @@ class Limits:
     framing_lookalikes: str = "reject"
 
 
-def header_values(headers: Headers, name: bytes) -> list[bytes]:
-    """Every value of a (lower-case) header name."""
-    return [v for n, v in headers if n.lower() == name]
-
-
 def keeps_alive(message: Request | Response) -> bool:
     """Whether the connection may carry another message after ``message``: HTTP/1.1,
     no ``Connection: close``, and a body that does not end with the connection (the
