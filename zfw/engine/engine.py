@@ -126,11 +126,15 @@ class Engine:
             for k in [k for k in self.ports if k not in wanted]
             if any(binds_clash(k[:2], a[:2]) for a in added)
         }
+        for key in aside:
+            self.log(
+                "core.listener", 3, f"stopped listening on {net.fmt_addr(*key[:2])} (making way)"
+            )
         d = _closed([p for p, _f in aside.values()])
         d.addCallback(lambda _: self._open_all(added))
 
         def failed(reason: Failure) -> Failure:
-            for key, (_p, factory) in aside.items():
+            for key, (_p, factory) in aside.items() if self.accepting else ():
                 try:
                     self._listen(key, factory.listener)
                 except NetError as e:
@@ -142,12 +146,16 @@ class Engine:
 
     def _open_all(self, added: dict[ListenKey, Listener]) -> Deferred[None] | None:
         """Open ``added``; if one cannot, close those just opened and fail (NetError)."""
+        if not self.accepting:  # the drain began while dropped sockets made way
+            raise NetError("the instance is stopping")
         opened: list[ListenKey] = []
         for key, lst in added.items():
             try:
                 self._listen(key, lst)
             except NetError as e:
                 error = NetError(f"{lst.location}: {e}" if lst.location else str(e))
+                for k in opened:
+                    self.log("core.listener", 3, f"stopped listening on {net.fmt_addr(*k[:2])}")
                 d = _closed([self.ports.pop(k)[0] for k in opened])
                 return d.addCallback(_raise, error)
             opened.append(key)
