@@ -195,7 +195,11 @@ class ZfwService(Service):
             return waiting
         systemd.notify(systemd.reloading_state())
         d = deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), load_policy, self.policy_path, self.instance
+            self.reactor,
+            self.reactor.getThreadPool(),
+            load_digested,
+            self.policy_path,
+            self.instance,
         )
         d.addCallbacks(self._loaded, self._refused)
         self._reloading = d
@@ -213,18 +217,19 @@ class ZfwService(Service):
         systemd.notify("READY=1\nSTATUS=reload refused: the running policy stays")
         return text
 
-    def _loaded(self, policy: Policy) -> Deferred[str | None] | str:
+    def _loaded(self, loaded: tuple[Policy, str]) -> Deferred[str | None] | str:
         """Open the new policy's listeners, then switch to it; or keep the running one."""
         assert self.engine is not None
         if self.draining:
             return self._refused(Failure(ZfwError("the instance is stopping")))
+        policy, digest = loaded
         d = self.engine.reload(policy)
-        d.addCallbacks(lambda _: self._switched(policy), self._refused)
+        d.addCallbacks(lambda _: self._switched(policy, digest), self._refused)
         return d
 
-    def _switched(self, policy: Policy) -> None:
+    def _switched(self, policy: Policy, digest: str) -> None:
         self.policy = policy
-        self.policy_hash = policy_digest(policy)
+        self.policy_hash = digest
         self.loaded_at = time.time()
         self.reloads += 1
         systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running")
@@ -305,6 +310,15 @@ def policy_digest(policy: Policy) -> str:
         with open(path, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
+
+
+def load_digested(path: str, instance: str) -> tuple[Policy, str]:
+    """The policy and its :func:`policy_digest` (both read files: off the reactor)."""
+    policy = load_policy(path, instance)
+    try:
+        return policy, policy_digest(policy)
+    except OSError as e:
+        raise PolicyError(f"cannot read {e.filename}: {e.strerror}", path) from None
 
 
 def raise_fd_limit() -> None:
