@@ -197,3 +197,50 @@ def test_encodings_python_honours(tmp_path, raw):
     path = tmp_path / "policy.py"
     path.write_bytes(raw)
     assert [z.name for z in load_policy(str(path)).zones] == ["lan"]
+
+
+def _two_instances(a: str, b: str) -> str:
+    return (
+        ZONES
+        + f"""
+def one():
+    Service('p1', PlugProxy, router=DirectedRouter(SockAddrInet('198.51.100.2', 7)))
+    Listener(SockAddrInet({a}), 'p1', transparent=False)
+
+def two():
+    Service('p2', PlugProxy, router=DirectedRouter(SockAddrInet('198.51.100.2', 7)))
+    Listener(SockAddrInet({b}), 'p2', transparent=False)
+"""
+    )
+
+
+@pytest.mark.parametrize(
+    "a,b,shown",
+    [
+        ("'192.0.2.1', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with 192.0.2.1:8000"),
+        ("'', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with *:8000"),
+        ("'0.0.0.0', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with 0.0.0.0:8000"),
+        ("'2001:db8::1', 8000", "'::', 8000", "[::]:8000 clashes with [2001:db8::1]:8000"),
+        ("'', 8000", "'::', 8000", "[::]:8000 clashes with *:8000"),
+    ],
+)
+def test_one_address_and_port_in_two_instances(write_policy, capsys, a, b, shown):
+    path = write_policy(_two_instances(a, b))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    # The second instance's listener, naming the first one's place.
+    assert err.startswith(f"{path}:11: listener {shown} at {path}:7 (instance 'one'): "), err
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("'192.0.2.1', 8000", "'192.0.2.2', 8000"),  # two addresses
+        ("'', 8000", "'', 8001"),  # two ports
+        ("'0.0.0.0', 8000", "'::', 8000"),  # two families (IPv6 sockets are v6only)
+        ("'::', 8000", "'192.0.2.1', 8000"),
+    ],
+)
+def test_listeners_that_can_both_open_pass(write_policy, a, b):
+    load_policy(str(write_policy(_two_instances(a, b))))

@@ -187,6 +187,54 @@ def test_reload_refused_then_done_with_a_new_listener(ctl):
         lab.apply_rules(str(policy))
 
 
+TAKER = """
+import socket, sys, time
+s = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_reload_whose_new_listener_cannot_open_keeps_the_old_policy(ctl):
+    lab, z, _d, _digest, policy = ctl
+    good = policy.read_text()
+    before = status(lab)
+    taker = lab.popen("fw", [sys.executable, "-c", TAKER, "50081"])  # another program
+    try:
+        assert taker.stdout is not None and taker.stdout.readline().strip() == "ready"
+        policy.write_text(
+            good + "    Service('ctl_alt', HttpProxy)\n"
+            "    Listener(SockAddrInet('', 50081), 'ctl_alt', intercept=8080)\n"
+        )
+        line = good.count("\n") + 2
+        lab.apply_rules(str(policy))  # what an administrator would do first
+        mark = len(z.lines)
+        proc = zfw(lab, "reload", check=False)
+        assert (proc.returncode, proc.stdout) == (1, "")
+        assert proc.stderr == (
+            f"{policy}:{line}: cannot listen on 0.0.0.0:50081: Address already in use\n"
+        )
+        assert z.wait_for("reload refused, keeping the running policy", start=mark)
+        assert curl(lab, "/small.txt") == "small\n"  # the old listener serves
+        after = status(lab)
+        assert after["listeners"] == before["listeners"]  # the new one is not listed
+        assert "50081" not in json.dumps(after["listeners"])
+        assert after["policy"] == before["policy"] and "ctl_alt" not in after["services"]
+        assert "50081" not in zfw(lab, "status").stdout
+        # A policy that does not load is refused the same way; the old one serves on.
+        policy.write_text(good + "    Listener(SockAddrInet('', 50082), 'nope')\n")
+        proc = zfw(lab, "reload", check=False)
+        assert proc.returncode == 1 and proc.stderr.startswith(f"{policy}:{line - 1}: ")
+        assert curl(lab, "/small.txt") == "small\n"
+        assert status(lab)["policy"] == before["policy"]
+    finally:
+        taker.kill()
+        taker.wait()
+        policy.write_text(good)
+        zfw(lab, "reload")
+        lab.apply_rules(str(policy))
+
+
 def test_a_slow_policy_load_does_not_stall_traffic(ctl):
     lab, _z, _d, _digest, policy = ctl
     good = policy.read_text()
@@ -270,13 +318,13 @@ print(s.recv(1000).decode().strip())  # the refusal, read from the buffer
 """
 
 
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
 def as_nobody(lab: Lab) -> str:
     proc = subprocess.run(
         [
-            "setpriv",
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
+            *NOBODY,
             sys.executable,
             "-c",
             NOBODY_CLIENT,
@@ -299,6 +347,18 @@ def test_the_socket_refuses_others_and_garbage(ctl):
     try:
         assert as_nobody(lab) == '{"ok":false,"error":"permission denied"}'
         assert z.wait_for("refused a control client of uid 65534")
+        # What the zfw command makes of it: one line, not a traceback.
+        proc = subprocess.run(
+            [*NOBODY, ZFW, "status", "--socket", path],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert (proc.returncode, proc.stdout, proc.stderr) == (
+            1,
+            "",
+            f"{path}: permission denied\n",
+        )
     finally:
         os.chmod(path, 0o600)
     with socket.socket(socket.AF_UNIX) as s:
