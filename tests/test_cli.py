@@ -10,7 +10,7 @@ from zfw.cli import main
 
 
 def test_check_example_prints_summary(capsys):
-    assert main(["check", "zfw/examples/policy.py"]) == 0
+    assert main(["check", "policies/three_zones.py"]) == 0
     out = capsys.readouterr().out
     assert "policy " in out and ": OK" in out
     assert "intranet: 192.0.2.0/24, 2001:db8:1::/64" in out
@@ -22,7 +22,7 @@ def test_check_example_prints_summary(capsys):
 
 
 def test_check_one_instance_as_json(capsys):
-    assert main(["check", "zfw/examples/policy.py", "--instance", "dmz", "--json"]) == 0
+    assert main(["check", "policies/three_zones.py", "--instance", "dmz", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert list(data["instances"]) == ["dmz"]
     assert data["instances"]["dmz"]["listeners"][0] == {

@@ -6,12 +6,12 @@
 - from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
-Run one instance with ``zfw run --policy zfw/examples/policy.py --instance intra``.
+Run one instance with ``zfw run --policy policies/three_zones.py --instance intra``.
 """
 
 from zfw.policy import *
 
-include_zones("zones/example.py")
+include_zones("../zones/three_zones.py")
 
 LocalService("fw_ssh", 22, zones=["admin"])
 
