@@ -6,7 +6,9 @@
 - from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
-Run one instance with ``zfw run --policy policies/three_zones.py --instance intra``.
+``zfw example DIR`` writes this one (the default). What to change first: the networks
+in zones/three_zones.py, then what the intranet may reach (IntraTls's denied names).
+Run one instance with ``zfw run --policy /etc/zfw/policy.py --instance intra``.
 """
 
 from zfw.policy import *
