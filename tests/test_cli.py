@@ -45,3 +45,30 @@ def test_typo_gives_one_line_and_nonzero_exit(write_policy):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == f"{path}:5: NameError: name 'Servce' is not defined\n"
+
+
+def test_example_writes_the_default_with_its_zones_and_keeps_what_exists(tmp_path, capsys):
+    assert main(["example", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.split() == [
+        str(tmp_path / "policy.py"),
+        str(tmp_path / "zones" / "three_zones.py"),
+    ]
+    # The gallery's ../zones/ is zones/ beside the written policy.
+    assert 'include_zones("zones/three_zones.py")' in (tmp_path / "policy.py").read_text()
+    assert main(["example", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err == f"zfw: {tmp_path / 'policy.py'} exists (--force replaces it)\n"
+    )
+    assert main(["example", "minimal", str(tmp_path), "--force"]) == 0
+    assert "intra_HTTP" in (tmp_path / "policy.py").read_text()
+
+
+def test_example_mistakes_are_one_line(tmp_path, capsys):
+    assert main(["example", "nonesuch", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zfw: example: no policy 'nonesuch' in the gallery (dmz, ")
+    assert main(["example", "--list", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "zfw: example --list takes no NAME or DIR\n"
+    assert main(["example"]) == 2
+    assert "give DIR, or NAME DIR" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
