@@ -11,7 +11,7 @@ OFFICE = ["office_http", "office_tls", "office_ssh"]
 InetZone("office", ["192.0.2.0/25", "2001:db8:1::/64"], outbound_services=OFFICE)
 InetZone(
     "guests",
-    "192.0.2.128/25",
+    ["192.0.2.128/25"],
     outbound_services=["guest_http"],
     max_sessions_per_client=50,  # across every service: one guest cannot take the host
 )
