@@ -13,7 +13,7 @@
 What to change first: the networks in zones/web_gateway.py and the proxy's address
 (192.0.2.1, the firewall's on the LAN), then the bypass and reject lists. Before the
 first start make the two CAs beside this file, and give the clients ca/ca.pem (never
-untrusted/ca.pem)::
+untrusted/ca.pem):
 
     zfw ca create /etc/zfw/ca --name "Example Corp inspection CA"
     zfw ca create /etc/zfw/untrusted --name "Example Corp UNTRUSTED"

@@ -49,7 +49,9 @@ def test_typo_gives_one_line_and_nonzero_exit(write_policy):
 
 def test_example_writes_the_default_with_its_zones_and_keeps_what_exists(tmp_path, capsys):
     assert main(["example", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.split() == [
+    written = capsys.readouterr()
+    assert "\nWhat to change first: the networks\nin zones/three_zones.py" in written.err
+    assert written.out.split() == [
         str(tmp_path / "policy.py"),
         str(tmp_path / "zones" / "three_zones.py"),
     ]

@@ -81,6 +81,9 @@ def _example(args: argparse.Namespace) -> int:
         with open(dest, "w") as f:
             f.write(content)
         print(dest)
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    if "What to change first" in doc:  # each gallery policy's comment says it
+        print("\n" + doc[doc.index("What to change first") :] + "\n", file=sys.stderr)
     print(f"check it with: zfw check {os.path.join(target, 'policy.py')}", file=sys.stderr)
     return 0
 

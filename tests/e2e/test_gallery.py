@@ -154,9 +154,10 @@ def running(
         lab.tproxy({}, divert="none")
 
 
-def https(lab: Lab, name: str, cacert: Path, *extra: str, path: str = "/hello.txt"):
-    """curl of ``https://name/...`` at the server's address, trusting ``cacert`` only
-    (through a proxy: CONNECT to the address, the lab has no DNS)."""
+def https(lab: Lab, name: str, cacert: Path, *extra: str, path: str = "/hello.txt", server=SERVER4):
+    """curl of ``https://name/...`` at ``server``, trusting ``cacert`` only (through a
+    proxy: CONNECT to the address, the lab has no DNS)."""
+    host = f"[{server}]" if ":" in server else server
     return curl(
         lab,
         "--connect-timeout",
@@ -164,7 +165,7 @@ def https(lab: Lab, name: str, cacert: Path, *extra: str, path: str = "/hello.tx
         "--cacert",
         str(cacert),
         "--connect-to",
-        f"{name}:443:{SERVER4}:443",
+        f"{name}:443:{host}:443",
         *extra,
         f"https://{name}{path}",
         timeout=30,
@@ -206,6 +207,9 @@ def test_web_gateway_inspects_bypasses_rejects_and_blocks_quic(lab, web, servers
             assert access(web)[-1].startswith(f'{CLIENT4} www.example.com "GET /hello.txt')
             assert access(web)[-1].endswith('via="1.1 zfw" proto="-"')
             assert z.wait_for("https://www.example.com/hello.txt -> 200")
+            got = https(lab, "www.example.com", mine, server=SERVER6)  # and over IPv6
+            assert got.stdout == HELLO, got.stderr
+            assert access(web)[-1].startswith(f'{CLIENT6} www.example.com "GET /hello.txt')
             refused = https(lab, "www.example.com", mine, "-X", "DELETE")
             assert "Deleting is not permitted from here." in refused.stdout
             # The bypass list: the server's own certificate, never decrypted.
@@ -309,6 +313,9 @@ def test_mail_pop3_from_the_intranet_smtp_in_and_out(lab, tmp_path):
             got = curl(lab, *pop3, "zfw:secret", f"pop3://{SERVER4}/1")
             assert "through the gallery" in got.stdout, got.stderr
             assert f"{CLIENT4} command RETR 1" in log.read_text()
+            got = curl(lab, *pop3, "zfw:secret", "-g", f"pop3://[{SERVER6}]/1")
+            assert "through the gallery" in got.stdout, got.stderr
+            assert f"{CLIENT6} command RETR 1" in log.read_text()
             # ... but not to a role mailbox.
             got = curl(lab, *pop3, "postmaster:secret", f"pop3://{SERVER4}/1")
             assert got.returncode != 0
