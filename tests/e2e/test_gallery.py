@@ -357,7 +357,12 @@ def test_two_instances_share_one_packet_filter(lab, web, servers, tmp_path):
         got = curl(lab, "-d", "x=1", f"http://{SERVER4}/hello.txt")
         assert "Guests may not send forms." not in got.stdout
         assert '"POST /hello.txt HTTP/1.1" 405' in access(web)[-1]
-        # SSH for the office only.
+        # TLS (tunnelled: the server's own certificate) and SSH for the office only.
+        origin = web / "origin-ca" / "ca.pem"
+        assert https(lab, "www.example.com", origin).stdout == HELLO
+        assert office.wait_for("tls.info")
+        refused = https(lab, "www.example.com", origin, "--interface", CLIENT4_OTHER)
+        assert refused.returncode != 0 and refused.stdout == ""
         assert reach(lab, SERVER4, 22).startswith(f"you are {CLIENT4} port ")
         assert reach(lab, SERVER4, 22, CLIENT4_OTHER) == "dropped"
         # One instance stopped: the other serves on.
