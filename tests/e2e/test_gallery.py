@@ -135,7 +135,12 @@ def web(lab: Lab, tmp_path_factory) -> Iterator[Path]:
 
 @contextmanager
 def running(
-    lab: Lab, name: str, d: Path, instances: tuple[str, ...], env: dict[str, str] | None = None
+    lab: Lab,
+    name: str,
+    d: Path,
+    instances: tuple[str, ...],
+    env: dict[str, str] | None = None,
+    backend: str = "iptables",
 ) -> Iterator[dict[str, ZfwProcess]]:
     """Gallery policy ``name`` written to ``d`` by ``zfw example``, its packet filter
     applied in the firewall and its ``instances`` running; all removed after."""
@@ -143,7 +148,7 @@ def running(
     lab.tproxy({}, divert="none")
     running: dict[str, ZfwProcess] = {}
     try:
-        lab.apply_rules(policy)
+        lab.apply_rules(policy, backend=backend)
         for inst in instances:
             cmd = lab.zfw_command(policy, inst, "--log-spec", LOG_SPEC)
             running[inst] = ZfwProcess(lab.popen("fw", cmd, env={**os.environ, **(env or {})}), 20)
@@ -172,8 +177,9 @@ def https(lab: Lab, name: str, cacert: Path, *extra: str, path: str = "/hello.tx
     )
 
 
-def test_minimal_web_out_of_the_intranet_and_nothing_else(lab, web, servers, tmp_path):
-    with running(lab, "minimal", tmp_path, ("intra",)) as z:
+@pytest.mark.parametrize("backend", ["iptables", "nft"])
+def test_minimal_web_out_of_the_intranet_and_nothing_else(lab, web, servers, tmp_path, backend):
+    with running(lab, "minimal", tmp_path, ("intra",), backend=backend) as z:
         for client, url in ((CLIENT4, SERVER4), (CLIENT6, f"[{SERVER6}]")):
             got = curl(lab, "-g", f"http://{url}/hello.txt")
             assert got.stdout == HELLO, got.stderr
