@@ -13,7 +13,7 @@ from tests.e2e.conftest import PLUG_POLICY
 from zfw.lab import CLIENT4, CLIENT4_OTHER, SERVER4, Lab
 
 ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
-EXAMPLE = os.path.abspath("zfw/examples/policy.py")
+EXAMPLE = os.path.abspath("policies/three_zones.py")
 
 
 @pytest.fixture
