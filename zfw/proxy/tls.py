@@ -21,22 +21,8 @@ from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
+from zfw.tls.names import matches
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
-
-
-def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """Whether ``name`` is one of ``patterns``: exact names, or ``*.example.com``
-    for any name below example.com (not example.com itself). Case-insensitive."""
-    name = name.lower()
-    for p in patterns:
-        p = p.lower()
-        if p.startswith("*."):
-            if name.endswith(p[1:]):
-                return True
-        elif name == p:
-            return True
-    return False
-
 
 #: Counter names by the session's decision (a reject's by what refused it).
 _TLS_COUNTERS = {"accept": "tls_accepted", "violation": "tls_violations"}
@@ -79,9 +65,9 @@ class TlsTunnelProxy(Proxy):
         """
         if hello.sni is None:
             return True if self.allow_no_sni else "no server name (SNI)"
-        if name_matches(hello.sni, self.denied_names):
+        if matches(hello.sni, self.denied_names):
             return f"{hello.sni} is denied"
-        if self.allowed_names and not name_matches(hello.sni, self.allowed_names):
+        if self.allowed_names and not matches(hello.sni, self.allowed_names):
             return f"{hello.sni} is not in the allowed names"
         return True
 

@@ -9,7 +9,6 @@ that others may read is a mistake at the policy's line.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from zfw.tls.certs import (
     load_key,
 )
 from zfw.tls.contexts import VERSIONS, ClientSide, ServerSide, TlsOptions
+from zfw.tls.names import matches
 
 __all__ = [
     "ClientOnlyEncryption",
@@ -40,22 +40,6 @@ def _loaded(what: Callable[[], Any]) -> Any:
         return what()
     except CertificateError as e:
         raise PolicyError(str(e)) from None
-
-
-def matches(name: str | None, patterns: tuple[str, ...]) -> bool:
-    """Whether ``name`` is one of ``patterns``: exact (any case), or ``*.example.com``
-    for every name below example.com (not example.com itself)."""
-    if not name:
-        return False
-    name = name.lower().rstrip(".")
-    for p in patterns:
-        p = p.lower()
-        if p.startswith("*."):
-            if name.endswith(p[1:]) and len(name) > len(p) - 1:
-                return True
-        elif fnmatch.fnmatchcase(name, p) if "*" in p else name == p:
-            return True
-    return False
 
 
 class ServerCertificateVerifier:
