@@ -207,7 +207,7 @@ def test_a_request_naming_the_proxy_itself_is_a_loop():
 
 def test_connect_proxy_must_be_a_proxy_class():
     """Refused when the session is configured, before any request."""
-    with pytest.raises(OptionError, match="HttpProxy.connect_proxy must be a Proxy class"):
+    with pytest.raises(OptionError, match=r"HttpProxy\.connect_proxy must be a Proxy class"):
         Harness(connect_proxy=str)
 
 
