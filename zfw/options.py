@@ -60,7 +60,8 @@ class Kind:
         if result is False:
             text = repr(value)
             return f"must be {self.what}, not {text if len(text) <= 60 else text[:57] + '...'}"
-        return f"must be {self.what}: {result}"
+        sep = ", " if result.startswith("not ") else ": "
+        return f"must be {self.what}{sep}{result}"
 
 
 def _is_int(v: Any) -> bool:
@@ -155,7 +156,7 @@ def _hashable(v: Any) -> bool:
 
 def _items(v: Any, item: Callable[[Any], bool | str], name: str) -> bool | str:
     if isinstance(v, str | bytes):
-        return f"the string {v!r} is not a list (write [{v!r}])"
+        return f"not the string {v!r} (write [{v!r}])"
     if not isinstance(v, list | tuple | set | frozenset):
         return False
     for x in v:

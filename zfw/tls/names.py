@@ -49,11 +49,12 @@ def pattern_error(pattern: object) -> str | None:
 
 
 def check_patterns(patterns: object) -> str | None:
-    """Why ``patterns`` is not a list of name patterns; None when it is one."""
+    """Why ``patterns`` is not a list of name patterns (``not ...`` when it is no list
+    at all); None when it is one."""
     if isinstance(patterns, str | bytes):
-        return f"the string {patterns!r} is not a list of names (write [{patterns!r}])"
+        return f"not the string {patterns!r} (write [{patterns!r}])"
     if not isinstance(patterns, list | tuple | set | frozenset):
-        return f"{patterns!r} is not a list of names"
+        return f"not {patterns!r}"
     for p in patterns:
         error = pattern_error(p)
         if error:
