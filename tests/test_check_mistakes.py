@@ -70,7 +70,7 @@ def i():
     Listener(SockAddrInet('', 50022), 'ssh', intercept=22)
 """,
         6,
-        "TransparentRouter: forced_port must be a port from 1 to 65535, not 70000",
+        "TransparentRouter: forced_port must be a port from 1 to 65535 or None, not 70000",
     ),
     (
         "router flag not a bool",

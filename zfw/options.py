@@ -224,7 +224,7 @@ def subclass_of(base: type) -> Kind:
 def instance_of(*types: type) -> Kind:
     """An instance of one of ``types``."""
     listed = [t.__name__ for t in types]
-    what = " or ".join(listed)
+    what = ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else listed[0]
     return Kind(what, lambda v: isinstance(v, types))
 
 

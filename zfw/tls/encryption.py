@@ -13,6 +13,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from zfw.errors import PolicyError
+from zfw.options import (
+    REQUIRED,
+    Kind,
+    arguments,
+    boolean,
+    function,
+    instance_of,
+    integer,
+    names,
+    option,
+    optional,
+    text,
+)
 from zfw.tls.certs import (
     CertificateAuthority,
     CertificateError,
@@ -20,8 +33,8 @@ from zfw.tls.certs import (
     load_certificate,
     load_key,
 )
-from zfw.tls.contexts import VERSIONS, ClientSide, ServerSide, TlsOptions
-from zfw.tls.names import matches
+from zfw.tls.contexts import ClientSide, ServerSide, TlsOptions
+from zfw.tls.names import matches, pattern_error
 
 __all__ = [
     "ClientOnlyEncryption",
@@ -42,6 +55,36 @@ def _loaded(what: Callable[[], Any]) -> Any:
         raise PolicyError(str(e)) from None
 
 
+def _file_pair() -> Kind:
+    return Kind(
+        "a (certificate_file, key_file) pair",
+        lambda v: (
+            isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(f, str) and f for f in v)
+        ),
+    )
+
+
+def _by_name(v: object) -> bool | str:
+    if not isinstance(v, Mapping):
+        return False
+    for name, cert in v.items():
+        if pattern_error(name):
+            return str(pattern_error(name))
+        if not isinstance(cert, StaticCertificate):
+            return f"{name!r} maps to {cert!r}, not a StaticCertificate"
+    return True
+
+
+@arguments(
+    ca_file=option(optional(text()), REQUIRED, "PEM file of the CAs servers are verified against"),
+    ca_directory=option(optional(text()), REQUIRED, "directory of CAs (OpenSSL's c_rehash form)"),
+    check_subject=option(
+        boolean(), REQUIRED, "the certificate must name what the client asked for"
+    ),
+    permit_invalid=option(
+        boolean(), REQUIRED, "accept a certificate that fails (a known internal server only)"
+    ),
+)
 class ServerCertificateVerifier:
     """How zfw verifies servers: the chain against ``ca_file``/``ca_directory`` (default:
     the system's store) and, with ``check_subject``, the name the client asked for
@@ -70,6 +113,10 @@ class ServerCertificateVerifier:
         return self._side
 
 
+@arguments(
+    certificate_file=option(text(), REQUIRED, "PEM certificate, then its chain"),
+    private_key_file=option(text(), REQUIRED, "PEM private key (mode 600)"),
+)
 class StaticCertificate:
     """One certificate (and chain) from ``certificate_file`` with ``private_key_file``."""
 
@@ -82,6 +129,18 @@ class StaticCertificate:
         return self
 
 
+@arguments(
+    certificates=option(
+        Kind("a dict of names or '*.domain' patterns to StaticCertificate", _by_name),
+        REQUIRED,
+        "the certificate for each name",
+    ),
+    default=option(
+        optional(Kind("a StaticCertificate", lambda v: isinstance(v, StaticCertificate))),
+        REQUIRED,
+        "for other names (None: refused)",
+    ),
+)
 class SNIBasedCertificate:
     """A :class:`StaticCertificate` chosen by the name the client asked for: keys are
     names or ``*.example.com`` patterns; ``default`` for other names (None: refused)."""
@@ -91,9 +150,6 @@ class SNIBasedCertificate:
         certificates: Mapping[str, StaticCertificate],
         default: StaticCertificate | None = None,
     ):
-        for c in (*certificates.values(), *([default] if default else [])):
-            if not isinstance(c, StaticCertificate):
-                raise PolicyError("SNIBasedCertificate takes StaticCertificate values")
         self.certificates = dict(certificates)
         self.default = default
 
@@ -104,6 +160,14 @@ class SNIBasedCertificate:
         return self.default
 
 
+@arguments(
+    trusted_ca=option(_file_pair(), REQUIRED, "CA that signs leaves of verified servers"),
+    untrusted_ca=option(
+        optional(_file_pair()), REQUIRED, "CA that signs the others (None: refused)"
+    ),
+    cache_directory=option(optional(text()), REQUIRED, "leaves kept across restarts"),
+    max_cached=option(integer(1), REQUIRED, "leaves kept in memory"),
+)
 class DynamicCertificate:
     """The keybridge: leaves that mirror the server's certificate, signed by
     ``trusted_ca`` when it verified and by ``untrusted_ca`` when it did not (the client
@@ -135,8 +199,6 @@ class _Encryption:
 
     def __init__(self, options: TlsOptions | None):
         options = options or TlsOptions()
-        if options.min_version not in VERSIONS:
-            raise PolicyError(f"min_version must be one of {', '.join(VERSIONS)}")
         choices = ("reject", "inspect", "tunnel") if self.server_tls else ("reject", "inspect")
         if options.h2_only not in choices:
             raise PolicyError(f"h2_only must be {', '.join(choices[:-1])} or {choices[-1]}")
@@ -151,6 +213,29 @@ class _Encryption:
         return "inspect", "policy"
 
 
+_OPTIONS = option(optional(instance_of(TlsOptions)), REQUIRED, "TlsOptions (None: defaults)")
+_VERIFY = option(
+    optional(instance_of(ServerCertificateVerifier)),
+    REQUIRED,
+    "how servers are verified (None: the system's CAs)",
+)
+
+
+@arguments(
+    client_certificate_generator=option(
+        instance_of(DynamicCertificate, StaticCertificate, SNIBasedCertificate),
+        REQUIRED,
+        "the certificate the client sees",
+    ),
+    server_verify=_VERIFY,
+    bypass=option(names(), REQUIRED, "names tunnelled blindly (never decrypted)"),
+    reject=option(names(), REQUIRED, "names refused before anything reaches the server"),
+    decide=option(
+        optional(function()), REQUIRED, "`decide(hello)` returns inspect, tunnel or reject"
+    ),
+    allow_no_sni=option(boolean(), REQUIRED, "inspect a ClientHello without a name"),
+    options=_OPTIONS,
+)
 class TwoSidedEncryption(_Encryption):
     """TLS from the client terminated with a certificate zfw chooses or makes; TLS to the
     server verified. ``bypass``: names tunnelled blindly (never decrypted);
@@ -169,14 +254,6 @@ class TwoSidedEncryption(_Encryption):
         options: TlsOptions | None = None,
     ):
         super().__init__(options)
-        if not isinstance(
-            client_certificate_generator,
-            DynamicCertificate | StaticCertificate | SNIBasedCertificate,
-        ):
-            raise PolicyError(
-                "client_certificate_generator must be DynamicCertificate, StaticCertificate "
-                "or SNIBasedCertificate"
-            )
         self.certificates = client_certificate_generator
         self.verifier = server_verify or ServerCertificateVerifier()
         self.bypass = tuple(bypass)
@@ -200,6 +277,14 @@ class TwoSidedEncryption(_Encryption):
         return super().decide(hello)
 
 
+@arguments(
+    client_certificate_generator=option(
+        instance_of(StaticCertificate, SNIBasedCertificate),
+        REQUIRED,
+        "the certificate the client sees",
+    ),
+    options=_OPTIONS,
+)
 class ClientOnlyEncryption(_Encryption):
     """TLS offload: TLS from the client terminated with ``client_certificate_generator``
     (a StaticCertificate or SNIBasedCertificate), plain toward the server."""
@@ -212,13 +297,16 @@ class ClientOnlyEncryption(_Encryption):
         options: TlsOptions | None = None,
     ):
         super().__init__(options)
-        if not isinstance(client_certificate_generator, StaticCertificate | SNIBasedCertificate):
-            raise PolicyError(
-                "ClientOnlyEncryption takes a StaticCertificate or SNIBasedCertificate"
-            )
         self.certificates = client_certificate_generator
 
 
+@arguments(
+    server_verify=_VERIFY,
+    server_name=option(
+        optional(text()), REQUIRED, "the name sent (SNI) and verified (None: the address)"
+    ),
+    options=_OPTIONS,
+)
 class ServerOnlyEncryption(_Encryption):
     """Plain from the client, TLS toward the server, verified by ``server_verify``;
     ``server_name``: the name sent (SNI) and verified (None: the server's address)."""
