@@ -221,10 +221,11 @@ def subclass_of(base: type) -> Kind:
     )
 
 
-def instance_of(*types: type) -> Kind:
-    """An instance of one of ``types``."""
+def instance_of(*types: type, what: str = "") -> Kind:
+    """An instance of one of ``types`` (``what``: how to name them)."""
     listed = [t.__name__ for t in types]
-    what = ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else listed[0]
+    if not what:
+        what = ", ".join(listed[:-1]) + f" or {listed[-1]}" if len(listed) > 1 else listed[0]
     return Kind(what, lambda v: isinstance(v, types))
 
 

@@ -79,7 +79,12 @@ class EncryptionProxy(Proxy):
     log_tag: ClassVar[str] = "tls"
     max_hello_size: int = option(size(1), 16384, "bytes of the ClientHello")
     encryption: Any = option(
-        optional(instance_of(_Encryption)),
+        optional(
+            instance_of(
+                _Encryption,
+                what="TwoSidedEncryption, ClientOnlyEncryption or ServerOnlyEncryption",
+            )
+        ),
         None,
         "a subclass's own encryption policy (None: the service's `encryption=`)",
     )
