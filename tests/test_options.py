@@ -184,3 +184,18 @@ def test_attrs_fields():
         Record(port=0)
     assert list(declared(Record)) == ["port", "host"]
     assert declared(Record)["port"].owner == "Record"
+
+
+def test_values_found_good_are_remembered_by_type_and_value():
+    class Counted(Declared):
+        n = option(integer(1), 5, "a count")
+
+    c = Counted()
+    c.n = 1
+    check_instance(c)
+    c.n = True  # equal to 1, and still no integer
+    with pytest.raises(OptionError, match="not True"):
+        check_instance(c)
+    c.n = [1]  # unhashable: checked, not remembered
+    with pytest.raises(OptionError):
+        check_instance(c)

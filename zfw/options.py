@@ -51,6 +51,8 @@ class Kind:
     what: str
     test: Callable[[Any], bool | str]
     show: Callable[[Any], str] | None = None
+    #: A type whose every instance is good (checked by its type alone, per session).
+    quick: type | None = None
 
     def problem(self, value: Any) -> str | None:
         """None when ``value`` is good, else ``must be ..., not ...``."""
@@ -93,7 +95,7 @@ def optional(kind: Kind) -> Kind:
 
 def boolean() -> Kind:
     """True or False; anything else (``"false"``, ``1``) is refused."""
-    return Kind("True or False", lambda v: isinstance(v, bool))
+    return Kind("True or False", lambda v: isinstance(v, bool), quick=bool)
 
 
 def integer(low: int | None = None, high: int | None = None) -> Kind:
@@ -231,12 +233,13 @@ def instance_of(*types: type, what: str = "") -> Kind:
 
 def table() -> Kind:
     """A policy table (a dict); its keys and actions are checked by :func:`check_table`."""
-    return Kind("a table (dict)", lambda v: isinstance(v, Mapping) and check_table(v))
+    return Kind("a table (dict)", lambda v: isinstance(v, Mapping) and check_table(v), quick=dict)
 
 
 def check_table(value: Mapping[Any, Any]) -> bool | str:
-    """Hook for the shape of a policy table's keys and actions (zfw.policytable);
-    here only that it is a mapping."""
+    """The hook point for the shape of a policy table's keys and actions: True, or
+    what is wrong. Here only that it is a mapping; the shapes of each proxy's tables
+    are :mod:`zfw.policytable`'s (checked by :mod:`zfw.proxycheck` at load time)."""
     return True
 
 
@@ -272,6 +275,8 @@ class Option:
     group: str = ""
     name: str = ""
     owner: str = ""
+    #: Values found good already (a few), so that a session's check is a lookup.
+    good: set[Any] = attrs.field(factory=set, eq=False, repr=False)
 
     def problem(self, value: Any) -> str | None:
         """``Owner.name must be ...`` when ``value`` is wrong, else None."""
@@ -343,10 +348,19 @@ def check_instance(obj: Declared) -> None:
     declared = obj.__options__
     for name, value in vars(obj).items():
         opt = declared.get(name)
-        if opt is not None and value is not opt.default:
-            wrong = opt.problem(value)
-            if wrong:
-                raise OptionError(wrong)
+        if opt is None or value is opt.default or type(value) is opt.kind.quick:
+            continue
+        key = (type(value), value)
+        try:
+            if key in opt.good:
+                continue
+        except TypeError:  # unhashable: checked every time
+            pass
+        wrong = opt.problem(value)
+        if wrong:
+            raise OptionError(wrong)
+        if len(opt.good) < 16 and type(value) in (int, float, str, tuple, frozenset):
+            opt.good.add(key)
     for check in obj.__option_checks__:
         found = check(obj)
         if found:
