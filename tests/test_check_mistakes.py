@@ -170,7 +170,7 @@ def i():
     Listener(SockAddrInet('', 50080), 'web')
 """,
         7,
-        "service 'web': HttpProxy.timeout must be a number of seconds (0: no limit), not '60'",
+        "service 'web': HttpProxy.timeout must be a number of seconds, not '60'",
     ),
     (
         "body size with a unit",
@@ -327,7 +327,7 @@ def i():
     Listener(SockAddrInet('', 50110), 'pop3')
 """,
         7,
-        "service 'pop3': Pop3Proxy.timeout must be a number of seconds (0: no limit), not '10m'",
+        "service 'pop3': Pop3Proxy.timeout must be a number of seconds, not '10m'",
     ),
     ("empty policy", "", None, "the policy declares nothing"),
     (

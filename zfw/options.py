@@ -71,7 +71,9 @@ def _is_int(v: Any) -> bool:
 
 
 def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, float):
+        return math.isfinite(v)
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _range_text(low: float | None, high: float | None) -> str:
@@ -114,7 +116,7 @@ def number(low: float | None = None, high: float | None = None) -> Kind:
 
 def seconds(zero: bool = False) -> Kind:
     """A positive number of seconds; with ``zero``, 0 too (no limit)."""
-    what = "a number of seconds" + (" (0: no limit)" if zero else ", more than 0")
+    what = "a number of seconds" + ("" if zero else ", more than 0")
     return Kind(what, lambda v: _is_number(v) and (v > 0 or (zero and v == 0)))
 
 

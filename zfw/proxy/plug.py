@@ -20,7 +20,9 @@ class PlugProxy(Proxy):
 
     log_tag: ClassVar[str] = "plug"
     needs_server: ClassVar[bool] = True
-    timeout: float = option(seconds(zero=True), 600.0, "idle seconds (no traffic either way)")
+    timeout: float = option(
+        seconds(zero=True), 600.0, "idle seconds (no traffic either way); 0: no limit"
+    )
     connect_timeout: float = option(seconds(), 30.0, "seconds to wait for the server")
     max_early_data: int = option(
         size(1),

@@ -74,7 +74,7 @@ class Pop3Proxy(Proxy):
     request: dict[str, Any] = option(
         table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
     )
-    timeout: float = option(seconds(zero=True), 600.0, "idle seconds")
+    timeout: float = option(seconds(zero=True), 600.0, "idle seconds; 0: no limit")
     connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server")
     max_body_line: int = option(size(1), 8192, "octets of a message line")
     max_queued_commands: int = option(integer(1), 16, "pipelined commands that may wait")

@@ -48,7 +48,9 @@ class TlsTunnelProxy(Proxy):
     )
     hello_timeout: float = option(seconds(), 10.0, "seconds for the whole ClientHello")
     max_hello_size: int = option(size(1), 16384, "bytes of the ClientHello")
-    timeout: float = option(seconds(zero=True), 600.0, "idle seconds after the handshake")
+    timeout: float = option(
+        seconds(zero=True), 600.0, "idle seconds after the handshake; 0: no limit"
+    )
     connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server")
 
     def check_hello(self, hello: ClientHello) -> bool | str:

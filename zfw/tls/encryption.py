@@ -166,7 +166,7 @@ class SNIBasedCertificate:
         optional(_file_pair()), REQUIRED, "CA that signs the others (None: refused)"
     ),
     cache_directory=option(optional(text()), REQUIRED, "leaves kept across restarts"),
-    max_cached=option(integer(1), REQUIRED, "leaves kept in memory"),
+    max_cached=option(integer(0), REQUIRED, "leaves kept in memory"),
 )
 class DynamicCertificate:
     """The keybridge: leaves that mirror the server's certificate, signed by

@@ -116,7 +116,9 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     response_timeout: float = option(
         seconds(), 60.0, "seconds from the request to the response head (504)"
     )
-    timeout: float = option(seconds(zero=True), 300.0, "seconds without traffic during a body")
+    timeout: float = option(
+        seconds(zero=True), 300.0, "seconds without traffic during a body; 0: no limit"
+    )
     connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server (502)")
     server_close_wait: float = option(
         seconds(),
