@@ -66,6 +66,7 @@ def check_proxy_config(service: Service) -> None:
     def __setattr__(self: Any, name: str, value: Any) -> None:
         if state["checking"]:
             frame = sys._getframe(1)
+            assigned.pop(name, None)  # so that the dict's order is that of the last assignment
             assigned[name] = (frame.f_code.co_filename, frame.f_lineno)
             if name not in known and not name.startswith("_"):
                 unknown.append((name, frame.f_code.co_filename, frame.f_lineno))
@@ -93,14 +94,8 @@ def check_proxy_config(service: Service) -> None:
     wrong = problems(proxy)
     if wrong:
         names, message = wrong[0]
-        places = [assigned[n] for n in names if n in assigned]
         code = cls.config.__code__
-        filename, lineno = (
-            max(places, key=lambda p: p[1])
-            if places
-            else (
-                code.co_filename,
-                code.co_firstlineno,
-            )
-        )
+        order = list(assigned)
+        made = sorted((n for n in names if n in assigned), key=order.index)
+        filename, lineno = assigned[made[-1]] if made else (code.co_filename, code.co_firstlineno)
         raise PolicyError(f"service {service.name!r}: {message}", filename, lineno)
