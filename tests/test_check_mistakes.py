@@ -250,6 +250,37 @@ def i():
         "service 'ftp': Ftp: data_port_min (41000) is above data_port_max (40000)",
     ),
     (
+        "FTP data ports out of order, the lower one set last",
+        ZONES
+        + """
+class Ftp(FtpProxy):
+    def config(self):
+        self.data_port_max = 40000
+        self.data_port_min = 41000
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        8,
+        "service 'ftp': Ftp: data_port_min (41000) is above data_port_max (40000)",
+    ),
+    (
+        "CONNECT ports as one number",
+        ZONES
+        + """
+class Proxy(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_ports = 443
+
+def i():
+    Service('web', Proxy, router=InbandRouter())
+    Listener(SockAddrInet('192.0.2.1', 53128), 'web', transparent=False)
+""",
+        7,
+        "HttpProxy.connect_ports must be a list of ports from 1 to 65535, not 443",
+    ),
+    (
         "FTP data ports privileged",
         ZONES
         + """
