@@ -10,6 +10,7 @@ from zfw.options import (
     REQUIRED,
     Declared,
     OptionError,
+    argument,
     arguments,
     boolean,
     check_instance,
@@ -143,8 +144,8 @@ def test_problems_lists_every_wrong_option():
 
 
 @arguments(
-    name=option(text(), REQUIRED, "the name"),
-    flag=option(boolean(), REQUIRED, "a flag"),
+    name=argument(text(), "the name"),
+    flag=argument(boolean(), "a flag"),
 )
 class Made:
     def __init__(self, name, flag=True):
@@ -166,7 +167,7 @@ def test_arguments_are_checked_with_defaults_from_the_signature():
 def test_every_argument_must_be_declared():
     with pytest.raises(TypeError, match="declared as"):
 
-        @arguments(a=option(text(), REQUIRED, ""))
+        @arguments(a=argument(text(), ""))
         class Half:
             def __init__(self, a, b):
                 pass

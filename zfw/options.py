@@ -300,6 +300,12 @@ def option(kind: Kind, default: Any, doc: str, group: str = "") -> Any:
     return Option(kind, default, doc, group)
 
 
+def argument(kind: Kind, doc: str) -> Option:
+    """Declare a constructor argument for :func:`arguments` (its default is the
+    signature's)."""
+    return Option(kind, REQUIRED, doc)
+
+
 Check = Callable[[Any], "tuple[tuple[str, ...], str] | None"]
 
 
@@ -389,7 +395,7 @@ def problems(obj: Declared) -> list[tuple[tuple[str, ...], str]]:
 
 def arguments(**declared: Option) -> Callable[[type], type]:
     """Class decorator: check ``__init__``'s arguments against ``declared`` (each an
-    :func:`option` whose default is taken from the signature, pass ``REQUIRED``)."""
+    :func:`argument`; the defaults are the signature's)."""
 
     def decorate(cls: type) -> type:
         init = cls.__init__  # type: ignore[misc]

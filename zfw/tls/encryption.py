@@ -14,15 +14,14 @@ from typing import Any
 
 from zfw.errors import PolicyError
 from zfw.options import (
-    REQUIRED,
     Kind,
+    argument,
     arguments,
     boolean,
     function,
     instance_of,
     integer,
     names,
-    option,
     optional,
     text,
 )
@@ -76,13 +75,11 @@ def _by_name(v: object) -> bool | str:
 
 
 @arguments(
-    ca_file=option(optional(text()), REQUIRED, "PEM file of the CAs servers are verified against"),
-    ca_directory=option(optional(text()), REQUIRED, "directory of CAs (OpenSSL's c_rehash form)"),
-    check_subject=option(
-        boolean(), REQUIRED, "the certificate must name what the client asked for"
-    ),
-    permit_invalid=option(
-        boolean(), REQUIRED, "accept a certificate that fails (a known internal server only)"
+    ca_file=argument(optional(text()), "PEM file of the CAs servers are verified against"),
+    ca_directory=argument(optional(text()), "directory of CAs (OpenSSL's c_rehash form)"),
+    check_subject=argument(boolean(), "the certificate must name what the client asked for"),
+    permit_invalid=argument(
+        boolean(), "accept a certificate that fails (a known internal server only)"
     ),
 )
 class ServerCertificateVerifier:
@@ -114,8 +111,8 @@ class ServerCertificateVerifier:
 
 
 @arguments(
-    certificate_file=option(text(), REQUIRED, "PEM certificate, then its chain"),
-    private_key_file=option(text(), REQUIRED, "PEM private key (mode 600)"),
+    certificate_file=argument(text(), "PEM certificate, then its chain"),
+    private_key_file=argument(text(), "PEM private key (mode 600)"),
 )
 class StaticCertificate:
     """One certificate (and chain) from ``certificate_file`` with ``private_key_file``."""
@@ -130,14 +127,12 @@ class StaticCertificate:
 
 
 @arguments(
-    certificates=option(
+    certificates=argument(
         Kind("a dict of names or '*.domain' patterns to StaticCertificate", _by_name),
-        REQUIRED,
         "the certificate for each name",
     ),
-    default=option(
+    default=argument(
         optional(Kind("a StaticCertificate", lambda v: isinstance(v, StaticCertificate))),
-        REQUIRED,
         "for other names (None: refused)",
     ),
 )
@@ -161,12 +156,10 @@ class SNIBasedCertificate:
 
 
 @arguments(
-    trusted_ca=option(_file_pair(), REQUIRED, "CA that signs leaves of verified servers"),
-    untrusted_ca=option(
-        optional(_file_pair()), REQUIRED, "CA that signs the others (None: refused)"
-    ),
-    cache_directory=option(optional(text()), REQUIRED, "leaves kept across restarts"),
-    max_cached=option(integer(0), REQUIRED, "leaves kept in memory"),
+    trusted_ca=argument(_file_pair(), "CA that signs leaves of verified servers"),
+    untrusted_ca=argument(optional(_file_pair()), "CA that signs the others (None: refused)"),
+    cache_directory=argument(optional(text()), "leaves kept across restarts"),
+    max_cached=argument(integer(0), "leaves kept in memory"),
 )
 class DynamicCertificate:
     """The keybridge: leaves that mirror the server's certificate, signed by
@@ -213,27 +206,23 @@ class _Encryption:
         return "inspect", "policy"
 
 
-_OPTIONS = option(optional(instance_of(TlsOptions)), REQUIRED, "TlsOptions (None: defaults)")
-_VERIFY = option(
+_OPTIONS = argument(optional(instance_of(TlsOptions)), "TlsOptions (None: defaults)")
+_VERIFY = argument(
     optional(instance_of(ServerCertificateVerifier)),
-    REQUIRED,
     "how servers are verified (None: the system's CAs)",
 )
 
 
 @arguments(
-    client_certificate_generator=option(
+    client_certificate_generator=argument(
         instance_of(DynamicCertificate, StaticCertificate, SNIBasedCertificate),
-        REQUIRED,
         "the certificate the client sees",
     ),
     server_verify=_VERIFY,
-    bypass=option(names(), REQUIRED, "names tunnelled blindly (never decrypted)"),
-    reject=option(names(), REQUIRED, "names refused before anything reaches the server"),
-    decide=option(
-        optional(function()), REQUIRED, "`decide(hello)` returns inspect, tunnel or reject"
-    ),
-    allow_no_sni=option(boolean(), REQUIRED, "inspect a ClientHello without a name"),
+    bypass=argument(names(), "names tunnelled blindly (never decrypted)"),
+    reject=argument(names(), "names refused before anything reaches the server"),
+    decide=argument(optional(function()), "`decide(hello)` returns inspect, tunnel or reject"),
+    allow_no_sni=argument(boolean(), "inspect a ClientHello without a name"),
     options=_OPTIONS,
 )
 class TwoSidedEncryption(_Encryption):
@@ -278,9 +267,8 @@ class TwoSidedEncryption(_Encryption):
 
 
 @arguments(
-    client_certificate_generator=option(
+    client_certificate_generator=argument(
         instance_of(StaticCertificate, SNIBasedCertificate),
-        REQUIRED,
         "the certificate the client sees",
     ),
     options=_OPTIONS,
@@ -302,9 +290,7 @@ class ClientOnlyEncryption(_Encryption):
 
 @arguments(
     server_verify=_VERIFY,
-    server_name=option(
-        optional(text()), REQUIRED, "the name sent (SNI) and verified (None: the address)"
-    ),
+    server_name=argument(optional(text()), "the name sent (SNI) and verified (None: the address)"),
     options=_OPTIONS,
 )
 class ServerOnlyEncryption(_Encryption):
