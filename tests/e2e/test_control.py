@@ -10,15 +10,19 @@ import shutil
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import HEADER
 from tests.e2e.helpers import big_file, start_ftp_servers, zfw_in_front
+from tests.test_check_mistakes import CASES as MISTAKES
 from zfw.lab import CLIENT4, SERVER4, Lab
 from zfw.lab.servers import start_nginx
 from zfw.lab.tools import pattern_block
+from zfw.tls.certs import create_ca
 
 HERE = os.path.dirname(__file__)
 ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
@@ -233,6 +237,28 @@ def test_a_reload_whose_new_listener_cannot_open_keeps_the_old_policy(ctl):
         policy.write_text(good)
         zfw(lab, "reload")
         lab.apply_rules(str(policy))
+
+
+def test_every_mistaken_policy_is_refused_by_reload(ctl, tmp_path):
+    """Each mistake ``zfw check`` reports (tests/test_check_mistakes.py) is refused by a
+    reload of the running instance as well, with the same line, and the old policy serves
+    on."""
+    lab, _z, _d, _digest, policy = ctl
+    good = policy.read_text()
+    ca = str(tmp_path / "ca")
+    create_ca(ca, "zfw test CA")
+    try:
+        for name, body, line, message in MISTAKES:
+            policy.write_text(HEADER + textwrap.dedent(body.replace("@CA@", ca)))
+            proc = zfw(lab, "reload", check=False)
+            err = proc.stderr.strip()
+            where = f"{policy}:{line}: " if line else f"{policy}: "
+            assert proc.returncode == 1, (name, proc.stdout, err)
+            assert "\n" not in err and err.startswith(where) and message in err, (name, err)
+            assert curl(lab, "/small.txt") == "small\n", name
+    finally:
+        policy.write_text(good)
+    assert zfw(lab, "reload").stdout.strip() == "ok"
 
 
 def test_a_slow_policy_load_does_not_stall_traffic(ctl):
