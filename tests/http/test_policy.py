@@ -15,6 +15,7 @@ from zfw.http.policy import (
     HTTP_REQ_DENY,
     HTTP_REQ_POLICY,
     HTTP_REQ_REJECT,
+    REQUEST_HEADER,
     HeaderAbort,
     PolicyValueError,
     Verdict,
@@ -83,6 +84,7 @@ def test_table_lookups():
 def test_header_table_actions_and_order():
     headers = [("Host", "h"), ("Cookie", "a"), ("X-A", "1"), ("x-a", "2"), ("Via", "p")]
     out = filter_headers(
+        REQUEST_HEADER,
         {
             "cookie": HTTP_HDR_DROP,
             "X-A": (HTTP_HDR_REPLACE, "one"),
@@ -91,29 +93,30 @@ def test_header_table_actions_and_order():
         },
         headers,
         never,
-        "t",
     )
     assert out == [("Host", "h"), ("X-A", "one"), ("Via", "p"), ("Via", "1.1 zfw"), ("X-New", "n")]
 
 
 def test_header_fallback_and_policy_function():
     out = filter_headers(
+        REQUEST_HEADER,
         {"*": HTTP_HDR_DROP, "Host": HTTP_HDR_ACCEPT, "X-P": (HTTP_HDR_POLICY, print)},
         [("Host", "h"), ("Other", "o"), ("X-P", "v")],
         lambda fn, n, v: (HTTP_HDR_REPLACE, v * 2),
-        "t",
     )
     assert out == [("Host", "h"), ("X-P", "vv")]
 
 
 def test_header_abort_and_invalid_values():
     with pytest.raises(HeaderAbort):
-        filter_headers({"X": HTTP_HDR_ABORT}, [("X", "1")], never, "t")
+        filter_headers(REQUEST_HEADER, {"X": HTTP_HDR_ABORT}, [("X", "1")], never)
     with pytest.raises(PolicyValueError, match="set by zfw"):
-        filter_headers({"Content-Length": (HTTP_HDR_INSERT, "5")}, [], never, "t")
-    with pytest.raises(PolicyValueError, match="invalid value"):
-        filter_headers({"X": (HTTP_HDR_REPLACE, "a\nb")}, [("X", "1")], never, "t")
+        filter_headers(REQUEST_HEADER, {"Content-Length": (HTTP_HDR_INSERT, "5")}, [], never)
+    with pytest.raises(PolicyValueError, match="invalid header value"):
+        filter_headers(REQUEST_HEADER, {"X": (HTTP_HDR_REPLACE, "a\nb")}, [("X", "1")], never)
     with pytest.raises(PolicyValueError, match="not a valid header name"):
-        filter_headers({"X Y": (HTTP_HDR_INSERT, "a")}, [], never, "t")
-    assert filter_headers({}, [("X", "1")], never, "t") == [("X", "1")]
-    assert filter_headers({"X": HTTP_HDR_ACCEPT}, [("X", "1")], never, "t") == [("X", "1")]
+        filter_headers(REQUEST_HEADER, {"X Y": (HTTP_HDR_INSERT, "a")}, [], never)
+    assert filter_headers(REQUEST_HEADER, {}, [("X", "1")], never) == [("X", "1")]
+    assert filter_headers(REQUEST_HEADER, {"X": HTTP_HDR_ACCEPT}, [("X", "1")], never) == [
+        ("X", "1")
+    ]

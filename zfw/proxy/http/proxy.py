@@ -25,14 +25,15 @@ from zfw.http.parser import Parser
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
     HTTP_REQ_REJECT,
+    TABLES,
     HeaderAbort,
-    PolicyValueError,
     Verdict,
     request_entry,
     verdict,
 )
 from zfw.http.serialize import LAST_CHUNK, chunk, framing_out, request_head
 from zfw.model import InbandRouter
+from zfw.policytable import CallbackError, PolicyValueError, TableSpec
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.http.endings import Endings
 from zfw.proxy.http.inband import InbandRouting
@@ -95,6 +96,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
     inband: ClassVar[bool] = True
+    table_specs: ClassVar[tuple[TableSpec, ...]] = TABLES
 
     max_line_length: int = 8192
     max_url_length: int = 8192
@@ -302,6 +304,10 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
             return
         except HeaderAbort as e:
             self._refuse(Verdict("reject", 400, str(e)), 400, "request")
+            return
+        except CallbackError as e:
+            self.session.policy_failed("request", e)
+            self._refuse(Verdict("deny"), 403, "request")
             return
         except PolicyValueError as e:
             self._policy_error(str(e))

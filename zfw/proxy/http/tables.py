@@ -6,14 +6,17 @@ from __future__ import annotations
 from zfw.http.messages import Headers, Request, Response
 from zfw.http.policy import (
     HTTP_RSP_ACCEPT,
+    REQUEST_HEADER,
+    RESPONSE,
+    RESPONSE_HEADER,
     HeaderAbort,
-    PolicyValueError,
     Verdict,
     filter_headers,
     response_entry,
     verdict,
 )
 from zfw.http.serialize import end_to_end
+from zfw.policytable import CallbackError, PolicyValueError
 from zfw.proxy.http.messages import (
     POLICY_FAILED,
     TARGET_CHARS,
@@ -50,10 +53,10 @@ class PolicyTables:
             if view is None:
                 view = HttpRequest(tx.method, tx.url, version_text(head.version), [])
             fields = filter_headers(
+                REQUEST_HEADER,
                 self.request_header,
                 self._full_view(view, head).headers,
                 lambda fn, n, v: fn(n, v),
-                "request_header",
             )
             headers = raw_headers(fields)
         else:
@@ -93,6 +96,7 @@ class PolicyTables:
                     entry,
                     lambda fn: fn(self._request_view(), self._response_view(view, resp)),
                     f"response[({tx.method!r}, {resp.status})]",
+                    RESPONSE,
                 )
                 if not v.accepted:
                     tx.status = 0
@@ -100,16 +104,20 @@ class PolicyTables:
                     return None
             if view.headers or self.response_header:
                 fields = filter_headers(
+                    RESPONSE_HEADER,
                     self.response_header,
                     self._response_view(view, resp).headers,
                     lambda fn, n, v: fn(n, v),
-                    "response_header",
                 )
                 return raw_headers(fields)
             return end_to_end(resp.headers, resp.fields)
         except HeaderAbort as e:
             tx.status = 0
             self._refuse(Verdict("reject", 502, str(e)), 502, "response")
+        except CallbackError as e:
+            tx.status = 0
+            self.session.policy_failed("response", e)
+            self._refuse(Verdict("deny"), 502, "response")
         except PolicyValueError as e:
             tx.status = 0
             self._policy_error(str(e))
