@@ -361,7 +361,8 @@ def _defined_at(fn: Any) -> tuple[str | None, int | None]:
 
 def _name(fn: Any) -> str:
     fn = getattr(fn, "__func__", fn)
-    return getattr(fn, "__qualname__", None) or type(fn).__name__
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    return name.rsplit("<locals>.", 1)[-1]
 
 
 def _short(value: Any) -> str:

@@ -151,7 +151,8 @@ class PolicyTables:
         status = v.status or default_status
         info = v.info or ("Forbidden by policy." if v.action == "deny" else "Rejected by policy.")
         method = tx.method if tx else "-"
-        self.log("policy", 3, f"{what} {v.action}ed: {method} {status}: {info}")
+        done = "denied" if v.action == "deny" else "rejected"
+        self.log("policy", 3, f"{what} {done}: {method} {status}: {info}")
         self._send_error(status, info)
 
     def _policy_error(self, reason: str) -> None:
