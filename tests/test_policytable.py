@@ -225,11 +225,20 @@ def test_check_configured_locates_the_line_that_set_the_entry():
     assert "request['dele']" in str(info.value)
 
 
-def test_a_table_replaced_whole_is_located_at_config():
+class Computes(Fake):
+    def config(self):
+        self.request = {}
+        self.request = {verb: 99 for verb in ("RETR",)}
+
+
+def test_a_table_replaced_whole_is_located_at_its_assignment_else_at_config():
     fake = Replaces()
     with pytest.raises(TableError) as info:
         check_configured(fake, fake.config)
-    assert (info.value.filename, info.value.lineno) == (
-        __file__,
-        inspect.getsourcelines(Replaces.config)[1],
-    )
+    line = inspect.getsourcelines(Replaces.config)[1]
+    assert (info.value.filename, info.value.lineno) == (__file__, line + 1)
+    fake = Computes()
+    with pytest.raises(TableError) as info:
+        check_configured(fake, fake.config)
+    line = inspect.getsourcelines(Computes.config)[1]
+    assert (info.value.filename, info.value.lineno) == (__file__, line)

@@ -19,9 +19,11 @@ holds each value and each POLICY function's answer to it (run time).
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -334,8 +336,10 @@ def check_configured(proxy: Any, config: Callable[[], None]) -> None:
         try:
             check_table(spec, table)
         except TableError as e:
-            lines = table.lines if isinstance(table, Recorder) else {}
-            where = lines.get(e.key) if e.key is not None else None
+            if isinstance(table, Recorder):
+                where = table.lines.get(e.key) if e.key is not None else None
+            else:
+                where = _assigned_at(config, spec.name, e.key)
             e.filename, e.lineno = where or _defined_at(config)
             raise
 
@@ -352,6 +356,39 @@ def _code(fn: Any) -> Any:
     if code is None and not inspect.isroutine(fn):
         code = getattr(getattr(type(fn).__call__, "__func__", type(fn).__call__), "__code__", None)
     return code
+
+
+def _assigned_at(config: Any, name: str, key: Any) -> tuple[str, int] | None:
+    """Where ``config`` assigns ``self.<name> = ...`` (only once): the line of ``key``
+    in a dict literal, else of the assignment; None: not found."""
+    try:
+        lines, first = inspect.getsourcelines(config)
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return None
+    found = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(t, ast.Attribute) and t.attr == name and isinstance(t.value, ast.Name)
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
+    ]
+    if len(found) != 1:
+        return None
+    node: ast.AST = found[0]
+    value = getattr(node, "value", None)
+    if isinstance(value, ast.Dict):
+        for k in value.keys:
+            try:
+                if k is not None and ast.literal_eval(k) == key:
+                    node = k
+                    break
+            except ValueError:
+                continue
+    filename = _defined_at(config)[0]
+    return None if filename is None else (filename, first + getattr(node, "lineno", 1) - 1)
 
 
 def _defined_at(fn: Any) -> tuple[str | None, int | None]:
