@@ -10,9 +10,9 @@ class FaultyHttp(HttpProxy):
     def config(self):
         self.request["GET"] = (HTTP_REQ_POLICY, self.check_get)
 
-    def check_get(self, request):
+    def check_get(self, request):  # line 13: the test names it, and line 15
         if request.url.startswith("/boom"):
-            raise RuntimeError("the policy author's bug")  # line 15: the test names it
+            raise RuntimeError("the policy author's bug")
         return HTTP_REQ_ACCEPT
 
 
