@@ -179,6 +179,8 @@ def test_tables_of_the_declared_shapes_pass():
         ),
         (RESPONSE, {("*", 404): HTTP_HDR_DROP}, "5 is not an HTTP_RSP_* action"),
         (REQUEST, {"GET /": 1}, "a key of request is a method or '*', not 'GET /'"),
+        (REQUEST, {"delete": 3}, "not 'delete' (methods are case-sensitive: 'DELETE')"),
+        (RESPONSE, {("get", 404): 3}, "not ('get', 404) (methods are case-sensitive: 'GET')"),
         (REQUEST, {"GET": (HTTP_REQ_POLICY, two)}, "two(request, response) cannot be called"),
         (REQUEST, {"GET": HTTP_HDR_REPLACE}, "7 is not an HTTP_REQ_* action"),
         (REQUEST, {"GET": (HTTP_REQ_ABORT, 400)}, "HTTP_REQ_ABORT takes no arguments"),

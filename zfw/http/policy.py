@@ -81,10 +81,22 @@ def _token_key(key: Any) -> str | None:
     return None if key == "*" or (isinstance(key, str) and _NAME.fullmatch(key)) else ""
 
 
+#: Methods a client sends in upper case: a key in another case would never match.
+_METHODS = frozenset("GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH".split())
+
+
+def _method_key(key: Any) -> str | None:
+    if isinstance(key, str) and key != key.upper() and key.upper() in _METHODS:
+        return f"methods are case-sensitive: {key.upper()!r}"
+    return _token_key(key)
+
+
 def _response_key(key: Any) -> str | None:
     if isinstance(key, tuple) and len(key) == 2:
-        if _token_key(key[0]) is None and policytable.code_key(key[1]):
+        if _method_key(key[0]) is None and policytable.code_key(key[1]):
             return None
+        if isinstance(key[0], str) and _method_key(key[0]):
+            return _method_key(key[0])
     elif isinstance(key, int | str) and key != "*" and policytable.code_key(key):
         return f"write ('*', {key!r}) for any method"
     return ""
@@ -136,7 +148,7 @@ _HEADER_ACTIONS = {
 
 #: ``self.request[METHOD]``; a POLICY function gets the request.
 REQUEST = policytable.TableSpec(
-    "request", _token_key, "a method or '*'", _VERDICTS,
+    "request", _method_key, "a method or '*'", _VERDICTS,
     "HTTP_REQ_", "an HTTP_REQ_* action", ("request",),
 )  # fmt: skip
 #: ``self.response[(METHOD, STATUS)]``; a POLICY function gets the request and response.
