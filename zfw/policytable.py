@@ -202,8 +202,9 @@ def decide(
     try:
         result = call(fn)
     except Exception as e:  # policy code
+        text = " ".join(str(e).split())[:200]  # one line
         raise CallbackError(
-            f"{what}: POLICY function {_name(fn)} raised {type(e).__name__}: {e}", fn
+            f"{what}: POLICY function {_name(fn)} raised {type(e).__name__}: {text}", fn
         ) from e
     inner = result if isinstance(result, tuple) else (result,)
     problem = "nothing" if result is None else value_problem(spec, inner, answer=True)
@@ -385,7 +386,7 @@ def _assigned_at(config: Any, name: str, key: Any) -> tuple[str, int] | None:
                 if k is not None and ast.literal_eval(k) == key:
                     node = k
                     break
-            except ValueError:
+            except (ValueError, TypeError, SyntaxError, RecursionError):
                 continue
     filename = _defined_at(config)[0]
     return None if filename is None else (filename, first + getattr(node, "lineno", 1) - 1)
@@ -412,10 +413,7 @@ def _subject(value: Any, verb: str, problem: str) -> str:
     ``"returned True, not an HTTP_REQ_* action"``, ``"HTTP_REQ_ABORT takes no ..."``."""
     if problem == "nothing":
         return f"{verb} nothing"
-    if problem.startswith("not "):
-        return (
-            f"{_short(value)} is {problem}"
-            if verb == "is"
-            else f"{verb} {_short(value)}, {problem}"
-        )
-    return problem if verb == "is" else f"{verb} {_short(value)}: {problem}"
+    if verb == "is":
+        return f"{_short(value)} is {problem}" if problem.startswith("not ") else problem
+    sep = "," if problem.startswith("not ") else ":"
+    return f"{verb} {_short(value)}{sep} {problem}"

@@ -82,7 +82,9 @@ def _token_key(key: Any) -> str | None:
 
 
 #: Methods a client sends in upper case: a key in another case would never match.
-_METHODS = frozenset("GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH".split())
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
 
 
 def _method_key(key: Any) -> str | None:
