@@ -16,6 +16,7 @@ from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
     HTTP_REQ_POLICY,
     HTTP_REQ_REJECT,
+    HTTP_RSP_ACCEPT,
     HTTP_RSP_DENY,
     HTTP_RSP_POLICY,
 )
@@ -579,3 +580,34 @@ def test_response_and_header_policy_functions_answering_wrongly_refuse():
     assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden") and not h.pending
     assert "request_header['X-Id']: POLICY function <lambda> " \
         "returned True, not an HTTP_HDR_* action" in h.log()  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("Transfer-Encoding", "chunked"), ("X-Bad", "a\r\nInjected: 1"), ("Bad Name", "1")],
+)
+def test_a_policy_function_cannot_smuggle_fields_through_the_view(field):
+    class P(HttpProxy):
+        def config(self):
+            self.request["GET"] = (HTTP_REQ_POLICY, self.add)
+            self.response[("*", "*")] = (HTTP_RSP_POLICY, self.add_to_response)
+
+        def add(self, request):
+            if request.url == "/a":
+                request.headers.append(field)
+            return HTTP_REQ_ACCEPT
+
+        def add_to_response(self, request, response):
+            response.headers.append(field)
+            return HTTP_RSP_ACCEPT
+
+    h = Harness(P)
+    h.send(GET)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
+    assert "http.error(1)" in h.log()
+
+    h = Harness(P)
+    h.send(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.connect()
+    h.reply(OK)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ")

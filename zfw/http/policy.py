@@ -214,6 +214,16 @@ def check_field(name: str, value: str, what: str) -> tuple[str, str]:
     return name, value
 
 
+def check_fields(fields: list[tuple[str, str]], what: str) -> list[tuple[str, str]]:
+    """``fields`` once a policy had them (a POLICY function may change a message's
+    ``headers``): each valid, and none that zfw frames itself."""
+    for name, value in fields:
+        problem = field_problem(name, value)
+        if problem is not None:
+            raise PolicyValueError(f"{what}: {problem}")
+    return fields
+
+
 def filter_headers(
     spec: policytable.TableSpec,
     table: Mapping[str, Any],

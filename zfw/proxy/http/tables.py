@@ -11,6 +11,7 @@ from zfw.http.policy import (
     RESPONSE_HEADER,
     HeaderAbort,
     Verdict,
+    check_fields,
     filter_headers,
     response_entry,
     verdict,
@@ -49,7 +50,8 @@ class PolicyTables:
     ) -> tuple[tuple[bytes, bytes], ...]:
         tx = self.tx
         assert tx is not None
-        if (view is not None and view.headers) or self.request_header:
+        saw = view is not None and bool(view.headers)  # a POLICY function had them
+        if saw or self.request_header:
             if view is None:
                 view = HttpRequest(tx.method, tx.url, version_text(head.version), [])
             fields = filter_headers(
@@ -58,7 +60,7 @@ class PolicyTables:
                 self._full_view(view, head).headers,
                 lambda fn, n, v: fn(n, v),
             )
-            headers = raw_headers(fields)
+            headers = raw_headers(check_fields(fields, "request") if saw else fields)
         else:
             headers = end_to_end(head.headers, head.fields)
         if b"upgrade" not in head.fields and (head.version == (1, 1) or b"host" in head.fields):
@@ -102,14 +104,15 @@ class PolicyTables:
                     tx.status = 0
                     self._refuse(v, 502, "response")
                     return None
-            if view.headers or self.response_header:
+            saw = bool(view.headers)  # a POLICY function had them
+            if saw or self.response_header:
                 fields = filter_headers(
                     RESPONSE_HEADER,
                     self.response_header,
                     self._response_view(view, resp).headers,
                     lambda fn, n, v: fn(n, v),
                 )
-                return raw_headers(fields)
+                return raw_headers(check_fields(fields, "response") if saw else fields)
             return end_to_end(resp.headers, resp.fields)
         except HeaderAbort as e:
             tx.status = 0
