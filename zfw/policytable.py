@@ -114,8 +114,8 @@ def code_key(code: Any) -> bool:
     digits, or ``"*"``."""
     if code == "*":
         return True
-    if isinstance(code, str) and code.isdigit() and code.isascii():
-        code = int(code)
+    if isinstance(code, str) and code.isdigit() and code.isascii() and code[0] != "0":
+        code = int(code)  # as the lookup writes it: "404", never "0404"
     return isinstance(code, int) and not isinstance(code, bool) and 100 <= code <= 599
 
 

@@ -171,6 +171,7 @@ def test_tables_of_the_declared_shapes_pass():
         (RESPONSE, {404: 2}, "(write ('*', 404) for any method)"),
         (RESPONSE, {("GET", 700): 1}, "not ('GET', 700)"),
         (RESPONSE, {("GET", "4xx"): 1}, "not ('GET', '4xx')"),
+        (RESPONSE, {("GET", "0404"): 1}, "not ('GET', '0404')"),
         (RESPONSE, {("GET",): 1}, "not ('GET',)"),
         (
             RESPONSE,
