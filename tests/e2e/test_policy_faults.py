@@ -51,7 +51,15 @@ def test_a_raising_callback_refuses_one_request_only(lab: Lab, tmp_path):
         assert lines == [lines[0]]
         assert "core.policy(1): (http/http:" in lines[0]
         assert (
-            f"{POLICY}:13: request['GET']: POLICY function FaultyHttp.check_get "
-            f"raised RuntimeError: the policy author's bug (at {POLICY}:15); refused"
+            f"{POLICY}:14: request['GET']: POLICY function FaultyHttp.check_get "
+            f"raised RuntimeError: the policy author's bug (at {POLICY}:16); refused"
         ) in lines[0]
+        # A function answering a bool (HEAD): that request refused as a DENY, one line.
+        head = ["curl", "-sS", "-I", "-w", "%{http_code}", f"http://{SERVER4}/small.txt"]
+        assert lab.run("client", head, check=False).stdout.endswith("403")
+        line = z.wait_for("returned True") or ""
+        said = "request['HEAD']: POLICY function FaultyHttp.check_head returned True"
+        assert f"{POLICY}:19: {said}, not an HTTP_REQ_* action; refused" in line
+        ok = lab.run("client", ["curl", "-sS", f"http://{SERVER4}/small.txt"]).stdout
+        assert ok == "still served\n"
         assert not z.grep("Traceback")
