@@ -52,6 +52,154 @@ def i():
         "Slow has no attribute 'timout' (did you mean 'timeout'?)",
     ),
     (
+        "response table key that is not (method, status)",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.request['PUT'] = HTTP_REQ_ACCEPT
+        self.response[404] = (HTTP_RSP_DENY, 403, 'hidden')
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        8,
+        "service 'web': Web.response[404]: a key of response is (method or '*', status or '*'),"
+        " not 404 (write ('*', 404) for any method)",
+    ),
+    (
+        "POLICY function without its request argument",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.request['GET'] = (HTTP_REQ_POLICY, self.check)
+
+    def check(self):
+        return HTTP_REQ_ACCEPT
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "Web.request['GET']: the POLICY function Web.check() cannot be called as "
+        "Web.check(request)",
+    ),
+    (
+        "response POLICY function taking the request only",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.response[('*', '*')] = (HTTP_RSP_POLICY, lambda request: HTTP_RSP_ACCEPT)
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "cannot be called as <lambda>(request, response)",
+    ),
+    (
+        "unknown action constant",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.request['GET'] = HTTP_HDR_DROP
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "Web.request['GET']: 5 is not an HTTP_REQ_* action",
+    ),
+    (
+        "action tuple of the wrong length",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.request_header['User-Agent'] = (HTTP_HDR_REPLACE, 'zfw', 'extra')
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "Web.request_header['User-Agent']: HTTP_HDR_REPLACE takes one text value, not "
+        "('zfw', 'extra')",
+    ),
+    (
+        "header table setting a framing header",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.response_header.update({
+            'Server': (HTTP_HDR_REPLACE, 'web'),
+            'Transfer-Encoding': (HTTP_HDR_INSERT, 'chunked'),
+        })
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "Web.response_header['Transfer-Encoding']: Transfer-Encoding is set by zfw",
+    ),
+    (
+        "FTP command in lower case",
+        ZONES
+        + """
+class Ftp(FtpProxyRO):
+    def config(self):
+        self.request['stor'] = (FTP_REQ_REJECT, 550, 'No uploads.')
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        7,
+        "Ftp.request['stor']: a key of request is a command (in upper case) or '*', not 'stor'"
+        " (commands are in upper case: 'STOR')",
+    ),
+    (
+        "FTP reply code out of range",
+        ZONES
+        + """
+class Ftp(FtpProxy):
+    def config(self):
+        self.request['DELE'] = (FTP_REQ_REJECT, 250, 'Deleted (not really).')
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        7,
+        "Ftp.request['DELE']: FTP_REQ_REJECT: reply code 250 is not 4xx or 5xx",
+    ),
+    (
+        "POP3 table replaced whole, with a DENY it does not have",
+        ZONES
+        + """
+class Mail(Pop3Proxy):
+    def config(self):
+        self.request = {
+            'DELE': 2,
+        }
+
+def i():
+    Service('mail', Mail)
+    Listener(SockAddrInet('', 50110), 'mail')
+""",
+        8,
+        "service 'mail': Mail.request['DELE']: 2 is not a POP3_REQ_* action",
+    ),
+    (
         "directed router given a string",
         ZONES
         + """

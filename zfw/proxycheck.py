@@ -23,6 +23,7 @@ from zfw.errors import PolicyError
 from zfw.log import Log, LogSpec
 from zfw.model import Listener, Service
 from zfw.options import problems
+from zfw.policytable import TableError, check_configured
 
 #: Addresses of the dry session (documentation ranges).
 _DRY_CLIENT = ("192.0.2.1", 40000)
@@ -55,8 +56,9 @@ def dry_session(service: Service) -> Session:
 
 def check_proxy_config(service: Service) -> None:
     """Configure a proxy of ``service`` once; raise :class:`PolicyError` (located at the
-    offending line) for an unknown attribute or an option of the wrong type or out of
-    range (:mod:`zfw.options`). Exceptions from ``config()`` propagate."""
+    offending line) for an unknown attribute, an option of the wrong type or out of
+    range (:mod:`zfw.options`), or a policy table entry of the wrong shape. Exceptions
+    from ``config()`` propagate."""
     cls = service.proxy_class
     unknown: list[tuple[str, str, int]] = []
     assigned: dict[str, tuple[str, int]] = {}
@@ -77,7 +79,11 @@ def check_proxy_config(service: Service) -> None:
     proxy.apply_presets()
     known.update(vars(proxy))
     state["checking"] = True
-    proxy.config()
+    try:
+        check_configured(proxy, proxy.config)  # config(), then its tables held to their shapes
+    except TableError as e:
+        message = f"service {service.name!r}: {cls.__name__}.{e}"
+        raise PolicyError(message, e.filename, e.lineno) from None
     if unknown:
         name, filename, lineno = unknown[0]
         declared = list(cls.__options__)

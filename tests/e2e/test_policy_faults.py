@@ -1,5 +1,5 @@
-"""Policy code that raises at run time refuses what it was deciding, says where in one
-log line, and leaves every other session alone."""
+"""A POLICY function that raises at run time refuses the request it was deciding (as a
+DENY), says where in one log line, and leaves every other session alone."""
 
 from __future__ import annotations
 
@@ -40,17 +40,26 @@ def test_a_raising_callback_refuses_one_request_only(lab: Lab, tmp_path):
                 ["curl", "-sS", "-w", "\n%{http_code}", f"http://{SERVER4}/boom"],
                 check=False,
             ).stdout
-            assert boom.endswith("\n500") and "The firewall policy failed" in boom
+            assert boom.endswith("\n403") and "Forbidden by policy." in boom
         ok = lab.run("client", ["curl", "-sS", f"http://{SERVER4}/small.txt"]).stdout
         assert ok == "still served\n"
         body, _ = slow.communicate(timeout=60)
         assert slow.returncode == 0 and hashlib.sha256(body).hexdigest() == digest
         lines = z.grep("raised RuntimeError")
-        # One line for the three, naming the policy's line; no traceback.
+        # One line for the three, naming the function's line and the one that raised;
+        # no traceback.
         assert lines == [lines[0]]
         assert "core.policy(1): (http/http:" in lines[0]
         assert (
-            f"{POLICY}:15: request policy for GET /boom "
-            "raised RuntimeError: the policy author's bug; refused"
+            f"{POLICY}:14: request['GET']: POLICY function FaultyHttp.check_get "
+            f"raised RuntimeError: the policy author's bug (at {POLICY}:16); refused"
         ) in lines[0]
+        # A function answering a bool (HEAD): that request refused as a DENY, one line.
+        head = ["curl", "-sS", "-I", "-w", "%{http_code}", f"http://{SERVER4}/small.txt"]
+        assert lab.run("client", head, check=False).stdout.endswith("403")
+        line = z.wait_for("returned True") or ""
+        said = "request['HEAD']: POLICY function FaultyHttp.check_head returned True"
+        assert f"{POLICY}:19: {said}, not an HTTP_REQ_* action; refused" in line
+        ok = lab.run("client", ["curl", "-sS", f"http://{SERVER4}/small.txt"]).stdout
+        assert ok == "still served\n"
         assert not z.grep("Traceback")

@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 
 from zfw.ftp.policy import (
+    FTP_REQ_ABORT,
     FTP_REQ_ACCEPT,
     FTP_REQ_POLICY,
     FTP_REQ_REJECT,
     FTP_RSP_ABORT,
     FTP_RSP_ACCEPT,
+    FTP_RSP_POLICY,
+    FTP_RSP_REJECT,
+    REQUEST,
+    RESPONSE,
     PolicyValueError,
     default_requests,
     filter_features,
@@ -17,6 +22,7 @@ from zfw.ftp.policy import (
     response_entry,
     verdict,
 )
+from zfw.policytable import check_table
 
 
 def call(fn):
@@ -75,3 +81,38 @@ def test_feat_filtering_keeps_first_and_last_lines():
         " REST STREAM",
         "End",
     )
+
+
+def test_tables_of_the_declared_shapes_pass():
+    check_table(REQUEST, default_requests())
+    check_table(REQUEST, {"STOR": (FTP_REQ_ABORT, "Bye."), "CWD": (FTP_REQ_POLICY, lambda c: 1)})
+    check_table(
+        RESPONSE,
+        {
+            ("RETR", "*"): FTP_RSP_ACCEPT,
+            ("*", 550): (FTP_RSP_REJECT, 550, "no"),
+            ("LIST", "226"): (FTP_RSP_POLICY, lambda command, reply: FTP_RSP_ACCEPT),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("spec", "entry", "message"),
+    [
+        (REQUEST, {"stor": 1}, "not 'stor' (commands are in upper case: 'STOR')"),
+        (REQUEST, {"STORE": 1}, "a key of request is a command (in upper case) or '*'"),
+        (REQUEST, {"STOR": (FTP_REQ_POLICY, lambda: 1)}, "cannot be called as <lambda>(command)"),
+        (REQUEST, {"STOR": 2}, "2 is not an FTP_REQ_* action"),  # no DENY in FTP
+        (REQUEST, {"STOR": (FTP_REQ_REJECT, 250)}, "reply code 250 is not 4xx or 5xx"),
+        (REQUEST, {"STOR": (FTP_REQ_REJECT, "a\n200 ok")}, "CR, LF or NUL"),
+        (RESPONSE, {550: 1}, "(write ('*', 550) for any command)"),
+        (RESPONSE, {("retr", 550): 1}, "commands are in upper case: 'RETR'"),
+        (RESPONSE, {("RETR", 55): 1}, "not ('RETR', 55)"),
+        (RESPONSE, {("RETR", 550): (FTP_RSP_ABORT, "x")}, "FTP_RSP_ABORT takes no arguments"),
+        (RESPONSE, {("*", "*"): (FTP_RSP_POLICY, lambda c: 1)}, "as <lambda>(command, reply)"),
+    ],
+)
+def test_entries_of_the_wrong_shape_are_refused(spec, entry, message):
+    with pytest.raises(PolicyValueError) as info:
+        check_table(spec, entry)
+    assert message in str(info.value)

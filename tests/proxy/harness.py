@@ -35,9 +35,12 @@ class ProxyHarness:
     ``forge_addr``).
     """
 
-    def __init__(self, proxy_class, destination, router=None, handover=None, **attrs):
+    def __init__(self, proxy_class, destination, router=None, handover=None, like=None, **attrs):
+        """``like``: another harness whose log and counters this one's session shares,
+        as sessions of one service do."""
         self.clock = Clock()
-        self.out = io.StringIO()
+        self.out = like.out if like is not None else io.StringIO()
+        self._log = like._log if like is not None else Log(LogSpec.parse("*:9"), self.out)
         self.closed = []
         self.pending = []  # (on_connected, on_failed) of connection attempts
         self.servers = []
@@ -50,10 +53,11 @@ class ProxyHarness:
             CLIENT,
             destination,
             Decision(True, "ok", target=destination, source=(CLIENT[0], 0)),
-            Log(LogSpec.parse("*:9"), self.out),
+            self._log,
             self.clock,
             self.closed.append,
             IdleWatch(self.clock),
+            stats=like.proxy.session.stats if like is not None else None,
         )
         session.connect_server = self._connect
         self.proxy = proxy_class(session)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from tests.proxy.harness import CLIENT, ProxyHarness
@@ -10,6 +12,7 @@ from zfw.ftp.policy import (
     FTP_REQ_ABORT,
     FTP_REQ_POLICY,
     FTP_REQ_REJECT,
+    FTP_RSP_POLICY,
     FTP_RSP_REJECT,
 )
 from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyRO
@@ -291,3 +294,27 @@ def test_a_command_line_that_never_ends_meets_its_deadline():
         h.send(b"N")
         h.clock.pump([0.5] * 2)
     assert h.closed and "client's command not complete within 3 s" in h.log()
+
+
+def test_a_policy_function_answering_wrongly_refuses_that_command_and_the_session_goes_on():
+    class P(FtpProxy):
+        def config(self):
+            self.request["CWD"] = (FTP_REQ_POLICY, self.cwd)
+            self.response[("PWD", "*")] = (FTP_RSP_POLICY, self.pwd)
+
+        def cwd(self, cmd):
+            return cmd.arg == "/pub"  # a bool: a mistake
+
+        def pwd(self, cmd, reply):
+            raise RuntimeError("no")
+
+    h = Ftp(P)
+    assert h.command(b"CWD /pub\r\n") == b"451 Local error in the firewall policy.\r\n"
+    line = inspect.getsourcelines(P.cwd)[1]
+    assert f"{__file__}:{line}: request['CWD']: POLICY function " in h.log()
+    assert "returned True, not an FTP_REQ_* action; refused" in h.log()
+    assert h.command(b"NOOP\r\n", b"200 ok\r\n") == b"200 ok\r\n"
+    assert h.command(b"PWD\r\n", b'257 "/"\r\n') == b"451 Local error in the firewall policy.\r\n"
+    assert "response[('PWD', 257)]: POLICY function " in h.log()
+    assert "raised RuntimeError: no" in h.log()
+    assert h.proxy.session.stats.proxy["policy_failures"] == 2 and not h.closed

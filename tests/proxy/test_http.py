@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 from tests.proxy.harness import ProxyHarness
@@ -14,7 +16,9 @@ from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
     HTTP_REQ_POLICY,
     HTTP_REQ_REJECT,
+    HTTP_RSP_ACCEPT,
     HTTP_RSP_DENY,
+    HTTP_RSP_POLICY,
 )
 from zfw.proxy.base import Handover
 from zfw.proxy.http import HttpProxy, split_host
@@ -505,3 +509,105 @@ def test_a_host_the_servers_certificate_does_not_name_gets_421():
     h = Harness(handover=Handover(covers=lambda host: host == "www.example"))
     h.send(b"GET /a HTTP/1.1\r\nHost: www.example:443\r\n\r\n")
     assert h.connect().value().startswith(b"GET /a HTTP/1.1\r\n")
+
+
+class Flaky(HttpProxy):
+    """A policy whose function answers a bool for /bad (a mistake) and raises for /oops."""
+
+    def config(self):
+        self.request["GET"] = (HTTP_REQ_POLICY, self.check)
+        self.response[("*", 404)] = (HTTP_RSP_POLICY, self.check_response)
+        self.request_header["X-Id"] = (HTTP_HDR_POLICY, lambda name, value: value == "1")
+
+    def check(self, request):
+        if request.url == "/oops":
+            raise KeyError("oops")
+        return True if request.url == "/bad" else HTTP_REQ_ACCEPT
+
+    def check_response(self, request, response):
+        return None
+
+
+def _line(fn):
+    return f"{__file__}:{inspect.getsourcelines(fn)[1]}"
+
+
+def test_a_policy_function_answering_a_bool_refuses_that_request_with_one_line():
+    h = Harness(Flaky)
+    h.send(b"GET /bad HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden") and not h.pending
+    lines = [ln for ln in h.log().splitlines() if "core.policy" in ln]
+    assert len(lines) == 1 and "Traceback" not in h.log()
+    said = "request['GET']: POLICY function Flaky.check returned True, not an HTTP_REQ_* action"
+    assert f"{_line(Flaky.check)}: {said}; refused" in lines[0]
+    assert h.proxy.session.stats.proxy["policy_failures"] == 1
+    assert "http.policy(3): (i/http:1): request denied: GET 403" in h.log()
+
+    # The next request (the next connection: an error closes it) still works ...
+    h2 = Harness(Flaky, like=h)
+    h2.send(b"GET /good HTTP/1.1\r\nHost: h\r\n\r\n")
+    h2.connect()
+    assert h2.to_server().startswith(b"GET /good HTTP/1.1\r\n")
+    # ... and the same mistake again is counted, not logged again within 10 s.
+    h3 = Harness(Flaky, like=h)
+    h3.send(b"GET /bad HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h3.to_client().startswith(b"HTTP/1.1 403 Forbidden")
+    assert len([ln for ln in h.log().splitlines() if "core.policy" in ln]) == 1
+    assert h.proxy.session.stats.proxy["policy_failures"] == 2
+
+
+def test_a_policy_function_that_raises_refuses_that_request_naming_both_lines():
+    h = Harness(Flaky)
+    h.send(b"GET /oops HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden") and not h.pending
+    (line,) = [ln for ln in h.log().splitlines() if "core.policy" in ln]
+    raised_at = inspect.getsourcelines(Flaky.check)[1] + 2
+    said = "request['GET']: POLICY function Flaky.check raised KeyError: 'oops'"
+    assert f"{_line(Flaky.check)}: {said} (at {__file__}:{raised_at}); refused" in line
+
+
+def test_response_and_header_policy_functions_answering_wrongly_refuse():
+    h = Harness(Flaky)
+    h.send(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.connect()
+    h.reply(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 502 Bad Gateway")
+    assert f"{_line(Flaky.check_response)}: response[('GET', 404)]: POLICY function " in h.log()
+    assert "returned nothing; refused" in h.log()
+
+    h = Harness(Flaky)
+    h.send(b"GET /a HTTP/1.1\r\nHost: h\r\nX-Id: 1\r\n\r\n")
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden") and not h.pending
+    said = "request_header['X-Id']: POLICY function <lambda> returned True, not an HTTP_HDR_"
+    assert said in h.log()
+
+
+@pytest.mark.parametrize(
+    "field",
+    [("Transfer-Encoding", "chunked"), ("X-Bad", "a\r\nInjected: 1"), ("Bad Name", "1")],
+)
+def test_a_policy_function_cannot_smuggle_fields_through_the_view(field):
+    class P(HttpProxy):
+        def config(self):
+            self.request["GET"] = (HTTP_REQ_POLICY, self.add)
+            self.response[("*", "*")] = (HTTP_RSP_POLICY, self.add_to_response)
+
+        def add(self, request):
+            if request.url == "/a":
+                request.headers.append(field)
+            return HTTP_REQ_ACCEPT
+
+        def add_to_response(self, request, response):
+            response.headers.append(field)
+            return HTTP_RSP_ACCEPT
+
+    h = Harness(P)
+    h.send(GET)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
+    assert "http.error(1)" in h.log()
+
+    h = Harness(P)
+    h.send(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n")
+    h.connect()
+    h.reply(OK)
+    assert h.to_client().startswith(b"HTTP/1.1 500 ")

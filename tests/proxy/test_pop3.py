@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+
+import pytest
+
 from tests.proxy.harness import ProxyHarness
-from zfw.policy import POP3_REQ_ABORT, POP3_REQ_POLICY, POP3_REQ_REJECT, Pop3Proxy
+from zfw.policy import (
+    POP3_REQ_ABORT,
+    POP3_REQ_ACCEPT,
+    POP3_REQ_POLICY,
+    POP3_REQ_REJECT,
+    Pop3Proxy,
+)
+from zfw.policytable import PolicyValueError, check_table
+from zfw.proxy.pop3 import REQUEST
 
 SERVER = ("198.51.100.2", 110)
 
@@ -74,3 +87,31 @@ def test_a_policy_table_mistake_is_answered_not_crashed():
     h.send(b"STAT\r\n")
     assert h.to_client() == b"-ERR The firewall policy failed on this command.\r\n"
     assert "is not a POP3_REQ_* action" in h.log() and st.value() == b""
+
+
+def test_a_policy_function_answering_wrongly_refuses_that_command():
+    def check(command):
+        return "ok"
+
+    h, st = session()
+    h.proxy.request["STAT"] = (POP3_REQ_POLICY, check)
+    h.send(b"STAT\r\n")
+    assert h.to_client() == b"-ERR The firewall policy failed on this command.\r\n"
+    line = inspect.getsourcelines(check)[1]
+    assert f"{__file__}:{line}: request['STAT']: POLICY function " in h.log()
+    assert "returned 'ok', not a POP3_REQ_* action; refused" in h.log() and st.value() == b""
+    h.send(b"NOOP\r\n")
+    assert st.value() == b"NOOP\r\n"
+
+
+def test_the_request_table_has_its_declared_shape():
+    check_table(REQUEST, {"TOP": POP3_REQ_ACCEPT, "*": (POP3_REQ_REJECT, "No.")})
+    for entry, message in [
+        ({"dele": 1}, "commands are in upper case: 'DELE'"),
+        ({"DELE": (POP3_REQ_REJECT, 550, "x")}, "POP3_REQ_REJECT takes one optional text"),
+        ({"DELE": (POP3_REQ_REJECT, "a\r\n+OK")}, "the text of -ERR is printable ASCII"),
+        ({"DELE": (POP3_REQ_ABORT, "x")}, "POP3_REQ_ABORT takes no arguments"),
+        ({"DELE": (POP3_REQ_POLICY, lambda: 1)}, "cannot be called as <lambda>(command)"),
+    ]:
+        with pytest.raises(PolicyValueError, match=re.escape(message)):
+            check_table(REQUEST, entry)

@@ -79,3 +79,31 @@ def test_a_read_only_session_refuses_stor_on_the_wire():
     h.send(b"STOR x\r\n")
     assert h.to_client().startswith(b"550 ")
     assert server.value() == b""  # never reached the server
+
+
+def _proxy_classes():
+    import zfw.policy
+    from zfw.proxy.base import Proxy
+
+    found = (getattr(zfw.policy, n) for n in zfw.policy.__all__)
+    return [c for c in found if isinstance(c, type) and issubclass(c, Proxy)]
+
+
+@pytest.mark.parametrize("cls", _proxy_classes(), ids=lambda c: c.__name__)
+def test_every_preset_table_has_its_declared_shape(cls):
+    from zfw.model import Service
+    from zfw.policytable import check_table
+    from zfw.proxycheck import dry_session
+
+    proxy = cls(dry_session(Service("s", cls)))
+    proxy.apply_presets()
+    for spec in cls.table_specs:
+        check_table(spec, getattr(proxy, spec.name))
+
+
+def test_the_proxies_with_tables_declare_them():
+    names = {c.__name__: {s.name for s in c.table_specs} for c in _proxy_classes()}
+    tables = {"request", "response", "request_header", "response_header"}
+    assert names["HttpProxy"] == names["HttpProxyNonTransparent"] == tables
+    assert names["FtpProxyAnonRO"] == {"request", "response"}
+    assert names["Pop3Proxy"] == {"request"} and names["PlugProxy"] == set()

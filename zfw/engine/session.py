@@ -18,6 +18,7 @@ from zfw.engine.endpoint import ConnectFactory, Endpoint
 from zfw.engine.idle import IdleWatch
 from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
+from zfw.policytable import CallbackError
 from zfw.stats import ServiceStats
 
 
@@ -113,18 +114,22 @@ class Session:
         return self._log.writer(tag, level, self.id)
 
     def policy_failed(self, what: str, exc: BaseException) -> None:
-        """Policy code (``config()``, a table's POLICY function, a callback) raised:
-        one line that names the policy's file and line, at most once per 10 s for that
-        line, never a traceback per connection. The caller refuses what it was doing."""
+        """Policy code (``config()``, a table's POLICY function, a callback) raised, or a
+        POLICY function answered what its table cannot act on: one line that names the
+        policy's file and line (a POLICY function's own), at most once per 10 s for that
+        line, never a traceback per connection; counted as ``policy_failures``. The
+        caller refuses what it was doing."""
+        self.stats.count("policy_failures")
         files = self.policy.files if self.policy is not None else ()
-        where = policy_location(exc, files)
-        self._log.limited(
-            where,
-            "core.policy",
-            1,
-            f"{where}: {what} raised {type(exc).__name__}: {exc}; refused",
-            self.id,
-        )
+        if isinstance(exc, CallbackError):
+            where = exc.where
+            cause = exc.__cause__
+            at = f" (at {policy_location(cause, files)})" if cause is not None else ""
+            message = f"{where}: {exc}{at}; refused"
+        else:
+            where = policy_location(exc, files)
+            message = f"{where}: {what} raised {type(exc).__name__}: {exc}; refused"
+        self._log.limited(where, "core.policy", 1, message, self.id)
 
     def log_enabled(self, tag: str, level: int) -> bool:
         """Whether a message at ``level`` for ``tag`` would be written."""

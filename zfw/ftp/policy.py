@@ -25,7 +25,7 @@ from typing import Any
 import attrs
 
 from zfw import policytable
-from zfw.policytable import PolicyValueError
+from zfw.policytable import PolicyValueError as PolicyValueError  # re-exported
 
 FTP_REQ_ACCEPT = policytable.ACCEPT
 FTP_REQ_REJECT = policytable.REJECT
@@ -41,13 +41,6 @@ FTP_RSP_POLICY = FTP_REQ_POLICY
 FTP_DATA_KEEP = 0
 FTP_DATA_PASSIVE = 1
 FTP_DATA_ACTIVE = 2
-
-_ACTIONS = {
-    FTP_REQ_ACCEPT: "accept",
-    FTP_REQ_REJECT: "reject",
-    FTP_REQ_ABORT: "abort",
-    FTP_REQ_POLICY: "policy",
-}
 
 #: The commands of RFC 959, 2389, 2428, 2640, 3659 (and the X* aliases of RFC 775)
 #: that the proxy understands; any other is "not recognized".
@@ -92,24 +85,67 @@ class FtpVerdict:
 ACCEPT = FtpVerdict("accept")
 
 
-def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) -> FtpVerdict:
-    """The :class:`FtpVerdict` for a table value; ``call(fn)`` runs a POLICY function."""
+def _response_key(key: Any) -> str | None:
+    if isinstance(key, tuple) and len(key) == 2:
+        if policytable.verb_key(key[0]) is None and policytable.code_key(key[1]):
+            return None
+        if isinstance(key[0], str) and policytable.verb_key(key[0]):
+            return policytable.verb_key(key[0])
+    elif isinstance(key, int | str) and key != "*" and policytable.code_key(key):
+        return f"write ('*', {key!r}) for any command"
+    return ""
+
+
+def _reply_text(text: str) -> str | None:
+    return "a reply text cannot hold CR, LF or NUL" if any(c in text for c in "\r\n\0") else None
+
+
+_REJECT = policytable.Action("reject", policytable.code_and_text("reply code", _reply_text))
+
+#: ``self.request[VERB]``; a POLICY function gets the command.
+REQUEST = policytable.TableSpec(
+    "request", policytable.verb_key, "a command (in upper case) or '*'",
+    {
+        FTP_REQ_ACCEPT: policytable.Action("accept"),
+        FTP_REQ_REJECT: _REJECT,
+        FTP_REQ_ABORT: policytable.Action("abort", policytable.text_only),
+        FTP_REQ_POLICY: policytable.Action("policy"),
+    },
+    "FTP_REQ_", "an FTP_REQ_* action", ("command",),
+)  # fmt: skip
+#: ``self.response[(VERB, CODE)]``; a POLICY function gets the command and the reply.
+RESPONSE = policytable.TableSpec(
+    "response", _response_key, "(command or '*', reply code or '*')",
+    {
+        FTP_RSP_ACCEPT: policytable.Action("accept"),
+        FTP_RSP_REJECT: _REJECT,
+        FTP_RSP_ABORT: policytable.Action("abort"),
+        FTP_RSP_POLICY: policytable.Action("policy"),
+    },
+    "FTP_RSP_", "an FTP_RSP_* action", ("command", "reply"),
+)  # fmt: skip
+#: Every table of FtpProxy, by the attribute that holds it.
+TABLES = (REQUEST, RESPONSE)
+
+
+def verdict(
+    value: Any,
+    call: Callable[[Callable[..., Any]], Any],
+    what: str,
+    spec: policytable.TableSpec = REQUEST,
+) -> FtpVerdict:
+    """The :class:`FtpVerdict` for a value of the ``spec`` table; ``call(fn)`` runs a
+    POLICY function."""
     if isinstance(value, FtpVerdict):
         return value
-    action, args = policytable.decide(value, call, what, _ACTIONS, "an FTP_REQ_*/FTP_RSP_* action")
+    action, args = policytable.decide(spec, value, call, what)
     code: int | None = None
     text: str | None = None
     for a in args:
-        if isinstance(a, int) and not isinstance(a, bool):
-            if not 400 <= a <= 599:
-                raise PolicyValueError(f"{what}: reply code {a} is not 4xx or 5xx")
+        if isinstance(a, int):
             code = a
-        elif isinstance(a, str):
-            if any(c in a for c in "\r\n\0"):
-                raise PolicyValueError(f"{what}: a reply text cannot hold CR, LF or NUL")
-            text = a
         else:
-            raise PolicyValueError(f"{what}: {a!r} is neither a reply code nor a text")
+            text = a
     return FtpVerdict(action, code, text)
 
 

@@ -50,14 +50,6 @@ HTTP_HDR_POLICY = 6
 HTTP_HDR_REPLACE = 7
 HTTP_HDR_INSERT = 8
 
-_ACTION_NAMES = {
-    HTTP_REQ_ACCEPT: "accept",
-    HTTP_REQ_DENY: "deny",
-    HTTP_REQ_REJECT: "reject",
-    HTTP_REQ_ABORT: "abort",
-    HTTP_REQ_POLICY: "policy",
-}
-
 _NAME = re.compile(TOKEN.decode())
 _BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 #: Header names a policy cannot set: zfw alone frames messages.
@@ -85,34 +77,116 @@ class Verdict:
 ACCEPT = Verdict("accept")
 
 
-def _status_and_info(args: tuple[Any, ...], what: str) -> tuple[int | None, str | None]:
+def _token_key(key: Any) -> str | None:
+    return None if key == "*" or (isinstance(key, str) and _NAME.fullmatch(key)) else ""
+
+
+#: Methods a client sends in upper case: a key in another case would never match.
+_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+)
+
+
+def _method_key(key: Any) -> str | None:
+    if isinstance(key, str) and key != key.upper() and key.upper() in _METHODS:
+        return f"methods are case-sensitive: {key.upper()!r}"
+    return _token_key(key)
+
+
+def _response_key(key: Any) -> str | None:
+    if isinstance(key, tuple) and len(key) == 2:
+        if _method_key(key[0]) is None and policytable.code_key(key[1]):
+            return None
+        if isinstance(key[0], str) and _method_key(key[0]):
+            return _method_key(key[0])
+    elif isinstance(key, int | str) and key != "*" and policytable.code_key(key):
+        return f"write ('*', {key!r}) for any method"
+    return ""
+
+
+def field_problem(name: str, value: str) -> str | None:
+    """Why a field a policy wants to send cannot be sent: an invalid name, one zfw
+    frames itself, or an invalid value (None: it can)."""
+    if not _NAME.fullmatch(name):
+        return f"{name!r} is not a valid header name"
+    if name.lower() in RESERVED_HEADERS:
+        return f"{name} is set by zfw, not by the policy"
+    return _value_problem(value)
+
+
+def _value_problem(value: str) -> str | None:
+    if _BAD_VALUE.search(value) or value != value.strip(" \t"):
+        return f"invalid header value {value[:40]!r}"
+    return None
+
+
+def _one_value(args: tuple[Any, ...]) -> str | None:
+    if len(args) != 1 or not isinstance(args[0], str):
+        return f"takes one text value, not {args!r}"[:100]
+    return _value_problem(args[0])
+
+
+def _header_entry(key: Any, action: str, args: tuple[Any, ...]) -> str | None:
+    if action in ("replace", "insert") and key != "*":
+        return field_problem(key, args[0])
+    return None
+
+
+_VERDICTS = {
+    HTTP_REQ_ACCEPT: policytable.Action("accept"),
+    HTTP_REQ_DENY: policytable.Action("deny", policytable.code_and_text("status")),
+    HTTP_REQ_REJECT: policytable.Action("reject", policytable.code_and_text("status")),
+    HTTP_REQ_ABORT: policytable.Action("abort"),
+    HTTP_REQ_POLICY: policytable.Action("policy"),
+}
+_HEADER_ACTIONS = {
+    HTTP_HDR_ACCEPT: policytable.Action("accept"),
+    HTTP_HDR_DROP: policytable.Action("drop"),
+    HTTP_HDR_ABORT: policytable.Action("abort"),
+    HTTP_HDR_POLICY: policytable.Action("policy"),
+    HTTP_HDR_REPLACE: policytable.Action("replace", _one_value),
+    HTTP_HDR_INSERT: policytable.Action("insert", _one_value),
+}
+
+#: ``self.request[METHOD]``; a POLICY function gets the request.
+REQUEST = policytable.TableSpec(
+    "request", _method_key, "a method or '*'", _VERDICTS,
+    "HTTP_REQ_", "an HTTP_REQ_* action", ("request",),
+)  # fmt: skip
+#: ``self.response[(METHOD, STATUS)]``; a POLICY function gets the request and response.
+RESPONSE = policytable.TableSpec(
+    "response", _response_key, "(method or '*', status or '*')", _VERDICTS,
+    "HTTP_RSP_", "an HTTP_RSP_* action", ("request", "response"),
+)  # fmt: skip
+#: ``self.request_header[NAME]``; a POLICY function gets the field's name and value.
+REQUEST_HEADER = policytable.TableSpec(
+    "request_header", _token_key, "a header name or '*'", _HEADER_ACTIONS,
+    "HTTP_HDR_", "an HTTP_HDR_* action", ("name", "value"), _header_entry, fold_case=True,
+)  # fmt: skip
+#: ``self.response_header[NAME]``, as :data:`REQUEST_HEADER`.
+RESPONSE_HEADER = attrs.evolve(REQUEST_HEADER, name="response_header")
+#: Every table of HttpProxy, by the attribute that holds it.
+TABLES = (REQUEST, RESPONSE, REQUEST_HEADER, RESPONSE_HEADER)
+
+
+def verdict(
+    value: Any,
+    call: Callable[[Callable[..., Any]], Any],
+    what: str,
+    spec: policytable.TableSpec = REQUEST,
+) -> Verdict:
+    """The :class:`Verdict` for a value of the ``spec`` table; ``call(fn)`` runs a
+    POLICY function, which returns a value of the same kind (but not POLICY again)."""
+    if isinstance(value, Verdict):
+        return value
+    action, args = policytable.decide(spec, value, call, what)
     status: int | None = None
     info: str | None = None
     for a in args:
-        if isinstance(a, bool):
-            raise PolicyValueError(f"{what}: {a!r} is neither a status nor a text")
         if isinstance(a, int):
-            if not 400 <= a <= 599:
-                raise PolicyValueError(f"{what}: error status {a} is not 4xx or 5xx")
             status = a
-        elif isinstance(a, str):
-            info = a
         else:
-            raise PolicyValueError(f"{what}: {a!r} is neither a status nor a text")
-    return status, info
-
-
-def verdict(value: Any, call: Callable[[Callable[..., Any]], Any], what: str) -> Verdict:
-    """The :class:`Verdict` for a table value; ``call(fn)`` runs a POLICY function.
-
-    A POLICY function returns a value of the same kind (but not POLICY again).
-    """
-    if isinstance(value, Verdict):
-        return value
-    action, args = policytable.decide(
-        value, call, what, _ACTION_NAMES, "an HTTP_REQ_*/HTTP_RSP_* action"
-    )
-    status, info = _status_and_info(args, what)
+            info = a
     return Verdict(action, status, info)
 
 
@@ -134,22 +208,30 @@ class HeaderAbort(Exception):
 
 def check_field(name: str, value: str, what: str) -> tuple[str, str]:
     """A field a policy wants to send: valid, and not one zfw frames itself."""
-    if not _NAME.fullmatch(name):
-        raise PolicyValueError(f"{what}: {name!r} is not a valid header name")
-    if name.lower() in RESERVED_HEADERS:
-        raise PolicyValueError(f"{what}: {name} is set by zfw, not by the policy")
-    if _BAD_VALUE.search(value) or value != value.strip(" \t"):
-        raise PolicyValueError(f"{what}: invalid value {value[:40]!r} for {name}")
+    problem = field_problem(name, value)
+    if problem is not None:
+        raise PolicyValueError(f"{what}: {problem}")
     return name, value
 
 
+def check_fields(fields: list[tuple[str, str]], what: str) -> list[tuple[str, str]]:
+    """``fields`` once a policy had them (a POLICY function may change a message's
+    ``headers``): each valid, and none that zfw frames itself."""
+    for name, value in fields:
+        problem = field_problem(name, value)
+        if problem is not None:
+            raise PolicyValueError(f"{what}: {problem}")
+    return fields
+
+
 def filter_headers(
+    spec: policytable.TableSpec,
     table: Mapping[str, Any],
     headers: list[tuple[str, str]],
     call: Callable[[Callable[..., Any], str, str], Any],
-    what: str,
 ) -> list[tuple[str, str]]:
-    """``headers`` after the header table; ``call(fn, name, value)`` runs POLICY functions.
+    """``headers`` after the header table ``table`` of shape ``spec``;
+    ``call(fn, name, value)`` runs POLICY functions.
 
     Keys match case-insensitively; ``"*"`` is the fallback for fields not
     listed (default ACCEPT). REPLACE and INSERT of names that are not present
@@ -165,31 +247,19 @@ def filter_headers(
     for name, value in headers:
         key = name.lower()
         rule = rules.get(key, fallback)
-        args = rule if isinstance(rule, tuple) else (rule,)
-        action = args[0]
-        if action == HTTP_HDR_POLICY:
-            if len(args) != 2 or not callable(args[1]):
-                raise PolicyValueError(f"{what}: POLICY needs one function for {name}")
-            result = call(args[1], name, value)
-            args = result if isinstance(result, tuple) else (result,)
-            action = args[0]
-            if action == HTTP_HDR_POLICY:
-                raise PolicyValueError(f"{what}: a policy function cannot answer POLICY")
-        if action == HTTP_HDR_ACCEPT:
+        if rule == HTTP_HDR_ACCEPT and type(rule) is int:
             out.append((name, value))
-        elif action == HTTP_HDR_DROP:
             continue
-        elif action == HTTP_HDR_ABORT:
-            raise HeaderAbort(f"header {name} is not permitted")
-        elif action == HTTP_HDR_REPLACE:
-            if key in replaced:
-                continue
-            replaced.add(key)
-            out.append(check_field(spelled.get(key, name), _one_value(args, what, name), what))
-        elif action == HTTP_HDR_INSERT:
+        action, args = policytable.decide(
+            spec, rule, lambda fn, n=name, v=value: call(fn, n, v), f"{spec.name}[{name!r}]"
+        )
+        if action == "accept" or action == "insert":
             out.append((name, value))
-        else:
-            raise PolicyValueError(f"{what}: {rule!r} is not an HTTP_HDR_* action for {name}")
+        elif action == "abort":
+            raise HeaderAbort(f"header {name} is not permitted")
+        elif action == "replace" and key not in replaced:
+            replaced.add(key)
+            out.append(check_field(spelled.get(key, name), args[0], spec.name))
     present = {n.lower() for n, _v in headers}
     for key, rule in table.items():
         args = rule if isinstance(rule, tuple) else (rule,)
@@ -197,11 +267,8 @@ def filter_headers(
             continue
         if args[0] == HTTP_HDR_REPLACE and key.lower() in present:
             continue
-        out.append(check_field(key, _one_value(args, what, key), what))
+        problem = policytable.value_problem(spec, args)
+        if problem is not None:
+            raise PolicyValueError(f"{spec.name}[{key!r}]: {problem}")
+        out.append(check_field(key, args[1], spec.name))
     return out
-
-
-def _one_value(args: tuple[Any, ...], what: str, name: str) -> str:
-    if len(args) != 2 or not isinstance(args[1], str):
-        raise PolicyValueError(f"{what}: {name} needs one text value: (HTTP_HDR_..., 'value')")
-    return args[1]

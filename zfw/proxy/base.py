@@ -12,6 +12,7 @@ from zfw.options import Declared, OptionError, check_instance
 
 if TYPE_CHECKING:
     from zfw.engine.session import Session
+    from zfw.policytable import TableSpec
     from zfw.stream import Stream
 
 
@@ -68,6 +69,9 @@ class Proxy(Declared):
     #: answers 200 only once it is); False: it opens the way itself, after its own
     #: look at what the client sends (the TLS tunnel decides by the ClientHello).
     needs_server: ClassVar[bool] = False
+    #: Its policy tables (``self.request`` ...), each with its declared shape, held to
+    #: it at ``zfw check`` (:mod:`zfw.policytable`).
+    table_specs: ClassVar[tuple[TableSpec, ...]] = ()
 
     def __init__(self, session: Session):
         self.session = session

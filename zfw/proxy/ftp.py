@@ -49,10 +49,11 @@ from zfw.ftp.policy import (
     FTP_REQ_ACCEPT,
     FTP_REQ_POLICY,
     FTP_REQ_REJECT,
+    RESPONSE,
+    TABLES,
     TLS_COMMANDS,
     WRITE_COMMANDS,
     FtpVerdict,
-    PolicyValueError,
     default_requests,
     filter_features,
     request_entry,
@@ -71,6 +72,7 @@ from zfw.options import (
     strings,
     table,
 )
+from zfw.policytable import CallbackError, PolicyValueError, TableSpec
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.ftpdata import DataChannel
 from zfw.proxy.ftptransfers import Transfers
@@ -87,6 +89,7 @@ class FtpProxy(Transfers, Proxy):
     log_tag: ClassVar[str] = "ftp"
     default_ports: ClassVar[tuple[int, ...]] = (21,)
     __option_checks__ = (ordered("data_port_min", "data_port_max"),)
+    table_specs: ClassVar[tuple[TableSpec, ...]] = TABLES
     request: dict[str, Any] = option(
         table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
     )
@@ -327,6 +330,10 @@ class FtpProxy(Transfers, Proxy):
         what = f"request[{cmd.verb!r}]"
         try:
             v = verdict(request_entry(self.request, cmd.verb), lambda fn: fn(cmd), what)
+        except CallbackError as e:
+            self.session.policy_failed(what, e)
+            self._send_client(451, "Local error in the firewall policy.")
+            return
         except PolicyValueError as e:
             self.log("error", 1, f"policy: {e}")
             self._send_client(451, "Local error in the firewall policy.")
@@ -445,7 +452,11 @@ class FtpProxy(Transfers, Proxy):
                 response_entry(self.response, cmd.verb, reply.code),
                 lambda fn: fn(cmd, reply),
                 what,
+                RESPONSE,
             )
+        except CallbackError as e:
+            self.session.policy_failed(what, e)
+            v = FtpVerdict("reject", 451, "Local error in the firewall policy.")
         except PolicyValueError as e:
             self.log("error", 1, f"policy: {e}")
             v = FtpVerdict("reject", 451, "Local error in the firewall policy.")

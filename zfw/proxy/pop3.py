@@ -11,6 +11,7 @@ read while the client's queue is full).
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -49,12 +50,27 @@ CAPABILITIES = frozenset(
     {"TOP", "USER", "UIDL", "PIPELINING", "RESP-CODES", "EXPIRE", "LOGIN-DELAY"}
     | {"IMPLEMENTATION", "AUTH-RESP-CODE"}
 )
-_ACTIONS = {
-    POP3_REQ_ACCEPT: "accept",
-    POP3_REQ_REJECT: "reject",
-    POP3_REQ_ABORT: "abort",
-    POP3_REQ_POLICY: "policy",
-}
+
+
+def _reject_text(args: tuple[Any, ...]) -> str | None:
+    problem = policytable.text_only(args)
+    if problem is None and args and not _TEXT.fullmatch(args[0]):
+        return f"the text of -ERR is printable ASCII, not {args[0][:40]!r}"
+    return problem
+
+
+_TEXT = re.compile(r"[\x20-\x7e]*")
+#: ``self.request[VERB]``; a POLICY function gets the command.
+REQUEST = policytable.TableSpec(
+    "request", policytable.verb_key, "a command (in upper case) or '*'",
+    {
+        POP3_REQ_ACCEPT: policytable.Action("accept"),
+        POP3_REQ_REJECT: policytable.Action("reject", _reject_text),
+        POP3_REQ_ABORT: policytable.Action("abort"),
+        POP3_REQ_POLICY: policytable.Action("policy"),
+    },
+    "POP3_REQ_", "a POP3_REQ_* action", ("command",),
+)  # fmt: skip
 _GREETING = Command("(greeting)", ())
 
 
@@ -71,6 +87,7 @@ class Pop3Proxy(Proxy):
 
     log_tag: ClassVar[str] = "pop3"
     default_ports: ClassVar[tuple[int, ...]] = (110,)
+    table_specs: ClassVar[tuple[policytable.TableSpec, ...]] = (REQUEST,)
     request: dict[str, Any] = option(
         table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
     )
@@ -191,13 +208,12 @@ class Pop3Proxy(Proxy):
     def _command(self, command: Command) -> None:
         what = f"request[{command.verb!r}]"
         try:
-            action, args = policytable.decide(
-                policytable.lookup(self.request, command.verb),
-                lambda fn: fn(command),
-                what,
-                _ACTIONS,
-                "a POP3_REQ_* action",
-            )
+            entry = policytable.lookup(self.request, command.verb)
+            action, args = policytable.decide(REQUEST, entry, lambda fn: fn(command), what)
+        except policytable.CallbackError as e:
+            self.session.policy_failed(what, e)
+            self._answer("-ERR The firewall policy failed on this command.")
+            return
         except policytable.PolicyValueError as e:
             self.log("error", 1, str(e))
             self._answer("-ERR The firewall policy failed on this command.")

@@ -1,4 +1,4 @@
-"""A policy whose request callback raises for one URL (tests/e2e/test_policy_faults.py)."""
+"""Request callbacks that raise for one URL, or answer a bool (test_policy_faults.py)."""
 
 from zfw.policy import *
 
@@ -9,11 +9,15 @@ InetZone("servers", ["198.51.100.0/24", "2001:db8:2::/64"], inbound_services=["*
 class FaultyHttp(HttpProxy):
     def config(self):
         self.request["GET"] = (HTTP_REQ_POLICY, self.check_get)
+        self.request["HEAD"] = (HTTP_REQ_POLICY, self.check_head)
 
-    def check_get(self, request):
+    def check_get(self, request):  # line 14: the test names it, and line 16
         if request.url.startswith("/boom"):
-            raise RuntimeError("the policy author's bug")  # line 15: the test names it
+            raise RuntimeError("the policy author's bug")
         return HTTP_REQ_ACCEPT
+
+    def check_head(self, request):  # line 19
+        return True  # not an action: refused as well
 
 
 def http():

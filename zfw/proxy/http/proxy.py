@@ -26,8 +26,8 @@ from zfw.http.parser import Parser
 from zfw.http.policy import (
     HTTP_REQ_ACCEPT,
     HTTP_REQ_REJECT,
+    TABLES,
     HeaderAbort,
-    PolicyValueError,
     Verdict,
     request_entry,
     verdict,
@@ -49,6 +49,7 @@ from zfw.options import (
     table,
     text,
 )
+from zfw.policytable import CallbackError, PolicyValueError, TableSpec
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.http.endings import Endings
 from zfw.proxy.http.inband import InbandRouting
@@ -86,6 +87,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
     inband: ClassVar[bool] = True
+    table_specs: ClassVar[tuple[TableSpec, ...]] = TABLES
 
     request: dict[str, Any] = option(
         table(), MappingProxyType({}), 'methods; `"*"` is any other', "tables"
@@ -357,6 +359,10 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
             return
         except HeaderAbort as e:
             self._refuse(Verdict("reject", 400, str(e)), 400, "request")
+            return
+        except CallbackError as e:
+            self.session.policy_failed("request", e)
+            self._refuse(Verdict("deny"), 403, "request")
             return
         except PolicyValueError as e:
             self._policy_error(str(e))

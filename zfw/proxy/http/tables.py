@@ -6,14 +6,18 @@ from __future__ import annotations
 from zfw.http.messages import Headers, Request, Response
 from zfw.http.policy import (
     HTTP_RSP_ACCEPT,
+    REQUEST_HEADER,
+    RESPONSE,
+    RESPONSE_HEADER,
     HeaderAbort,
-    PolicyValueError,
     Verdict,
+    check_fields,
     filter_headers,
     response_entry,
     verdict,
 )
 from zfw.http.serialize import end_to_end
+from zfw.policytable import CallbackError, PolicyValueError
 from zfw.proxy.http.messages import (
     POLICY_FAILED,
     TARGET_CHARS,
@@ -46,16 +50,17 @@ class PolicyTables:
     ) -> tuple[tuple[bytes, bytes], ...]:
         tx = self.tx
         assert tx is not None
-        if (view is not None and view.headers) or self.request_header:
+        saw = view is not None and bool(view.headers)  # a POLICY function had them
+        if saw or self.request_header:
             if view is None:
                 view = HttpRequest(tx.method, tx.url, version_text(head.version), [])
             fields = filter_headers(
+                REQUEST_HEADER,
                 self.request_header,
                 self._full_view(view, head).headers,
                 lambda fn, n, v: fn(n, v),
-                "request_header",
             )
-            headers = raw_headers(fields)
+            headers = raw_headers(check_fields(fields, "request") if saw else fields)
         else:
             headers = end_to_end(head.headers, head.fields)
         if b"upgrade" not in head.fields and (head.version == (1, 1) or b"host" in head.fields):
@@ -93,23 +98,29 @@ class PolicyTables:
                     entry,
                     lambda fn: fn(self._request_view(), self._response_view(view, resp)),
                     f"response[({tx.method!r}, {resp.status})]",
+                    RESPONSE,
                 )
                 if not v.accepted:
                     tx.status = 0
                     self._refuse(v, 502, "response")
                     return None
-            if view.headers or self.response_header:
+            saw = bool(view.headers)  # a POLICY function had them
+            if saw or self.response_header:
                 fields = filter_headers(
+                    RESPONSE_HEADER,
                     self.response_header,
                     self._response_view(view, resp).headers,
                     lambda fn, n, v: fn(n, v),
-                    "response_header",
                 )
-                return raw_headers(fields)
+                return raw_headers(check_fields(fields, "response") if saw else fields)
             return end_to_end(resp.headers, resp.fields)
         except HeaderAbort as e:
             tx.status = 0
             self._refuse(Verdict("reject", 502, str(e)), 502, "response")
+        except CallbackError as e:
+            tx.status = 0
+            self.session.policy_failed("response", e)
+            self._refuse(Verdict("deny"), 502, "response")
         except PolicyValueError as e:
             tx.status = 0
             self._policy_error(str(e))
@@ -143,7 +154,8 @@ class PolicyTables:
         status = v.status or default_status
         info = v.info or ("Forbidden by policy." if v.action == "deny" else "Rejected by policy.")
         method = tx.method if tx else "-"
-        self.log("policy", 3, f"{what} {v.action}ed: {method} {status}: {info}")
+        done = "denied" if v.action == "deny" else "rejected"
+        self.log("policy", 3, f"{what} {done}: {method} {status}: {info}")
         self._send_error(status, info)
 
     def _policy_error(self, reason: str) -> None:
