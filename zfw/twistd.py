@@ -23,11 +23,12 @@ from zfw import net, systemd, twisted_compat
 from zfw.control.client import RUN_DIR, socket_path
 from zfw.control.controller import Controller
 from zfw.control.server import ControlFactory, listen_control
-from zfw.engine.engine import Engine, listen_keys
+from zfw.engine.engine import Engine, listen_keys, transparency_needed
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log
 from zfw.model import Policy
+from zfw.policyfiles import User, unreadable
 from zfw.reactor import install as reactor_install
 from zfw.tls import openssl_compat
 from zfw.twistd_log import TwistedObserver, open_log
@@ -94,7 +95,15 @@ class ZfwService(Service):
         self.instance = instance
         self.log = log
         self.reactor = reactor
-        self.policy = load_policy(policy_path, instance)
+        self.policy = load_policy(policy_path, instance, output=self._printed)
+        why = transparency_needed(self.policy.instance)
+        if why:
+            net.check_capability(why)
+        if os.geteuid() != 0:  # a unit's User=: can it read what the policy names?
+            denied = unreadable(self.policy, User.current())
+            if denied:
+                more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
+                raise ZfwError(denied[0] + more)
         self.policy_hash = policy_digest(self.policy)
         self.loaded_at = time.time()
         self.started_monotonic = time.monotonic()
@@ -107,6 +116,10 @@ class ZfwService(Service):
         self._ports: list[Any] = []
         self._control_open = False
         self._reloading: Deferred[str | None] | None = None
+
+    def _printed(self, where: Any, line: str) -> None:
+        """A line the policy printed while it loaded: to the log (never to stdout)."""
+        self.log("core.policy", 3, f"{where}: the policy printed: {line}")
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd asks the application for an ILogObserver when it starts logging: be it,
@@ -193,9 +206,22 @@ class ZfwService(Service):
             self._reloading.addBoth(lambda r: (self.reload().chainDeferred(waiting), r)[1])
             return waiting
         systemd.notify(systemd.reloading_state())
+        printed: list[tuple[Any, str]] = []  # logged on the reactor thread, once loaded
         d = deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), load_policy, self.policy_path, self.instance
+            self.reactor,
+            self.reactor.getThreadPool(),
+            load_policy,
+            self.policy_path,
+            self.instance,
+            output=lambda where, line: printed.append((where, line)),
         )
+
+        def log_printed(result: Any) -> Any:
+            for where, line in printed:
+                self._printed(where, line)
+            return result
+
+        d.addBoth(log_printed)
         d.addCallbacks(self._loaded, self._refused)
         self._reloading = d
 
