@@ -75,6 +75,7 @@ class PolicyBuilder:
     including: bool = False
     warnings: list[str] = attrs.Factory(list)
     output: Output = _to_stderr
+    printing: str = ""  # a printed line not ended yet
 
     def print(
         self, *args: object, sep: str | None = " ", end: str | None = "\n", **kw: object
@@ -85,8 +86,9 @@ class PolicyBuilder:
             builtins.print(*args, sep=sep, end=end, **kw)  # type: ignore[call-overload]
             return
         text = (" " if sep is None else sep).join(map(str, args)) + ("\n" if end is None else end)
+        *lines, self.printing = (self.printing + text).split("\n")
         where = self.location()
-        for line in text.splitlines():
+        for line in lines:
             self.output(where, line)
 
     def location(self) -> Location:
@@ -185,6 +187,8 @@ def load_policy(
             instances = _run_instances(builder, path, namespace)
             policy = _finish(builder, path, instances, instance)
             policy = attrs.evolve(policy, named_files=tuple(named.named))
+            if builder.printing:
+                builder.print()
     except _TooSlow as e:  # outside policy code (zfw's own checks ran past the limit)
         raise PolicyError(str(e), path) from None
     finally:
