@@ -187,3 +187,28 @@ def test_twisted_failures_become_zfw_lines():
     lines = out.getvalue().splitlines()
     assert all(LINE.match(ln) and "twisted.error(0): " in ln for ln in lines)
     assert lines[0].endswith("Unhandled Error") and "ZeroDivisionError" in lines[-1]
+
+
+def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
+    listen = free_port()
+    log = tmp_path / "zfw.log"
+    runs = tmp_path / "runs"
+    with echo_server() as target:
+        args = [*policy(tmp_path, listen, target), "--instance", "plain"]
+        path = tmp_path / "policy.py"
+        path.write_text(
+            path.read_text() + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+        )
+        with zfw_run([*args, "--log-file", str(log)]) as proc:
+            wait_for(log, "started from")
+            assert runs.read_text() == "run\n"
+            proc.send_signal(signal.SIGHUP)
+            wait_for(log, "policy reloaded")
+            assert runs.read_text() == "run\nrun\n"
+        out = proc.stdout.read()
+    printed = [ln for ln in log.read_text().splitlines() if "the policy printed" in ln]
+    assert len(printed) == 2
+    assert all(
+        ln.endswith(f"core.policy(3): {path}:7: the policy printed: loaded 42") for ln in printed
+    )
+    assert "loaded 42" not in out
