@@ -87,6 +87,9 @@ def test_the_installed_commands(venv):
     assert run(venv, "zfw", "example", str(etc)).returncode == 0
     check = run(venv, "zfw", "check", str(etc / "policy.py"))
     assert check.returncode == 0 and ": OK" in check.stdout, check.stderr
+    # The lab as docs/deployment.md tells wheel users to run it.
+    lab = run(venv, "python", "-m", "zfw.lab", "--help")
+    assert lab.returncode == 0 and "up" in lab.stdout and "exec" in lab.stdout, lab.stderr
     license_text = run(
         venv,
         "python",

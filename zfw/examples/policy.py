@@ -6,7 +6,8 @@
 - from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
-Run one instance with ``zfw run --policy zfw/examples/policy.py --instance intra``.
+Run one instance with ``zfw run --policy zfw/examples/policy.py --instance intra``
+as root on a host that has 192.0.2.1 (the lab's firewall: ``contrib/lab exec fw ...``).
 """
 
 from zfw.policy import *
