@@ -350,3 +350,13 @@ def test_a_service_no_zone_permits_is_a_warning_with_its_line(write_policy):
     )
     (w,) = load_policy(str(path)).warnings
     assert w.startswith(f"{path}:8: service 'forgotten' is permitted into no zone (no inbound_")
+
+
+def test_the_example_in_docs_policy_md_is_the_shipped_one():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    docs = (root / "docs" / "policy.md").read_text()
+    block = docs.split("## The example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    shipped = (root / "zfw" / "examples" / "policy.py").read_text()
+    assert block == shipped[shipped.index("from zfw.policy import *") :]
