@@ -212,3 +212,40 @@ def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
         ln.endswith(f"core.policy(3): {path}:7: the policy printed: loaded 42") for ln in printed
     )
     assert "loaded 42" not in out
+
+
+def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user(monkeypatch):
+    import shutil
+    import tempfile
+
+    import pytest
+
+    from zfw.errors import ZfwError
+    from zfw.tls.certs import create_ca
+    from zfw.twistd import load_readable
+
+    etc = Path(tempfile.mkdtemp())  # others may enter it (pytest's tmp_path is 0700)
+    try:
+        os.chmod(etc, 0o755)
+        create_ca(str(etc / "ca"), "zfw test CA")  # ca/ 0700, ca.key 0600: root's alone
+        path = etc / "policy.py"
+        path.write_text(
+            "from zfw.policy import *\n"
+            "from zfw.tls.encryption import *\n"
+            "def i():\n"
+            "    c = DynamicCertificate(trusted_ca=('ca/ca.pem', 'ca/ca.key'))\n"
+            "    Service('s', HttpProxy, encryption=TwoSidedEncryption(c))\n"
+            "    Listener(SockAddrInet('', 50443), 's', intercept=443)\n"
+        )
+        os.chmod(path, 0o644)
+        assert load_readable(str(path), "i", print).instance_name == "i"  # as root
+        with monkeypatch.context() as m:
+            m.setattr(os, "geteuid", lambda: 65534)  # as a start or a reload as nobody sees it
+            with pytest.raises(ZfwError) as e:
+                load_readable(str(path), "i", print)
+        assert str(e.value) == (
+            f"{path}:4: user nobody cannot read {etc}/ca/ca.pem "
+            f"({etc}/ca: mode 0700, owner root:root) (and 1 more)"
+        )
+    finally:
+        shutil.rmtree(etc)

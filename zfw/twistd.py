@@ -95,15 +95,10 @@ class ZfwService(Service):
         self.instance = instance
         self.log = log
         self.reactor = reactor
-        self.policy = load_policy(policy_path, instance, output=self._printed)
+        self.policy = load_readable(policy_path, instance, self._printed)
         why = transparency_needed(self.policy.instance)
         if why:
             net.check_capability(why)
-        if os.geteuid() != 0:  # a unit's User=: can it read what the policy names?
-            denied = unreadable(self.policy, User.current())
-            if denied:
-                more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
-                raise ZfwError(denied[0] + more)
         self.policy_hash = policy_digest(self.policy)
         self.loaded_at = time.time()
         self.started_monotonic = time.monotonic()
@@ -210,10 +205,10 @@ class ZfwService(Service):
         d = deferToThreadPool(
             self.reactor,
             self.reactor.getThreadPool(),
-            load_policy,
+            load_readable,
             self.policy_path,
             self.instance,
-            output=lambda where, line: printed.append((where, line)),
+            lambda where, line: printed.append((where, line)),
         )
 
         def log_printed(result: Any) -> Any:
@@ -311,6 +306,18 @@ class ZfwService(Service):
 
         d.addCallback(stopped)
         return d
+
+
+def load_readable(path: str, instance: str, output: Any) -> Policy:
+    """The policy, loaded (printing to ``output``) and, when zfw runs as a user other
+    than root (a unit's ``User=``), checked to name only files that user can read."""
+    policy = load_policy(path, instance, output=output)
+    if os.geteuid() != 0:
+        denied = unreadable(policy, User.current())
+        if denied:
+            more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
+            raise ZfwError(denied[0] + more)
+    return policy
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
