@@ -8,7 +8,8 @@
 
 ``zfw example DIR`` writes this one (the default). What to change first: the networks
 in zones/three_zones.py, then what the intranet may reach (IntraTls's denied names).
-Run one instance with ``zfw run --policy /etc/zfw/policy.py --instance intra``.
+Run one instance with ``zfw run --policy /etc/zfw/policy.py --instance intra``
+as root on a host that has 192.0.2.1 (the lab's firewall: ``contrib/lab exec fw ...``).
 """
 
 from zfw.policy import *

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import grp
 import json
+import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from zfw.cli import main
+from zfw.tls.certs import create_ca
 
 
 def test_check_example_prints_summary(capsys):
@@ -74,3 +83,88 @@ def test_example_mistakes_are_one_line(tmp_path, capsys):
     assert main(["example"]) == 2
     assert "give DIR, or NAME DIR" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_check_json_stays_json_when_the_policy_prints(write_policy, capsys):
+    path = write_policy(
+        """
+        print("hello from the policy")
+        InetZone('lan', '192.0.2.0/24', outbound_services=['*'], inbound_services=['web'])
+
+        def i():
+            Service('web', PlugProxy)
+            Service('lost', PlugProxy)
+            Listener(SockAddrInet('', 40000), 'web', intercept=80)
+            Listener(SockAddrInet('', 40001), 'lost', intercept=81)
+        """
+    )
+    assert main(["check", str(path), "--json"]) == 0
+    out = capsys.readouterr()
+    data = json.loads(out.out)
+    assert out.err == "hello from the policy\n"
+    assert data["warnings"] == [
+        f"{path}:8: service 'lost' is permitted into no zone (no inbound_services names it): "
+        "it refuses every session"
+    ]
+
+
+@pytest.fixture
+def etc():
+    """A policy directory others may enter (pytest's tmp_path is 0700 root)."""
+    root = tempfile.mkdtemp()
+    os.chmod(root, 0o755)
+    try:
+        yield Path(root)
+    finally:
+        shutil.rmtree(root)
+
+
+def _inspecting_policy(etc: Path, group: int | None) -> Path:
+    create_ca(str(etc / "ca"), "zfw test CA", group=group)
+    policy = etc / "policy.py"
+    policy.write_text(
+        "from zfw.policy import *\n"
+        "from zfw.tls.encryption import *\n"
+        "InetZone('lan', '192.0.2.0/24', outbound_services=['*'], inbound_services=['*'])\n"
+        "def i():\n"
+        "    ca = DynamicCertificate(trusted_ca=('ca/ca.pem', 'ca/ca.key'))\n"
+        "    Service('s', HttpProxy, encryption=TwoSidedEncryption(ca))\n"
+        "    Listener(SockAddrInet('', 50443), 's', intercept=443)\n"
+    )
+    os.chmod(policy, 0o644)
+    return policy
+
+
+def test_check_as_user_names_each_file_the_user_cannot_read(etc, capsys):
+    policy = _inspecting_policy(etc, group=None)  # ca/ 0700, ca.key 0600, both root's
+    assert main(["check", str(policy), "--as-user", "root"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(policy), "--as-user", "nobody"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:{grp.getgrgid(os.getgid()).gr_name}"
+    why = f"({etc}/ca: mode 0700, owner {owner})"
+    assert out.err.splitlines() == [
+        f"{policy}:5: user nobody cannot read {etc}/ca/ca.pem {why}",
+        f"{policy}:5: user nobody cannot read {etc}/ca/ca.key {why}",
+    ]
+
+
+def test_check_as_user_passes_with_the_keys_of_the_users_group(etc, capsys):
+    nogroup = grp.getgrnam("nogroup").gr_gid  # nobody's group
+    policy = _inspecting_policy(etc, group=nogroup)  # ca/ 0750, ca.key 0640
+    assert main(["check", str(policy), "--as-user", "nobody"]) == 0
+    os.chmod(etc / "ca" / "ca.key", 0o600)
+    assert main(["check", str(policy), "--as-user", "nobody"]) == 2
+    owner = f"{pwd.getpwuid(os.getuid()).pw_name}:nogroup"
+    assert capsys.readouterr().err.endswith(
+        f"{policy}:5: user nobody cannot read {etc}/ca/ca.key (mode 0600, owner {owner})\n"
+    )
+    os.chmod(policy, 0o600)
+    assert main(["check", str(policy), "--as-user", "nobody"]) == 2
+    assert f"{policy}: user nobody cannot read {policy} (mode 0600" in capsys.readouterr().err
+
+
+def test_check_as_an_unknown_user_is_one_line(capsys):
+    assert main(["check", "policies/three_zones.py", "--as-user", "zfw-no-such-user"]) == 2
+    assert capsys.readouterr().err == "zfw: no user 'zfw-no-such-user'\n"

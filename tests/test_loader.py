@@ -275,3 +275,88 @@ def test_unknown_instance(write_policy):
 def test_missing_file(tmp_path):
     with pytest.raises(PolicyError, match="cannot read policy"):
         load_policy(str(tmp_path / "none.py"))
+
+
+def test_what_the_policy_prints_goes_to_output_with_its_line(write_policy, capsys):
+    path = write_policy(
+        """
+        print("zones", "loaded")
+
+        def i():
+            print("instance", end=" ")
+            print("i")
+            Service('p', PlugProxy, router=DirectedRouter(SockAddrInet('192.0.2.1', 7)))
+            Listener(SockAddrInet('127.0.0.1', 40000), 'p', transparent=False)
+        """
+    )
+    got = []
+    load_policy(str(path), output=lambda where, line: got.append((str(where), line)))
+    assert got == [(f"{path}:3", "zones loaded"), (f"{path}:7", "instance i")]
+    assert capsys.readouterr().out == ""
+    load_policy(str(path))  # by default to standard error, never standard output
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "zones loaded\ninstance i\n"
+
+
+def _ca(directory):
+    from zfw.tls.certs import create_ca
+
+    return create_ca(str(directory), "zfw test CA")
+
+
+def test_relative_paths_start_from_the_policy_files_directory(tmp_path, monkeypatch):
+    _ca(tmp_path / "etc" / "ca")
+    policy = tmp_path / "etc" / "policy.py"
+    policy.write_text(
+        "from zfw.policy import *\n"
+        "from zfw.tls.encryption import *\n"
+        "CERTS = DynamicCertificate(trusted_ca=('ca/ca.pem', 'ca/ca.key'),\n"
+        "                           cache_directory='leaves')\n"
+        "def i():\n"
+        "    Service('s', HttpProxy, encryption=TwoSidedEncryption(CERTS))\n"
+        "    Listener(SockAddrInet('', 50443), 's', intercept=443)\n"
+    )
+    monkeypatch.chdir(tmp_path)  # not the policy's directory
+    loaded = load_policy(str(policy))
+    etc = str(tmp_path / "etc")
+    assert [(f.path, f.need, str(f.location)) for f in loaded.named_files] == [
+        (f"{etc}/ca/ca.pem", "read", f"{policy}:3"),
+        (f"{etc}/ca/ca.key", "read", f"{policy}:3"),
+        (f"{etc}/leaves", "write", f"{policy}:3"),
+    ]
+    assert (tmp_path / "etc" / "leaves" / "leaf.key").exists()
+    assert not (tmp_path / "leaves").exists()
+
+
+def test_a_service_no_zone_permits_is_a_warning_with_its_line(write_policy):
+    path = write_policy(
+        """
+        InetZone('lan', '192.0.2.0/24', outbound_services=['web'])
+        InetZone('net', '0.0.0.0/0', inbound_services=['web'])
+
+        def i():
+            Service('web', PlugProxy)
+            Service('forgotten', PlugProxy)
+            Listener(SockAddrInet('', 40000), 'web', intercept=80)
+            Listener(SockAddrInet('', 40001), 'forgotten', intercept=81)
+        """
+    )
+    assert load_policy(str(path)).warnings == (
+        f"{path}:8: service 'forgotten' is permitted out of no zone (no outbound_services "
+        "names it): it refuses every session",
+    )
+    path.write_text(
+        path.read_text().replace("outbound_services=['web']", "outbound_services=['*']")
+    )
+    (w,) = load_policy(str(path)).warnings
+    assert w.startswith(f"{path}:8: service 'forgotten' is permitted into no zone (no inbound_")
+
+
+def test_the_example_in_docs_policy_md_is_the_shipped_one():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    docs = (root / "docs" / "policy.md").read_text()
+    block = docs.split("## The gallery", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    shipped = (root / "policies" / "three_zones.py").read_text()
+    assert block == shipped[shipped.index("from zfw.policy import *") :]

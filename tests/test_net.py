@@ -74,6 +74,124 @@ def test_zfw_run_without_capability_exits_with_the_reason():
     assert "Traceback" not in proc.stderr
 
 
+def _nobody_dir() -> str:
+    tmp = tempfile.mkdtemp()  # pytest's tmp_path is not readable for nobody
+    os.chmod(tmp, 0o755)
+    return tmp
+
+
+PLAIN = (
+    "from zfw.policy import *\n"
+    "from zfw.tls.encryption import *\n"
+    "InetZone('lo', '127.0.0.0/8', inbound_services=['*'], outbound_services=['*'])\n"
+    "def i():\n"
+    "    Service('p', PlugProxy, router=DirectedRouter(SockAddrInet('127.0.0.1', {target})){extra})\n"
+    "    Listener(SockAddrInet('127.0.0.1', {port}), 'p', transparent=False)\n"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_root
+def test_a_plain_listener_runs_without_cap_net_admin():
+    tmp = _nobody_dir()
+    server = socket.create_server(("127.0.0.1", 0))
+    port = _free_port()
+    policy = os.path.join(tmp, "p.py")
+    with open(policy, "w") as f:
+        f.write(PLAIN.format(target=server.getsockname()[1], port=port, extra=""))
+    os.chmod(policy, 0o644)
+    zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+    proc = subprocess.Popen(
+        [*AS_NOBODY, zfw, "run", "--policy", policy, "--instance", "i", "--control-socket", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp,
+    )
+    try:
+        out = ""
+        while "started from" not in out:  # (ends if zfw exits: no line blocks forever)
+            line = proc.stdout.readline()
+            assert line, out
+            out += line
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+            conn, _ = server.accept()
+            c.sendall(b"ping")
+            assert conn.recv(10) == b"ping"
+            conn.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        server.close()
+        shutil.rmtree(tmp)
+    assert f"listening on 127.0.0.1:{port} (plain)" in out
+    assert "CAP_NET_ADMIN" not in out
+
+
+@needs_root
+def test_a_start_as_a_user_who_cannot_read_a_named_file_is_one_line():
+    tmp = _nobody_dir()
+    os.mkdir(os.path.join(tmp, "cas"), 0o700)  # root's alone
+    policy = os.path.join(tmp, "p.py")
+    verify = (
+        ",\n        encryption=ServerOnlyEncryption(ServerCertificateVerifier(ca_directory='cas'))"
+    )
+    with open(policy, "w") as f:
+        f.write(PLAIN.format(target=9, port=_free_port(), extra=verify))
+    os.chmod(policy, 0o644)
+    zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+    try:
+        proc = subprocess.run(
+            [*AS_NOBODY, zfw, "run", "--policy", policy, "--instance", "i"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp,
+        )
+    finally:
+        shutil.rmtree(tmp)
+    assert proc.returncode != 0
+    assert proc.stderr == (
+        f"zfw: {policy}:6: user nobody cannot read the directory {tmp}/cas "
+        "(mode 0700, owner root:root)\n"
+    )
+
+
+def test_only_transparent_listeners_forged_sources_and_ftp_need_the_capability(write_policy):
+    from zfw.engine.engine import transparency_needed
+    from zfw.loader import load_policy
+
+    path = write_policy(
+        """
+        def plain():
+            Service('a', PlugProxy, router=DirectedRouter(SockAddrInet('192.0.2.1', 7)))
+            Listener(SockAddrInet('127.0.0.1', 40000), 'a', transparent=False)
+        def tproxy():
+            Service('b', PlugProxy)
+            Listener(SockAddrInet('127.0.0.1', 40001), 'b', intercept=7)
+        def forging():
+            Service('c', HttpProxy, router=InbandRouter(forge_addr=True))
+            Listener(SockAddrInet('127.0.0.1', 40002), 'c', transparent=False)
+        def ftp():
+            Service('d', FtpProxy, router=DirectedRouter(SockAddrInet('192.0.2.1', 21)))
+            Listener(SockAddrInet('127.0.0.1', 40003), 'd', transparent=False)
+        """
+    )
+    policy = load_policy(str(path))
+    why = {name: transparency_needed(inst) for name, inst in policy.instances.items()}
+    assert why == {
+        "plain": None,
+        "tproxy": "listener 127.0.0.1:40001 is transparent",
+        "forging": "service 'c' connects from the client's address (forge_addr)",
+        "ftp": "service 'd' is FTP, whose data channels listen transparently",
+    }
+
+
 def test_fmt_addr():
     assert net.fmt_addr("192.0.2.1", 80) == "192.0.2.1:80"
     assert net.fmt_addr("2001:db8::1", 80) == "[2001:db8::1]:80"

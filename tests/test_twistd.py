@@ -187,3 +187,65 @@ def test_twisted_failures_become_zfw_lines():
     lines = out.getvalue().splitlines()
     assert all(LINE.match(ln) and "twisted.error(0): " in ln for ln in lines)
     assert lines[0].endswith("Unhandled Error") and "ZeroDivisionError" in lines[-1]
+
+
+def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
+    listen = free_port()
+    log = tmp_path / "zfw.log"
+    runs = tmp_path / "runs"
+    with echo_server() as target:
+        args = [*policy(tmp_path, listen, target), "--instance", "plain"]
+        path = tmp_path / "policy.py"
+        path.write_text(
+            path.read_text() + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+        )
+        with zfw_run([*args, "--log-file", str(log)]) as proc:
+            wait_for(log, "started from")
+            assert runs.read_text() == "run\n"
+            proc.send_signal(signal.SIGHUP)
+            wait_for(log, "policy reloaded")
+            assert runs.read_text() == "run\nrun\n"
+        out = proc.stdout.read()
+    printed = [ln for ln in log.read_text().splitlines() if "the policy printed" in ln]
+    assert len(printed) == 2
+    assert all(
+        ln.endswith(f"core.policy(3): {path}:7: the policy printed: loaded 42") for ln in printed
+    )
+    assert "loaded 42" not in out
+
+
+def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user(monkeypatch):
+    import shutil
+    import tempfile
+
+    import pytest
+
+    from zfw.errors import ZfwError
+    from zfw.tls.certs import create_ca
+    from zfw.twistd import load_readable
+
+    etc = Path(tempfile.mkdtemp())  # others may enter it (pytest's tmp_path is 0700)
+    try:
+        os.chmod(etc, 0o755)
+        create_ca(str(etc / "ca"), "zfw test CA")  # ca/ 0700, ca.key 0600: root's alone
+        path = etc / "policy.py"
+        path.write_text(
+            "from zfw.policy import *\n"
+            "from zfw.tls.encryption import *\n"
+            "def i():\n"
+            "    c = DynamicCertificate(trusted_ca=('ca/ca.pem', 'ca/ca.key'))\n"
+            "    Service('s', HttpProxy, encryption=TwoSidedEncryption(c))\n"
+            "    Listener(SockAddrInet('', 50443), 's', intercept=443)\n"
+        )
+        os.chmod(path, 0o644)
+        assert load_readable(str(path), "i", print).instance_name == "i"  # as root
+        with monkeypatch.context() as m:
+            m.setattr(os, "geteuid", lambda: 65534)  # as a start or a reload as nobody sees it
+            with pytest.raises(ZfwError) as e:
+                load_readable(str(path), "i", print)
+        assert str(e.value) == (
+            f"{path}:4: user nobody cannot read {etc}/ca/ca.pem "
+            f"({etc}/ca: mode 0700, owner root:root) (and 1 more)"
+        )
+    finally:
+        shutil.rmtree(etc)

@@ -23,6 +23,13 @@ PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 def _check(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, args.instance, time_limit=args.time_limit)
+    if args.as_user is not None:
+        from zfw.policyfiles import User, unreadable
+
+        denied = unreadable(policy, User.named(args.as_user))
+        if denied:
+            print("\n".join(denied), file=sys.stderr)
+            return 2
     data = describe(policy)
     if args.json:
         print(json.dumps(data, indent=2))
@@ -96,10 +103,7 @@ def _files(_args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from twisted.scripts.twistd import run
 
-    from zfw import net
-
-    load_policy(args.policy, args.instance)  # fail early, with the one-line error
-    net.check_capability()
+    # The policy loads once, in the service twistd makes (a mistake is one line there).
     argv = [
         "twistd",
         "--nodaemon",
@@ -164,6 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds the policy may take to load (default {LOAD_TIME_LIMIT:g})",
     )
     c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument(
+        "--as-user",
+        metavar="USER",
+        help="also check that USER (the service's, e.g. zfw) can read every file the "
+        "policy names: itself, its zones files, certificates and CA keys",
+    )
     c.set_defaults(func=_check)
 
     r = sub.add_parser("run", help="run an instance in the foreground (twistd -n zfw)")

@@ -9,6 +9,7 @@ the loader runs, so two loads never share state. Every mistake becomes a
 
 from __future__ import annotations
 
+import builtins
 import contextvars
 import ctypes
 import os
@@ -17,7 +18,7 @@ import sys
 import threading
 import traceback
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import MappingProxyType
 
@@ -36,8 +37,17 @@ from zfw.model import (
     Service,
     TransparentRouter,
 )
+from zfw.policyfiles import NamedFiles, recording
 from zfw.proxycheck import check_proxy_config
-from zfw.zones import WILDCARD, Location, Zone, ZoneTable
+from zfw.zones import INBOUND, OUTBOUND, WILDCARD, Location, Zone, ZoneTable
+
+#: Receives each line the policy prints, with the policy line that printed it.
+Output = Callable[[Location, str], None]
+
+
+def _to_stderr(_where: Location, line: str) -> None:
+    print(line, file=sys.stderr)
+
 
 _current: contextvars.ContextVar[PolicyBuilder | None] = contextvars.ContextVar(
     "zfw_policy_builder", default=None
@@ -65,6 +75,22 @@ class PolicyBuilder:
     instance: _InstanceBuilder | None = None
     including: bool = False
     warnings: list[str] = attrs.Factory(list)
+    output: Output = _to_stderr
+    printing: str = ""  # a printed line not ended yet
+
+    def print(
+        self, *args: object, sep: str | None = " ", end: str | None = "\n", **kw: object
+    ) -> None:
+        """The policy's ``print()``: what it prints to standard output goes to ``output``
+        a line at a time (never onto ``zfw check --json``'s stdout, nor twistd's)."""
+        if kw.get("file") not in (None, sys.stdout):
+            builtins.print(*args, sep=sep, end=end, **kw)  # type: ignore[call-overload]
+            return
+        text = (" " if sep is None else sep).join(map(str, args)) + ("\n" if end is None else end)
+        *lines, self.printing = (self.printing + text).split("\n")
+        where = self.location()
+        for line in lines:
+            self.output(where, line)
 
     def location(self) -> Location:
         """The policy-file line that made the declaration being recorded."""
@@ -138,23 +164,32 @@ class _TooSlow(Exception):
 
 
 def load_policy(
-    path: str, instance: str | None = None, time_limit: float | None = LOAD_TIME_LIMIT
+    path: str,
+    instance: str | None = None,
+    time_limit: float | None = LOAD_TIME_LIMIT,
+    output: Output = _to_stderr,
 ) -> Policy:
     """Load and check the policy at ``path``; choose ``instance`` if given.
 
     Raises :class:`PolicyError` (``file:line: message``) for any mistake; a
     policy is either loaded whole or not at all. Policy code that runs longer
     than ``time_limit`` seconds is interrupted where it is (only when loading
-    on the main thread: the limit is a SIGALRM timer).
+    on the main thread: the limit is a SIGALRM timer). What the policy prints
+    goes to ``output`` (default: standard error). Relative paths the policy
+    names (certificates, CAs) start from the policy file's directory.
     """
     path = os.path.abspath(path)
-    builder = PolicyBuilder(path)
+    builder = PolicyBuilder(path, output=output)
+    named = NamedFiles(os.path.dirname(path), builder.location)
     token = _current.set(builder)
     try:
-        with _deadline(time_limit):
+        with _deadline(time_limit), recording(named):
             namespace = _exec_file(builder, path)
             instances = _run_instances(builder, path, namespace)
             policy = _finish(builder, path, instances, instance)
+            policy = attrs.evolve(policy, named_files=tuple(named.named))
+            if builder.printing:
+                builder.print()
     except _TooSlow as e:  # outside policy code (zfw's own checks ran past the limit)
         raise PolicyError(str(e), path) from None
     finally:
@@ -240,7 +275,11 @@ def _exec_file(builder: PolicyBuilder, path: str) -> dict[str, object]:
         raise PolicyError(f"syntax error: {e.msg}", e.filename or path, e.lineno) from None
     except ValueError as e:  # a NUL byte
         raise PolicyError(f"not a Python file: {e}", path) from None
-    namespace: dict[str, object] = {"__name__": "zfw_policy", "__file__": path}
+    namespace: dict[str, object] = {
+        "__name__": "zfw_policy",
+        "__file__": path,
+        "print": builder.print,
+    }
     with _user_errors(builder):
         exec(code, namespace)
     return namespace
@@ -375,6 +414,7 @@ def _finish(
         what = f"service {svc.name!r}: {svc.proxy_class.__name__}.config() failed: "
         with _user_errors(builder, what):
             check_proxy_config(svc)
+    _check_unpermitted(builder, zones, services)
     local_names = {s.name for s in builder.local_services}
     for z in zones:
         for svc_name in (*z.inbound_services, *z.outbound_services):
@@ -422,11 +462,27 @@ def _check_binds(instances: dict[str, Instance]) -> None:
             seen.append((lst, "" if len(instances) < 2 else f" (instance {inst.name!r})"))
 
 
+def _check_unpermitted(
+    builder: PolicyBuilder, zones: ZoneTable, services: dict[str, Service]
+) -> None:
+    """Warn of a service no zone permits: no session could ever pass it (not in a
+    policy without zones, a fragment for tests: there every service is so)."""
+    for svc in services.values() if len(zones) else ():
+        for direction, where, option in (
+            (OUTBOUND, "out of", "outbound_services"),
+            (INBOUND, "into", "inbound_services"),
+        ):
+            if not any(zones.permits(z, svc.name, direction) for z in zones):
+                builder.warnings.append(
+                    f"{svc.location or builder.path}: service {svc.name!r} is permitted "
+                    f"{where} no zone (no {option} names it): it refuses every session"
+                )
+                break
+
+
 def _check_intercepts(zones: ZoneTable, instances: dict[str, Instance]) -> None:
     """Two transparent listeners must not divert the same port for the same traffic:
     the packet filter would send it all to the first, and the second never sees any."""
-    from zfw.zones import INBOUND, OUTBOUND
-
     listeners = [
         (lst, inst.services[lst.service])
         for inst in instances.values()

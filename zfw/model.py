@@ -14,6 +14,7 @@ import attrs
 
 from zfw.addr import SockAddrInet
 from zfw.options import REQUIRED, Kind, boolean, field, optional, port
+from zfw.policyfiles import NamedFile
 from zfw.zones import INBOUND, OUTBOUND, Location, Zone, ZoneTable
 
 
@@ -187,6 +188,8 @@ class Policy:
     warnings: tuple[str, ...] = ()
     #: The policy file and the zones files it included (to find policy code in a traceback).
     files: tuple[str, ...] = attrs.field(default=(), eq=False)
+    #: Other files the policy names (certificates, CAs), for ``zfw check --as-user``.
+    named_files: tuple[NamedFile, ...] = attrs.field(default=(), eq=False)
 
     @property
     def instance(self) -> Instance:

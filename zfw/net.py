@@ -46,7 +46,7 @@ def family_of(host: str) -> int:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
-def set_transparent(sock: socket.socket) -> None:
+def set_transparent(sock: socket.socket, why: str = "") -> None:
     """Allow ``sock`` to bind and accept on addresses that are not local."""
     try:
         if sock.family == socket.AF_INET6:
@@ -54,14 +54,17 @@ def set_transparent(sock: socket.socket) -> None:
         else:
             sock.setsockopt(socket.SOL_IP, IP_TRANSPARENT, 1)
     except PermissionError:
-        raise NetError(_NEEDS_ADMIN) from None
+        raise NetError(
+            _NEEDS_ADMIN.replace(":", f" ({why}):", 1) if why else _NEEDS_ADMIN
+        ) from None
 
 
-def check_capability() -> None:
-    """Raise :class:`NetError` with advice if transparent sockets are denied."""
+def check_capability(why: str = "") -> None:
+    """Raise :class:`NetError` with advice if transparent sockets are denied
+    (``why``: what needs them, for the message)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        set_transparent(s)
+        set_transparent(s, why)
     finally:
         s.close()
 

@@ -23,11 +23,12 @@ from zfw import net, systemd, twisted_compat
 from zfw.control.client import RUN_DIR, socket_path
 from zfw.control.controller import Controller
 from zfw.control.server import ControlFactory, listen_control
-from zfw.engine.engine import Engine
+from zfw.engine.engine import Engine, transparency_needed
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log
 from zfw.model import Policy
+from zfw.policyfiles import User, unreadable
 from zfw.reactor import install as reactor_install
 from zfw.tls import openssl_compat
 from zfw.twistd_log import TwistedObserver, open_log
@@ -94,7 +95,10 @@ class ZfwService(Service):
         self.instance = instance
         self.log = log
         self.reactor = reactor
-        self.policy = load_policy(policy_path, instance)
+        self.policy = load_readable(policy_path, instance, self._printed)
+        why = transparency_needed(self.policy.instance)
+        if why:
+            net.check_capability(why)
         self.policy_hash = policy_digest(self.policy)
         self.loaded_at = time.time()
         self.started_monotonic = time.monotonic()
@@ -108,6 +112,10 @@ class ZfwService(Service):
         self._control_open = False
         self._reloading: Deferred[str | None] | None = None
         self.draining = False
+
+    def _printed(self, where: Any, line: str) -> None:
+        """A line the policy printed while it loaded: to the log (never to stdout)."""
+        self.log("core.policy", 3, f"{where}: the policy printed: {line}")
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd asks the application for an ILogObserver when it starts logging: be it,
@@ -194,13 +202,22 @@ class ZfwService(Service):
             self._reloading.addBoth(lambda r: (self.reload().chainDeferred(waiting), r)[1])
             return waiting
         systemd.notify(systemd.reloading_state())
+        printed: list[tuple[Any, str]] = []  # logged on the reactor thread, once loaded
         d = deferToThreadPool(
             self.reactor,
             self.reactor.getThreadPool(),
             load_digested,
             self.policy_path,
             self.instance,
+            lambda where, line: printed.append((where, line)),
         )
+
+        def log_printed(result: Any) -> Any:
+            for where, line in printed:
+                self._printed(where, line)
+            return result
+
+        d.addBoth(log_printed)
         d.addCallbacks(self._loaded, self._refused)
         self._reloading = d
 
@@ -294,6 +311,18 @@ class ZfwService(Service):
                 os.unlink(self.control_socket)
 
 
+def load_readable(path: str, instance: str, output: Any) -> Policy:
+    """The policy, loaded (printing to ``output``) and, when zfw runs as a user other
+    than root (a unit's ``User=``), checked to name only files that user can read."""
+    policy = load_policy(path, instance, output=output)
+    if os.geteuid() != 0:
+        denied = unreadable(policy, User.current())
+        if denied:
+            more = f" (and {len(denied) - 1} more)" if len(denied) > 1 else ""
+            raise ZfwError(denied[0] + more)
+    return policy
+
+
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
     """``127.0.0.1:9150`` or ``[::1]:9150`` as ``(host, port)``; UsageError otherwise."""
     host, sep, port = text.rpartition(":")
@@ -312,9 +341,10 @@ def policy_digest(policy: Policy) -> str:
     return h.hexdigest()
 
 
-def load_digested(path: str, instance: str) -> tuple[Policy, str]:
-    """The policy and its :func:`policy_digest` (both read files: off the reactor)."""
-    policy = load_policy(path, instance)
+def load_digested(path: str, instance: str, output: Any) -> tuple[Policy, str]:
+    """The policy (:func:`load_readable`) and its :func:`policy_digest` (both read files:
+    off the reactor)."""
+    policy = load_readable(path, instance, output)
     try:
         return policy, policy_digest(policy)
     except OSError as e:

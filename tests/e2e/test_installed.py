@@ -88,6 +88,17 @@ def test_the_installed_commands(venv):
     assert run(venv, "zfw", "example", str(etc)).returncode == 0
     check = run(venv, "zfw", "check", str(etc / "policy.py"))
     assert check.returncode == 0 and ": OK" in check.stdout, check.stderr
+    # The service's user (here nobody) can read the policy; the CA is made for its group.
+    as_user = run(venv, "zfw", "check", str(etc / "policy.py"), "--as-user", "nobody")
+    assert as_user.returncode == 0, as_user.stderr
+    ca = run(
+        venv, "zfw", "ca", "create", "--untrusted", str(etc / "untrusted"), "--group", "nogroup"
+    )
+    assert ca.returncode == 0 and "Never install" in ca.stderr, ca.stderr
+    assert "trusted root" not in ca.stderr
+    # The lab as docs/deployment.md tells wheel users to run it.
+    lab = run(venv, "python", "-m", "zfw.lab", "--help")
+    assert lab.returncode == 0 and "up" in lab.stdout and "exec" in lab.stdout, lab.stderr
     license_text = run(
         venv,
         "python",

@@ -412,6 +412,18 @@ def test_error_pages_from_templates_and_silent(tmp_path):
     )
 
 
+def test_a_relative_error_files_dir_starts_from_the_policy_files_directory(tmp_path):
+    from types import SimpleNamespace
+
+    (tmp_path / "errors").mkdir()
+    (tmp_path / "errors" / "405.html").write_text("<p>ours: @STATUS@</p>")
+    h = Harness(error_files_dir="errors")
+    h.proxy.session.policy = SimpleNamespace(path=str(tmp_path / "policy.py"))
+    h.proxy.request["DELETE"] = (HTTP_REQ_REJECT, "no")
+    h.send(b"DELETE / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert h.to_client().endswith(b"\r\n\r\n<p>ours: 405</p>")
+
+
 @pytest.mark.parametrize(
     ("host", "ok"),
     [

@@ -68,3 +68,11 @@ def test_ipv6_only_zone_has_no_ipv4_chains():
     v6 = [c.name for c in ruleset.table(6, "mangle").chains]
     assert "PRlan6" not in v4 and "PRlan6" in v6
     assert ruleset.routing.mark == 0x40000 and ruleset.routing.table == 42
+
+
+def test_the_example_in_the_docs_is_what_rules_show_prints():
+    """docs/rules.md shows ``zfw rules show --backend iptables`` of the example policy:
+    the reviewed golden text (after an intended change, copy it into the docs)."""
+    docs = (ROOT / "docs" / "rules.md").read_text()
+    block = docs.split("## The example", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    assert block == (HERE / "golden" / "example.rules").read_text()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import grp
 import os
+import stat
 
 import pytest
 from cryptography import x509
@@ -52,11 +54,22 @@ def test_create_ca_makes_a_private_key_and_refuses_to_overwrite(tmp_path):
         create_ca(str(tmp_path / "ca"), "again")
 
 
-def test_a_ca_key_others_can_read_is_refused(tmp_path):
+@pytest.mark.parametrize("mode", [0o644, 0o660, 0o604])
+def test_a_ca_key_others_can_read_is_refused(tmp_path, mode):
     cert, key = create_ca(str(tmp_path / "ca"), "zfw test CA")
-    os.chmod(key, 0o640)
-    with pytest.raises(CertificateError, match=r"readable by others \(mode 640\); chmod 600"):
+    os.chmod(key, mode)
+    with pytest.raises(CertificateError, match=rf"readable by others \(mode {mode:o}\); chmod 640"):
         CertificateAuthority.load(cert, key)
+
+
+def test_a_ca_key_its_group_can_read_is_loaded(tmp_path):
+    gid = grp.getgrnam("nogroup").gr_gid
+    cert, key = create_ca(str(tmp_path / "ca"), "zfw test CA", group=gid)
+    for path, mode in ((key, 0o640), (cert, 0o644), (str(tmp_path / "ca"), 0o750)):
+        st = os.stat(path)
+        assert (stat.S_IMODE(st.st_mode), st.st_gid) == (mode, gid if path != cert else st.st_gid)
+    assert os.stat(key).st_uid == os.getuid()
+    CertificateAuthority.load(cert, key)
 
 
 def test_a_leaf_mirrors_the_server_and_is_signed_by_the_ca(ca):

@@ -16,7 +16,7 @@ from zfw.engine.idle import IdleWatch
 from zfw.engine.session import Session, SessionTable
 from zfw.errors import NetError
 from zfw.log import Log
-from zfw.model import Listener, Policy
+from zfw.model import Instance, Listener, Policy
 from zfw.stats import RATE_INTERVAL, InstanceStats
 
 ListenKey = tuple[str, int, bool]
@@ -36,6 +36,22 @@ def listen_keys(listener: Listener) -> list[ListenKey]:
     """The sockets a listener needs: ``''`` means both 0.0.0.0 and ::."""
     hosts = ["0.0.0.0", "::"] if listener.address.host == "" else [listener.address.host]
     return [(h, listener.address.port, listener.tproxy) for h in hosts]
+
+
+def transparency_needed(instance: Instance) -> str | None:
+    """What in ``instance`` needs transparent sockets (IP_TRANSPARENT, so CAP_NET_ADMIN),
+    or None: plain listeners connecting from zfw's own address need no capability."""
+    from zfw.proxy.ftp import FtpProxy  # (its data channels listen transparently)
+
+    for lst in instance.listeners:
+        if lst.tproxy:
+            return f"listener {lst.address} is transparent"
+    for svc in instance.services.values():
+        if getattr(svc.router, "forge_addr", False):
+            return f"service {svc.name!r} connects from the client's address (forge_addr)"
+        if issubclass(svc.proxy_class, FtpProxy):
+            return f"service {svc.name!r} is FTP, whose data channels listen transparently"
+    return None
 
 
 class ListenerFactory(Factory):

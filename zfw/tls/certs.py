@@ -73,13 +73,15 @@ def load_certificate(path: str) -> x509.Certificate:
 
 
 def load_key(path: str, what: str = "the key") -> Any:
-    """A PEM private key without passphrase, readable by its owner only."""
+    """A PEM private key without passphrase, readable by its owner and at most its
+    group (``zfw ca create`` makes it 0640 root:zfw, for the service user); refuses a
+    key that others may read or its group may change."""
     try:
         mode = os.stat(path).st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if mode & (stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO):
             raise CertificateError(
                 f"{path}: {what} is readable by others (mode {stat.S_IMODE(mode):o}); "
-                f"chmod 600 {path}"
+                f"chmod 640 {path} (600 if no group needs it)"
             )
         with open(path, "rb") as f:
             return serialization.load_pem_private_key(f.read(), password=None)
@@ -145,11 +147,17 @@ def ca_certificate(key: ec.EllipticCurvePrivateKey, name: str, days: int) -> x50
     )
 
 
-def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
-    """Make a CA key (mode 0600) and certificate in ``directory``; their paths.
+def create_ca(
+    directory: str, name: str, days: int = 3650, group: int | None = None
+) -> tuple[str, str]:
+    """Make a CA key and certificate in ``directory``; their paths.
 
-    Refuses to overwrite: a CA that clients trust is replaced on purpose only.
+    The key is 0600 and a new directory 0700; with ``group`` (a gid: the service
+    user's), the key is 0640 and the directory 0750, both of that group, so that
+    zfw running as that user can read them. Refuses to overwrite: a CA that
+    clients trust is replaced on purpose only.
     """
+    made = not os.path.isdir(directory)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     cert_path = os.path.join(directory, "ca.pem")
     key_path = os.path.join(directory, "ca.key")
@@ -162,6 +170,12 @@ def create_ca(directory: str, name: str, days: int = 3650) -> tuple[str, str]:
     with open(cert_path, "wb") as f:
         f.write(cert.public_bytes(serialization.Encoding.PEM))
     os.chmod(cert_path, 0o644)
+    if group is not None:
+        os.chown(key_path, -1, group)
+        os.chmod(key_path, 0o640)
+        if made:
+            os.chown(directory, -1, group)
+            os.chmod(directory, 0o750)
     return cert_path, key_path
 
 

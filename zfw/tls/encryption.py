@@ -25,6 +25,7 @@ from zfw.options import (
     optional,
     text,
 )
+from zfw.policyfiles import LIST, WRITE, policy_file
 from zfw.tls.certs import (
     CertificateAuthority,
     CertificateError,
@@ -96,9 +97,10 @@ class ServerCertificateVerifier:
         permit_invalid: bool = False,
     ):
         if ca_file is not None:
+            ca_file = policy_file(ca_file)
             _loaded(lambda: load_certificate(ca_file))
         self.ca_file = ca_file
-        self.ca_directory = ca_directory
+        self.ca_directory = ca_directory and policy_file(ca_directory, LIST)
         self.check_subject = check_subject
         self.permit_invalid = permit_invalid
         self._side: ServerSide | None = None
@@ -118,6 +120,8 @@ class StaticCertificate:
     """One certificate (and chain) from ``certificate_file`` with ``private_key_file``."""
 
     def __init__(self, certificate_file: str, private_key_file: str):
+        certificate_file = policy_file(certificate_file)
+        private_key_file = policy_file(private_key_file)
         self.certificate = _loaded(lambda: load_certificate(certificate_file))
         self.key = _loaded(lambda: load_key(private_key_file))
         self.chain = _loaded(lambda: _chain(certificate_file))
@@ -175,12 +179,23 @@ class DynamicCertificate:
         cache_directory: str | None = None,
         max_cached: int = 4096,
     ):
+        trusted_ca = _ca_files(trusted_ca)
         self.trusted = _loaded(lambda: CertificateAuthority.load(*trusted_ca))
+        if untrusted_ca:
+            untrusted_ca = _ca_files(untrusted_ca)
         self.untrusted = (
             _loaded(lambda: CertificateAuthority.load(*untrusted_ca)) if untrusted_ca else None
         )
+        cache_directory = cache_directory and policy_file(cache_directory, WRITE)
         self.cache_directory = cache_directory
         self.minter = _loaded(lambda: LeafMinter(max_cached, cache_directory))
+
+
+def _ca_files(pair: tuple[str, str]) -> tuple[str, str]:
+    """A CA's ``(certificate_file, key_file)``, resolved against the policy's directory."""
+    if not isinstance(pair, tuple | list) or len(pair) != 2:
+        raise PolicyError(f"a CA is a (certificate_file, key_file) pair, not {pair!r}")
+    return policy_file(pair[0]), policy_file(pair[1])
 
 
 class _Encryption:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -144,10 +145,12 @@ class Endings:
             self._abort()
             return
         self._disarm()
+        directory = self.error_files_dir
+        policy = self.session.policy
+        if directory and policy is not None:  # relative: to the policy file's directory
+            directory = os.path.join(os.path.dirname(policy.path), directory)
         self.client.write(
-            errorpage.response(
-                status, info, self.session.id, self.error_files_dir, self.error_silent
-            )
+            errorpage.response(status, info, self.session.id, directory, self.error_silent)
         )
         if tx is not None:
             tx.status = status

@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from zfw import net
 from zfw.engine.session import describe_failure
+from zfw.http.heads import HEAD_LEVEL, head_lines, raw_head_lines
 from zfw.http.messages import Broken, Data, HttpViolation, Limits, Request
 from zfw.http.parser import Parser
 from zfw.http.policy import (
@@ -315,6 +316,9 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     # --- requests --------------------------------------------------------------------------
 
     def _request_head(self, head: Request) -> None:
+        if self.session.log_enabled("http.head", HEAD_LEVEL):
+            first = b"%s %s HTTP/%d.%d" % (head.method, head.target, *head.version)
+            self._log_head("request from client", head_lines(first, head.headers))
         self.due = None
         self._timer_kind = ""
         self.requests += 1
@@ -400,6 +404,11 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         else:
             self._to_server()
 
+    def _log_head(self, what: str, lines: list[str]) -> None:
+        """A head, line by line, credentials masked (``http.head`` at level 6)."""
+        for line in lines:
+            self.log("head", HEAD_LEVEL, f"{what}: {line}")
+
     def state(self) -> str:
         """The request in progress (``GET /big.bin: body``), or idle between requests."""
         tx = self.tx
@@ -440,6 +449,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         tx = self.tx
         assert tx is not None and self.server is not None and self.server_reader is not None
         self.server_reader.expect(tx.head.method)
+        if self.session.log_enabled("http.head", HEAD_LEVEL):
+            self._log_head("request to server", raw_head_lines(self._out_head))
         self.server.write(self._out_head)
         tx.state = "body"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
+from zfw.http.heads import HEAD_LEVEL, head_lines, raw_head_lines
 from zfw.http.messages import Broken, Data, HttpViolation, Response
 from zfw.http.serialize import LAST_CHUNK, chunk, end_to_end, framing_out, response_head
 from zfw.proxy.http.messages import Transaction, field_tokens
@@ -52,6 +53,8 @@ class ServerSide:
                     self.client.write(data)
             elif kind is Response:
                 pending = self._response_head(event)  # type: ignore[arg-type]
+                if pending and self.session.log_enabled("http.head", HEAD_LEVEL):
+                    self._log_head("response to client", raw_head_lines(pending))
             else:
                 if i < last:  # more after the response: never reuse this connection
                     tx.server_keep = False
@@ -91,6 +94,9 @@ class ServerSide:
         """The head to send the client (empty: the response was handled otherwise)."""
         tx = self.tx
         assert tx is not None
+        if self.session.log_enabled("http.head", HEAD_LEVEL):
+            first = b"HTTP/%d.%d %d %s" % (*resp.version, resp.status, resp.reason)
+            self._log_head("response from server", head_lines(first, resp.headers))
         if resp.status < 200:
             self._interim(resp)
             return b""
