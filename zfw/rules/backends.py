@@ -65,7 +65,9 @@ class Iptables:
         except ZfwError:
             return False
         return any(
-            ln.startswith((":ZFWIN ", ":ZFWPRE ")) for t in saved.values() for ln in t.splitlines()
+            ln.startswith((":ZFWIN ", ":ZFWPRE ", ":ZFWFWD "))
+            for t in saved.values()
+            for ln in t.splitlines()
         )
 
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]:
