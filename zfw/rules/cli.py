@@ -281,6 +281,12 @@ def cmd_flush(args: argparse.Namespace) -> int:
     else:
         live.apply_routing(routing, args.netns, remove=True)
     names = " and ".join(b.name for b in chosen) or "no backend had any"
+    if not keep_routing and forwarding.is_on(args.netns):
+        print(
+            "note: forwarding is on and no rules of zfw's are loaded: this host forwards "
+            "everything (sysctl -w net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0)",
+            file=sys.stderr,
+        )
     print(
         f"zfw's rules ({names}) and routing removed"
         if not keep_routing

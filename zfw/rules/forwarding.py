@@ -37,3 +37,20 @@ def switch(on: bool, netns: str | None = None) -> None:
                 f.write(value)
         except OSError as e:
             raise ZfwError(f"cannot set {key}={value}: {e.strerror}") from None
+
+
+def is_on(netns: str | None = None) -> bool:
+    """Whether either family forwards."""
+    if netns:
+        proc = subprocess.run(
+            ["ip", "netns", "exec", netns, "sysctl", "-n", "-e", *KEYS],
+            capture_output=True,
+            text=True,
+        )
+        return "1" in proc.stdout.split()
+    values = []
+    for key in KEYS:
+        if os.path.exists(_proc(key)):
+            with open(_proc(key)) as f:
+                values.append(f.read().strip())
+    return "1" in values
