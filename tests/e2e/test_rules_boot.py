@@ -5,6 +5,7 @@ ruleset stays in force where there is one. Real programs: curl to nginx, socat."
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -82,7 +83,7 @@ def tcp(lab: Lab, address: str, port: int) -> str:
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else "failed"
 
 
-def apply(lab: Lab, policy: Path, backend: str, state: Path, *extra: str):
+def apply(lab: Lab, policy: Path, backend: str, state: Path, *extra: str, **kw):
     return subprocess.run(
         [
             ZFW,
@@ -100,6 +101,7 @@ def apply(lab: Lab, policy: Path, backend: str, state: Path, *extra: str):
         capture_output=True,
         text=True,
         timeout=120,
+        **kw,
     )
 
 
@@ -190,5 +192,28 @@ def test_the_last_good_ruleset_stays_in_force(boot_lab, backend, tmp_path):
             assert http(lab, SERVER4) == "hello\n" and tcp(lab, SERVER4, 25) == "failed"
         finally:
             z.stop()
+    finally:
+        reset(lab)
+
+
+def test_with_no_rules_loadable_forwarding_is_switched_off(boot_lab, tmp_path):
+    """The backend cannot load even the closed ruleset (here: no nft command)."""
+    lab, _d = boot_lab
+    bin_dir = tmp_path / "bin"  # ip and sysctl, but no nft
+    bin_dir.mkdir()
+    for tool in ("ip", "sysctl"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    policy = tmp_path / "policy.py"
+    policy.write_text(GOOD)
+    reset(lab)
+    try:
+        env = {**os.environ, "PATH": str(bin_dir)}
+        proc = apply(lab, policy, "nft", tmp_path / "state", "--forwarding", env=env)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith("zfw rules apply: applying the rules failed: ")
+        assert "the closed ruleset failed too" in proc.stderr
+        assert proc.stderr.endswith("no rules of zfw's could be loaded: forwarding switched off\n")
+        assert forwarding(lab) == ["0", "0"]
+        assert http(lab, SERVER4) == "failed" and tcp(lab, SERVER4, 25) == "failed"
     finally:
         reset(lab)

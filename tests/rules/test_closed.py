@@ -71,6 +71,7 @@ def test_show_closed_needs_no_policy(capsys):
     assert main(["rules", "show", "--closed", "--backend", "nft"]) == 0
     out = capsys.readouterr().out
     assert "hook forward" in out and 'log prefix "zfw closed: "' in out and "tproxy" not in out
+    assert "routing" not in out  # the closed ruleset leaves the routing as it is
     assert main(["rules", "show", "--backend", "nft"]) == 2
     assert capsys.readouterr().err == "zfw: rules show needs a policy file (or --closed)\n"
 

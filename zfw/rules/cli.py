@@ -93,22 +93,31 @@ def lockout_reason(ruleset: Ruleset) -> str | None:
     )
 
 
-def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+def _refuse_lockout(args: argparse.Namespace, ruleset: Ruleset) -> None:
     if not args.netns and not args.force:
         reason = lockout_reason(ruleset)
         if reason:
             raise ZfwError(f"refusing to apply: {reason}")
+
+
+def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+    _refuse_lockout(args, ruleset)
     _install(args, ruleset, backend)
 
 
-def _install(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+def _install(
+    args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend, routing: bool = True
+) -> None:
+    """Load ``ruleset`` (``routing``: and its policy routing, recorded for flush)."""
     if backend.name == "iptables" and not args.netns:
         warning = live.backend_warning()
         if warning:
             print(warning, file=sys.stderr)
-    live.apply_routing(ruleset, args.netns)  # harmless alone; the rules then lead to it
+    if routing:
+        live.apply_routing(ruleset, args.netns)  # harmless alone; the rules then lead to it
     backend.apply(ruleset, args.netns)
-    _save_state(backend, ruleset, args.netns)
+    if routing:
+        _save_state(backend, ruleset, args.netns)
     _leftovers(backend, args.netns)
 
 
@@ -137,7 +146,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         ruleset = _ruleset(args, narrow=True)
     else:
         raise ZfwError("rules show needs a policy file (or --closed)")
-    print(backend.text(ruleset), end="")
+    print(backend.text(ruleset, routing=not args.closed), end="")
     return 0
 
 
@@ -147,24 +156,24 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if lines else 0
 
 
+def _failure(e: Exception) -> str:
+    """One line for what went wrong (a ZfwError says it already)."""
+    return str(e) if isinstance(e, ZfwError) else f"{type(e).__name__}: {e}"
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply the policy's rules; when it does not load (or its rules cannot be
     applied), the last good ruleset or else the closed one, and exit 1."""
     backend = _backend(args)
     try:
         ruleset = _ruleset(args)
-    except ZfwError as e:
-        return _fall_back(args, backend, str(e))
-    except Exception as e:  # the policy's own code failing in a way the loader missed
-        return _fall_back(args, backend, f"the policy does not load ({type(e).__name__}: {e})")
-    if not args.netns and not args.force:
-        reason = lockout_reason(ruleset)
-        if reason:
-            raise ZfwError(f"refusing to apply: {reason}")
+    except Exception as e:  # also the policy's own code failing in a way the loader missed
+        return _fall_back(args, backend, _failure(e))
+    _refuse_lockout(args, ruleset)
     try:
         _install(args, ruleset, backend)
-    except ZfwError as e:
-        return _fall_back(args, backend, str(e))
+    except Exception as e:  # the backend or the kernel refused; tell, never a traceback
+        return _fall_back(args, backend, f"applying the rules failed: {_failure(e)}")
     _record(args, ruleset, backend)
     if args.forwarding:
         forwarding.switch(True, args.netns)
@@ -184,19 +193,23 @@ def _fall_back(args: argparse.Namespace, backend: backends.Backend, reason: str)
         try:
             _install(args, last.ruleset, backend)
             done = f"kept the last good ruleset of {last.when()} ({backend.name})"
-        except ZfwError as e:
-            notes.append(f"the last good ruleset failed too ({e})")
+        except Exception as e:
+            notes.append(f"the last good ruleset failed too ({_failure(e)})")
     if done is None:
         try:
-            _install(args, _closed(args.netns), backend)
+            # No routing: it would lead nowhere, and its table may be another tool's.
+            _install(args, _closed(args.netns), backend, routing=False)
             done = f"applied the closed ruleset: nothing is forwarded ({backend.name})"
-        except ZfwError as e:
-            notes.append(f"the closed ruleset failed too ({e})")
-    if done is None:
-        forwarding.switch(False, args.netns)
-        done = "no rules of zfw's could be loaded: forwarding switched off"
-    elif args.forwarding:
-        forwarding.switch(True, args.netns)  # safe: zfw's FORWARD chain drops everything
+        except Exception as e:
+            notes.append(f"the closed ruleset failed too ({_failure(e)})")
+    try:
+        if done is None:
+            forwarding.switch(False, args.netns)
+            done = "no rules of zfw's could be loaded: forwarding switched off"
+        elif args.forwarding:
+            forwarding.switch(True, args.netns)  # safe: zfw's FORWARD chain drops everything
+    except ZfwError as e:
+        done = (done or "no rules of zfw's could be loaded") + f"; forwarding unchanged ({e})"
     print(f"zfw rules apply: {'; '.join(notes)}; {done}", file=sys.stderr)
     return 1
 
