@@ -10,6 +10,7 @@ import pytest
 
 from zfw.cli import main
 from zfw.loader import load_policy
+from zfw.tls.certs import create_ca
 
 ZONES = """\
 InetZone('lan', '192.0.2.0/24', outbound_services=['*'])
@@ -70,7 +71,7 @@ def i():
     Listener(SockAddrInet('', 50022), 'ssh', intercept=22)
 """,
         6,
-        "TransparentRouter: forced_port must be a port from 1 to 65535, not 70000",
+        "TransparentRouter: forced_port must be a port from 1 to 65535 or None, not 70000",
     ),
     (
         "router flag not a bool",
@@ -106,6 +107,259 @@ InetZone('high', '192.0.2.128/25')
         2,
         "zone 'lan' can never match an address: every address in it belongs to a more",
     ),
+    (
+        "bypass given as a string",
+        ZONES
+        + """
+CA = ("@CA@/ca.pem", "@CA@/ca.key")
+INSPECT = TwoSidedEncryption(DynamicCertificate(trusted_ca=CA), bypass="*.bank.example")
+""",
+        6,
+        "TwoSidedEncryption: bypass must be a list of names or '*.domain' patterns, "
+        "not the string '*.bank.example' (write ['*.bank.example'])",
+    ),
+    (
+        "reject given as a string",
+        ZONES
+        + """
+CA = ("@CA@/ca.pem", "@CA@/ca.key")
+INSPECT = TwoSidedEncryption(
+    DynamicCertificate(trusted_ca=CA),
+    reject="tracker.example",
+)
+""",
+        6,
+        "TwoSidedEncryption: reject must be a list of names",
+    ),
+    (
+        "a wildcard inside a label",
+        ZONES
+        + """
+CA = ("@CA@/ca.pem", "@CA@/ca.key")
+INSPECT = TwoSidedEncryption(DynamicCertificate(trusted_ca=CA), bypass=["*bank.example"])
+""",
+        6,
+        "'*bank.example': a wildcard is a whole first label, '*.domain' for the names below domain",
+    ),
+    (
+        "a wildcard as the last label",
+        ZONES
+        + """
+class Tunnel(TlsTunnelProxy):
+    def config(self):
+        self.allowed_names = ["bank.*"]
+
+def i():
+    Service('tls', Tunnel)
+    Listener(SockAddrInet('', 50443), 'tls')
+""",
+        7,
+        "service 'tls': TlsTunnelProxy.allowed_names must be a list of names or '*.domain' "
+        "patterns: 'bank.*': a wildcard is a whole first label",
+    ),
+    (
+        "timeout as a string",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.timeout = "60"
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "service 'web': HttpProxy.timeout must be a number of seconds, not '60'",
+    ),
+    (
+        "body size with a unit",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.max_body_length = "10M"
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "service 'web': HttpProxy.max_body_length must be a number of bytes or None, not '10M'",
+    ),
+    (
+        "a flag given as a string",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.verify_host = "false"
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "service 'web': HttpProxy.verify_host must be True or False, not 'false'",
+    ),
+    (
+        "upgrade protocols as a string",
+        ZONES
+        + """
+class Web(HttpProxy):
+    def config(self):
+        self.permit_upgrade = "websocket"
+
+def i():
+    Service('web', Web)
+    Listener(SockAddrInet('', 50080), 'web')
+""",
+        7,
+        "HttpProxy.permit_upgrade must be a list of strings, not the string 'websocket'",
+    ),
+    (
+        "connect_proxy named by a string",
+        ZONES
+        + """
+class Proxy(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_proxy = "PlugProxy"
+
+def i():
+    Service('web', Proxy, router=InbandRouter())
+    Listener(SockAddrInet('192.0.2.1', 53128), 'web', transparent=False)
+""",
+        7,
+        "HttpProxy.connect_proxy must be a Proxy class, not 'PlugProxy'",
+    ),
+    (
+        "FTP data ports out of order",
+        ZONES
+        + """
+class Ftp(FtpProxy):
+    def config(self):
+        self.data_port_min = 41000
+        self.data_port_max = 40000
+        self.timeout = 60
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        8,
+        "service 'ftp': Ftp: data_port_min (41000) is above data_port_max (40000)",
+    ),
+    (
+        "FTP data ports out of order, the lower one set last",
+        ZONES
+        + """
+class Ftp(FtpProxy):
+    def config(self):
+        self.data_port_max = 40000
+        self.data_port_min = 41000
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        8,
+        "service 'ftp': Ftp: data_port_min (41000) is above data_port_max (40000)",
+    ),
+    (
+        "CONNECT ports as one number",
+        ZONES
+        + """
+class Proxy(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_ports = 443
+
+def i():
+    Service('web', Proxy, router=InbandRouter())
+    Listener(SockAddrInet('192.0.2.1', 53128), 'web', transparent=False)
+""",
+        7,
+        "HttpProxy.connect_ports must be a list of ports from 1 to 65535, not 443",
+    ),
+    (
+        "FTP data ports privileged",
+        ZONES
+        + """
+class Ftp(FtpProxyRO):
+    def config(self):
+        self.data_port_min = 20
+        self.data_port_max = 1000
+
+def i():
+    Service('ftp', Ftp)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        7,
+        "service 'ftp': FtpProxy.data_port_min must be a port from 1024 to 65535, not 20",
+    ),
+    (
+        "denied names as a string",
+        ZONES
+        + """
+class Tunnel(TlsTunnelProxy):
+    def config(self):
+        self.denied_names = "*.tracker.example"
+
+def i():
+    Service('tls', Tunnel)
+    Listener(SockAddrInet('', 50443), 'tls')
+""",
+        7,
+        "TlsTunnelProxy.denied_names must be a list of names or '*.domain' patterns, "
+        "not the string '*.tracker.example'",
+    ),
+    (
+        "allowed names as a string on the class",
+        ZONES
+        + """
+class Tunnel(TlsTunnelProxy):
+    allowed_names = "example.com"
+
+def i():
+    Service('tls', Tunnel)
+    Listener(SockAddrInet('', 50443), 'tls')
+""",
+        5,
+        "Tunnel: TlsTunnelProxy.allowed_names must be a list of names or '*.domain' patterns, "
+        "not the string 'example.com'",
+    ),
+    (
+        "a verifier flag given as a string",
+        ZONES
+        + """
+VERIFY = ServerCertificateVerifier(check_subject="false")
+""",
+        5,
+        "ServerCertificateVerifier: check_subject must be True or False, not 'false'",
+    ),
+    (
+        "a TLS version that is not one",
+        ZONES
+        + """
+TO_SERVER = ServerOnlyEncryption(options=TlsOptions(min_version="TLSv1.0"))
+""",
+        5,
+        'TlsOptions: min_version must be one of "TLSv1.2" or "TLSv1.3", not \'TLSv1.0\'',
+    ),
+    (
+        "a pop3 timeout as a string",
+        ZONES
+        + """
+class Mail(Pop3Proxy):
+    def config(self):
+        self.timeout = "10m"
+
+def i():
+    Service('pop3', Mail)
+    Listener(SockAddrInet('', 50110), 'pop3')
+""",
+        7,
+        "service 'pop3': Pop3Proxy.timeout must be a number of seconds, not '10m'",
+    ),
     ("empty policy", "", None, "the policy declares nothing"),
     (
         "sys.exit",
@@ -131,7 +385,10 @@ def i():
 
 
 @pytest.mark.parametrize("body,line,message", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_check_reports_file_line_and_exits_2(write_policy, capsys, body, line, message):
+def test_check_reports_file_line_and_exits_2(write_policy, tmp_path, capsys, body, line, message):
+    if "@CA@" in body:
+        create_ca(str(tmp_path / "ca"), "zfw test CA")
+        body = body.replace("@CA@", str(tmp_path / "ca"))
     path = write_policy(body)
     assert main(["check", str(path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -197,3 +454,50 @@ def test_encodings_python_honours(tmp_path, raw):
     path = tmp_path / "policy.py"
     path.write_bytes(raw)
     assert [z.name for z in load_policy(str(path)).zones] == ["lan"]
+
+
+def _two_instances(a: str, b: str) -> str:
+    return (
+        ZONES
+        + f"""
+def one():
+    Service('p1', PlugProxy, router=DirectedRouter(SockAddrInet('198.51.100.2', 7)))
+    Listener(SockAddrInet({a}), 'p1', transparent=False)
+
+def two():
+    Service('p2', PlugProxy, router=DirectedRouter(SockAddrInet('198.51.100.2', 7)))
+    Listener(SockAddrInet({b}), 'p2', transparent=False)
+"""
+    )
+
+
+@pytest.mark.parametrize(
+    "a,b,shown",
+    [
+        ("'192.0.2.1', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with 192.0.2.1:8000"),
+        ("'', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with *:8000"),
+        ("'0.0.0.0', 8000", "'192.0.2.1', 8000", "192.0.2.1:8000 clashes with 0.0.0.0:8000"),
+        ("'2001:db8::1', 8000", "'::', 8000", "[::]:8000 clashes with [2001:db8::1]:8000"),
+        ("'', 8000", "'::', 8000", "[::]:8000 clashes with *:8000"),
+    ],
+)
+def test_one_address_and_port_in_two_instances(write_policy, capsys, a, b, shown):
+    path = write_policy(_two_instances(a, b))
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    # The second instance's listener, naming the first one's place.
+    assert err.startswith(f"{path}:11: listener {shown} at {path}:7 (instance 'one'): "), err
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("'192.0.2.1', 8000", "'192.0.2.2', 8000"),  # two addresses
+        ("'', 8000", "'', 8001"),  # two ports
+        ("'0.0.0.0', 8000", "'::', 8000"),  # two families (IPv6 sockets are v6only)
+        ("'::', 8000", "'192.0.2.1', 8000"),
+    ],
+)
+def test_listeners_that_can_both_open_pass(write_policy, a, b):
+    load_policy(str(write_policy(_two_instances(a, b))))

@@ -10,7 +10,7 @@ from zfw.cli import main
 
 
 def test_check_example_prints_summary(capsys):
-    assert main(["check", "zfw/examples/policy.py"]) == 0
+    assert main(["check", "policies/three_zones.py"]) == 0
     out = capsys.readouterr().out
     assert "policy " in out and ": OK" in out
     assert "intranet: 192.0.2.0/24, 2001:db8:1::/64" in out
@@ -22,7 +22,7 @@ def test_check_example_prints_summary(capsys):
 
 
 def test_check_one_instance_as_json(capsys):
-    assert main(["check", "zfw/examples/policy.py", "--instance", "dmz", "--json"]) == 0
+    assert main(["check", "policies/three_zones.py", "--instance", "dmz", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert list(data["instances"]) == ["dmz"]
     assert data["instances"]["dmz"]["listeners"][0] == {
@@ -45,3 +45,32 @@ def test_typo_gives_one_line_and_nonzero_exit(write_policy):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == f"{path}:5: NameError: name 'Servce' is not defined\n"
+
+
+def test_example_writes_the_default_with_its_zones_and_keeps_what_exists(tmp_path, capsys):
+    assert main(["example", str(tmp_path)]) == 0
+    written = capsys.readouterr()
+    assert "\nWhat to change first: the networks\nin zones/three_zones.py" in written.err
+    assert written.out.split() == [
+        str(tmp_path / "policy.py"),
+        str(tmp_path / "zones" / "three_zones.py"),
+    ]
+    # The gallery's ../zones/ is zones/ beside the written policy.
+    assert 'include_zones("zones/three_zones.py")' in (tmp_path / "policy.py").read_text()
+    assert main(["example", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err == f"zfw: {tmp_path / 'policy.py'} exists (--force replaces it)\n"
+    )
+    assert main(["example", "minimal", str(tmp_path), "--force"]) == 0
+    assert "intra_HTTP" in (tmp_path / "policy.py").read_text()
+
+
+def test_example_mistakes_are_one_line(tmp_path, capsys):
+    assert main(["example", "nonesuch", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zfw: example: no policy 'nonesuch' in the gallery (dmz, ")
+    assert main(["example", "--list", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "zfw: example --list takes no NAME or DIR\n"
+    assert main(["example"]) == 2
+    assert "give DIR, or NAME DIR" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

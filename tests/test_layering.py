@@ -18,7 +18,14 @@ ROOT = pathlib.Path(zfw.__file__).parent
 PURE = ("zfw.http", "zfw.ftp", "zfw.pop3", "zfw.tls", "zfw.rules")
 #: The command-line side of a package (it loads policies, which name proxies).
 NOT_PURE = ("zfw.rules.cli",)
-PURE_MODULES = ("zfw.model", "zfw.zones", "zfw.addr", "zfw.summary", "zfw.policytable")
+PURE_MODULES = (
+    "zfw.model",
+    "zfw.zones",
+    "zfw.addr",
+    "zfw.summary",
+    "zfw.policytable",
+    "zfw.options",
+)
 
 
 def _modules(package: str) -> list[str]:

@@ -115,7 +115,7 @@ def test_include_zones_relative_to_the_including_file(write_policy):
 
 
 def test_example_policy_loads():
-    policy = load_policy("zfw/examples/policy.py", "intra")
+    policy = load_policy("policies/three_zones.py", "intra")
     assert policy.zones.lookup("192.0.2.2").name == "admin"
     assert policy.zones.lookup("192.0.2.200").name == "intranet"
     assert policy.zones.lookup("198.51.100.2").name == "internet"

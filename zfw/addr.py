@@ -19,6 +19,21 @@ def is_address(host: str) -> bool:
     return True
 
 
+def binds_clash(a: tuple[str, int], b: tuple[str, int]) -> bool:
+    """Whether listening sockets bound to ``a`` and ``b`` (``(host, port)``, host an
+    address literal or ``''`` for both wildcards) cannot both be open: the same port and
+    family, and the same address or a wildcard on either side (IPv6 sockets are v6only)."""
+    (ha, pa), (hb, pb) = a, b
+    if pa != pb or pa == 0:
+        return False
+    for x in ("0.0.0.0", "::") if ha == "" else (ha,):
+        for y in ("0.0.0.0", "::") if hb == "" else (hb,):
+            ax, ay = ipaddress.ip_address(x), ipaddress.ip_address(y)
+            if ax.version == ay.version and (ax == ay or ax.is_unspecified or ay.is_unspecified):
+                return True
+    return False
+
+
 def _check_host(_inst: object, _attr: object, host: str) -> None:
     if host != "" and not is_address(host):
         raise PolicyError(f"SockAddrInet: {host!r} is not an IP address")

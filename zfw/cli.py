@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
-import shutil
+import re
 import sys
 from collections.abc import Sequence
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 from zfw import __version__
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import LOAD_TIME_LIMIT, load_policy
 from zfw.summary import describe, render
 
-#: Where the installed package keeps the example policy and the service files.
+#: Where the installed package keeps the service files.
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -29,19 +31,59 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The gallery's policy that ``zfw example DIR`` writes when no name is given.
+DEFAULT_EXAMPLE = "three_zones"
+#: How a gallery policy pulls in its zones (``policies/`` and ``zones/`` are siblings).
+_INCLUDE = re.compile(r'^include_zones\("\.\./(zones/[\w.-]+\.py)"\)', re.MULTILINE)
+
+
+def gallery() -> Traversable:
+    """The gallery: ``policies/`` and ``zones/`` (links to the checkout's top-level folders,
+    copies in a wheel)."""
+    return resources.files("zfw") / "gallery"
+
+
+def gallery_policies() -> dict[str, str]:
+    """Each gallery policy's name and the first line of its docstring."""
+    out = {}
+    for entry in sorted(gallery().joinpath("policies").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".py"):
+            doc = ast.get_docstring(ast.parse(entry.read_text())) or ""
+            out[entry.name[:-3]] = doc.split("\n", 1)[0]
+    return out
+
+
 def _example(args: argparse.Namespace) -> int:
-    examples = resources.files("zfw") / "examples"
-    target = os.path.abspath(args.dir)
-    files = ["policy.py", "zones/example.py"]
+    names = gallery_policies()
+    if args.list:
+        if args.name or args.dir:
+            raise ZfwError("example --list takes no NAME or DIR")
+        for name, summary in names.items():
+            mark = " (the default)" if name == DEFAULT_EXAMPLE else ""
+            print(f"{name:16} {summary}{mark}")
+        return 0
+    if args.name is None:
+        raise ZfwError("example: give DIR, or NAME DIR (zfw example --list shows the names)")
+    name, target_dir = (DEFAULT_EXAMPLE, args.name) if args.dir is None else (args.name, args.dir)
+    if name not in names:
+        raise ZfwError(f"example: no policy {name!r} in the gallery ({', '.join(names)})")
+    text = gallery().joinpath("policies", f"{name}.py").read_text()
+    files = {"policy.py": _INCLUDE.sub(r'include_zones("\1")', text)}
+    for zones in _INCLUDE.findall(text):
+        files[zones] = gallery().joinpath(zones).read_text()
+    target = os.path.abspath(target_dir)
     existing = [f for f in files if os.path.exists(os.path.join(target, f))]
     if existing and not args.force:
         raise ZfwError(f"{os.path.join(target, existing[0])} exists (--force replaces it)")
-    for name in files:
-        dest = os.path.join(target, name)
+    for rel, content in files.items():
+        dest = os.path.join(target, rel)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        with resources.as_file(examples / name) as src:
-            shutil.copyfile(src, dest)
+        with open(dest, "w") as f:
+            f.write(content)
         print(dest)
+    doc = ast.get_docstring(ast.parse(text)) or ""
+    if "What to change first" in doc:  # each gallery policy's comment says it
+        print("\n" + doc[doc.index("What to change first") :] + "\n", file=sys.stderr)
     print(f"check it with: zfw check {os.path.join(target, 'policy.py')}", file=sys.stderr)
     return 0
 
@@ -91,11 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser(
         "example",
-        help="copy the example policy and its zones into DIR",
-        description="Write DIR/policy.py and DIR/zones/example.py: the example three-zone "
-        "policy (documentation addresses), a start for /etc/zfw.",
+        help="write a policy of the gallery and its zones into DIR",
+        description="Write DIR/policy.py and the zone files it includes (DIR/zones/): a "
+        f"policy of the gallery, {DEFAULT_EXAMPLE} unless NAME is given (documentation "
+        "addresses), a start for /etc/zfw.",
     )
-    e.add_argument("dir")
+    e.add_argument("name", nargs="?", metavar="[NAME] DIR")
+    e.add_argument("dir", nargs="?", help=argparse.SUPPRESS)
+    e.add_argument("--list", action="store_true", help="list the gallery's policies")
     e.add_argument("--force", action="store_true", help="replace files that exist")
     e.set_defaults(func=_example)
 

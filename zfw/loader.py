@@ -23,6 +23,7 @@ from types import MappingProxyType
 
 import attrs
 
+from zfw.addr import binds_clash
 from zfw.errors import PolicyError
 from zfw.model import (
     InbandRouter,
@@ -340,7 +341,6 @@ def _finish(
                 "belongs to a more specific zone",
             )
     services: dict[str, Service] = {}
-    addresses: dict[tuple[str, int], Listener] = {}
     for inst in instances.values():
         for svc in inst.services.values():
             if svc.name in services:
@@ -364,20 +364,12 @@ def _finish(
                     f"listener {lst.address}: service {lst.service!r} routes in-band; "
                     "clients must connect to it directly (transparent=False)",
                 )
-            hosts = ["0.0.0.0", "::"] if lst.address.host == "" else [lst.address.host]
-            for host in hosts:
-                key = (host, lst.address.port)
-                if key in addresses:
-                    raise _error(
-                        lst.location,
-                        f"listener {lst.address} clashes with the one at {addresses[key].location}",
-                    )
-                addresses[key] = lst
             if lst.tproxy and not lst.intercept:
                 builder.warnings.append(
                     f"{lst.location}: listener {lst.address} intercepts no port: "
                     "the generated packet filter diverts nothing to it"
                 )
+    _check_binds(instances)
     _check_intercepts(zones, instances)
     for svc in services.values():
         what = f"service {svc.name!r}: {svc.proxy_class.__name__}.config() failed: "
@@ -410,6 +402,24 @@ def _finish(
         warnings=tuple(builder.warnings),
         files=tuple(sorted(builder.files)),
     )
+
+
+def _check_binds(instances: dict[str, Instance]) -> None:
+    """No two listeners of the policy, in one instance or two, may bind the same address
+    and port (a wildcard clashes with every address of its family): the second could not
+    open."""
+    seen: list[tuple[Listener, str]] = []
+    for inst in instances.values():
+        for lst in inst.listeners:
+            here = (lst.address.host, lst.address.port)
+            for other, where in seen:
+                if binds_clash(here, (other.address.host, other.address.port)):
+                    raise _error(
+                        lst.location,
+                        f"listener {lst.address} clashes with {other.address} at "
+                        f"{other.location}{where}: both cannot listen at once",
+                    )
+            seen.append((lst, "" if len(instances) < 2 else f" (instance {inst.name!r})"))
 
 
 def _check_intercepts(zones: ZoneTable, instances: dict[str, Instance]) -> None:

@@ -13,33 +13,14 @@ from typing import Any
 import attrs
 
 from zfw.addr import SockAddrInet
-from zfw.errors import PolicyError
+from zfw.options import REQUIRED, Kind, boolean, field, optional, port
 from zfw.zones import INBOUND, OUTBOUND, Location, Zone, ZoneTable
 
 
-def _flag(inst: object, attr: attrs.Attribute[bool], value: object) -> None:
-    if not isinstance(value, bool):
-        raise PolicyError(
-            f"{type(inst).__name__}: {attr.name} must be True or False, not {value!r}"
-        )
-
-
-def _optional_port(inst: object, attr: attrs.Attribute[int | None], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise PolicyError(
-            f"{type(inst).__name__}: {attr.name} must be a port from 1 to 65535, not {value!r}"
-        )
-
-
-def _sockaddr(inst: object, attr: attrs.Attribute[SockAddrInet], value: object) -> None:
+def _sockaddr(value: object) -> bool | str:
     if not isinstance(value, SockAddrInet):
-        raise PolicyError(
-            f"{type(inst).__name__}: {attr.name} must be SockAddrInet(host, port), not {value!r}"
-        )
-    if not value.host or not value.port:
-        raise PolicyError(f"{type(inst).__name__}: {attr.name} needs an address and a port")
+        return False
+    return True if value.host and value.port else "it needs an address and a port"
 
 
 @attrs.frozen
@@ -50,18 +31,22 @@ class TransparentRouter:
     ``forced_port`` replaces the destination port.
     """
 
-    forge_addr: bool = attrs.field(default=True, validator=_flag)
-    forced_port: int | None = attrs.field(default=None, validator=_optional_port)
-    forge_port: bool = attrs.field(default=False, validator=_flag)
+    forge_addr: bool = field(boolean(), True, "the server sees the client's address")
+    forced_port: int | None = field(
+        optional(port()), None, "replaces the destination port (None: the client's)"
+    )
+    forge_port: bool = field(boolean(), False, "and the client's source port")
 
 
 @attrs.frozen
 class DirectedRouter:
     """Connect to a fixed target whatever the client asked for."""
 
-    target: SockAddrInet = attrs.field(validator=_sockaddr)
-    forge_addr: bool = attrs.field(default=False, validator=_flag)
-    forge_port: bool = attrs.field(default=False, validator=_flag)
+    target: SockAddrInet = field(  # noqa: RUF009 (attrs, not a dataclass)
+        Kind("SockAddrInet(host, port)", _sockaddr), REQUIRED, "the server to connect to"
+    )
+    forge_addr: bool = field(boolean(), False, "the server sees the client's address")
+    forge_port: bool = field(boolean(), False, "and the client's source port")
 
 
 @attrs.frozen
@@ -72,8 +57,8 @@ class InbandRouter:
     ``forge_addr`` makes the server see the client's address (``forge_port``: and port).
     """
 
-    forge_addr: bool = attrs.field(default=False, validator=_flag)
-    forge_port: bool = attrs.field(default=False, validator=_flag)
+    forge_addr: bool = field(boolean(), False, "the server sees the client's address")
+    forge_port: bool = field(boolean(), False, "and the client's source port")
 
 
 Router = TransparentRouter | DirectedRouter | InbandRouter

@@ -6,7 +6,8 @@ mistakes there used to show only at run time: ``config()`` raising (every
 session refused) and an assignment to an attribute the proxy does not have
 (``self.timout = 5`` sets nothing zfw reads). Both are reported here, at the
 line of ``config()`` that made them. A policy keeps state of its own on names
-that start with ``_`` or that its class declares.
+that start with ``_`` or that its class declares. So is an option of the wrong
+type or out of range (:mod:`zfw.options`), at the line that last assigned it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from zfw.engine.session import Session
 from zfw.errors import PolicyError
 from zfw.log import Log, LogSpec
 from zfw.model import Listener, Service
+from zfw.options import problems
 
 #: Addresses of the dry session (documentation ranges).
 _DRY_CLIENT = ("192.0.2.1", 40000)
@@ -53,16 +55,21 @@ def dry_session(service: Service) -> Session:
 
 def check_proxy_config(service: Service) -> None:
     """Configure a proxy of ``service`` once; raise :class:`PolicyError` (located at the
-    offending line) for an unknown attribute. Exceptions from ``config()`` propagate."""
+    offending line) for an unknown attribute or an option of the wrong type or out of
+    range (:mod:`zfw.options`). Exceptions from ``config()`` propagate."""
     cls = service.proxy_class
     unknown: list[tuple[str, str, int]] = []
+    assigned: dict[str, tuple[str, int]] = {}
     state = {"checking": False}
     known = set(dir(cls))
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
-        if state["checking"] and name not in known and not name.startswith("_"):
+        if state["checking"]:
             frame = sys._getframe(1)
-            unknown.append((name, frame.f_code.co_filename, frame.f_lineno))
+            assigned.pop(name, None)  # so that the dict's order is that of the last assignment
+            assigned[name] = (frame.f_code.co_filename, frame.f_lineno)
+            if name not in known and not name.startswith("_"):
+                unknown.append((name, frame.f_code.co_filename, frame.f_lineno))
         object.__setattr__(self, name, value)
 
     dry = type(cls.__name__, (cls,), {"__setattr__": __setattr__, "__module__": cls.__module__})
@@ -73,7 +80,10 @@ def check_proxy_config(service: Service) -> None:
     proxy.config()
     if unknown:
         name, filename, lineno = unknown[0]
-        close = difflib.get_close_matches(name, [k for k in known if not k.startswith("_")], 1)
+        declared = list(cls.__options__)
+        close = difflib.get_close_matches(name, declared, 1) or difflib.get_close_matches(
+            name, [k for k in known if not k.startswith("_")], 1
+        )
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise PolicyError(
             f"service {service.name!r}: {cls.__name__} has no attribute {name!r}{hint}; "
@@ -81,3 +91,11 @@ def check_proxy_config(service: Service) -> None:
             filename,
             lineno,
         )
+    wrong = problems(proxy)
+    if wrong:
+        names, message = wrong[0]
+        code = cls.config.__code__
+        order = list(assigned)
+        made = sorted((n for n in names if n in assigned), key=order.index)
+        filename, lineno = assigned[made[-1]] if made else (code.co_filename, code.co_firstlineno)
+        raise PolicyError(f"service {service.name!r}: {message}", filename, lineno)

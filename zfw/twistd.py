@@ -23,7 +23,7 @@ from zfw import net, systemd, twisted_compat
 from zfw.control.client import RUN_DIR, socket_path
 from zfw.control.controller import Controller
 from zfw.control.server import ControlFactory, listen_control
-from zfw.engine.engine import Engine, listen_keys
+from zfw.engine.engine import Engine
 from zfw.errors import PolicyError, ZfwError
 from zfw.loader import load_policy
 from zfw.log import DEFAULT_LEVEL, Log
@@ -107,6 +107,7 @@ class ZfwService(Service):
         self._ports: list[Any] = []
         self._control_open = False
         self._reloading: Deferred[str | None] | None = None
+        self.draining = False
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd asks the application for an ILogObserver when it starts logging: be it,
@@ -194,7 +195,11 @@ class ZfwService(Service):
             return waiting
         systemd.notify(systemd.reloading_state())
         d = deferToThreadPool(
-            self.reactor, self.reactor.getThreadPool(), load_policy, self.policy_path, self.instance
+            self.reactor,
+            self.reactor.getThreadPool(),
+            load_digested,
+            self.policy_path,
+            self.instance,
         )
         d.addCallbacks(self._loaded, self._refused)
         self._reloading = d
@@ -212,32 +217,27 @@ class ZfwService(Service):
         systemd.notify("READY=1\nSTATUS=reload refused: the running policy stays")
         return text
 
-    def _loaded(self, policy: Policy) -> None:
-        systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running")
+    def _loaded(self, loaded: tuple[Policy, str]) -> Deferred[str | None] | str:
+        """Open the new policy's listeners, then switch to it; or keep the running one."""
         assert self.engine is not None
-        old = {k for lst in self.policy.instance.listeners for k in listen_keys(lst)}
-        new = {k for lst in policy.instance.listeners for k in listen_keys(lst)}
+        if self.draining:
+            return self._refused(Failure(ZfwError("the instance is stopping")))
+        policy, digest = loaded
+        d = self.engine.reload(policy)
+        d.addCallbacks(lambda _: self._switched(policy, digest), self._refused)
+        return d
+
+    def _switched(self, policy: Policy, digest: str) -> None:
         self.policy = policy
-        self.policy_hash = policy_digest(policy)
+        self.policy_hash = digest
         self.loaded_at = time.time()
         self.reloads += 1
-        if not self.apply_rules:
-            self._reloaded(policy)
-            return None
-        if new - old:
-            # Rules first for added services, so that they are reachable once listening ...
-            d = self._apply_rules()
-            d.addBoth(lambda _: self._reloaded(policy))
-        else:
-            # ... and last for removed ones: the listeners close before the rules go.
-            self._reloaded(policy)
-            self._apply_rules()
-        return None
-
-    def _reloaded(self, policy: Any) -> None:
-        assert self.engine is not None
-        self.engine.reload(policy)
+        systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running")
         self.log("core.policy", 3, "policy reloaded")
+        if self.apply_rules:
+            # After the switch: added listeners are open before traffic is diverted to
+            # them, dropped ones closed before their rules go.
+            self._apply_rules()
 
     def _apply_rules(self) -> Deferred[None]:
         """``zfw rules apply`` in a child process, so the reactor never waits for it."""
@@ -266,25 +266,32 @@ class ZfwService(Service):
         return d
 
     def stopService(self) -> Deferred[None] | None:
+        """Drain: stop accepting; the control socket answers until the sessions are done."""
         super().stopService()
         systemd.notify("STOPPING=1")
-        for port in self._ports:
-            port.stopListening()
-        self._ports = []
-        if self._control_open:  # no stale socket for the next start (maybe as another user)
-            with contextlib.suppress(OSError):
-                os.unlink(self.control_socket)
+        self.draining = True
         if self.engine is None:
+            self._close_control()
             return None
         grace = self.policy.instance.options.shutdown_grace
         d = self.engine.drain(grace)
 
         def stopped(_: object) -> None:
+            self._close_control()
             self.log("core.info", 3, "stopped")
             self.log.flush()
 
         d.addCallback(stopped)
         return d
+
+    def _close_control(self) -> None:
+        for port in self._ports:
+            port.stopListening()
+        self._ports = []
+        if self._control_open:  # no stale socket for the next start (maybe as another user)
+            self._control_open = False
+            with contextlib.suppress(OSError):
+                os.unlink(self.control_socket)
 
 
 def parse_hostport(text: str, what: str) -> tuple[str, int]:
@@ -303,6 +310,15 @@ def policy_digest(policy: Policy) -> str:
         with open(path, "rb") as f:
             h.update(f.read())
     return h.hexdigest()
+
+
+def load_digested(path: str, instance: str) -> tuple[Policy, str]:
+    """The policy and its :func:`policy_digest` (both read files: off the reactor)."""
+    policy = load_policy(path, instance)
+    try:
+        return policy, policy_digest(policy)
+    except OSError as e:
+        raise PolicyError(f"cannot read {e.filename}: {e.strerror}", path) from None
 
 
 def raise_fd_limit() -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import zfw
+from tests.gallery import NAMES, make_files
 from zfw.lab import CLIENT4, SERVER4, Lab, ZfwProcess
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -95,6 +96,19 @@ def test_the_installed_commands(venv):
         "print(d('zfw').read_text('licenses/LICENSE'))",
     ).stdout
     assert "GNU GENERAL PUBLIC LICENSE" in license_text and "Version 2" in license_text
+
+
+def test_the_installed_gallery(venv):
+    listed = run(venv, "zfw", "example", "--list").stdout.splitlines()
+    assert [line.split()[0] for line in listed] == NAMES  # all of policies/, from the wheel
+    for name in NAMES:
+        etc = venv.parent / "gallery" / name
+        wrote = run(venv, "zfw", "example", name, str(etc))
+        assert wrote.returncode == 0, wrote.stderr
+        assert not (etc / "policy.py").is_symlink()
+        make_files(name, etc)  # the CAs or the certificate its comment asks for
+        check = run(venv, "zfw", "check", str(etc / "policy.py"))
+        assert check.returncode == 0 and ": OK" in check.stdout, (name, check.stderr)
 
 
 def test_installed_zfw_serves_in_the_lab(venv, lab: Lab, servers):

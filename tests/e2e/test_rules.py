@@ -15,7 +15,7 @@ from zfw.lab import CLIENT4, CLIENT4_OTHER, SERVER4, Lab
 from zfw.rules import state
 
 ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
-EXAMPLE = os.path.abspath("zfw/examples/policy.py")
+EXAMPLE = os.path.abspath("policies/three_zones.py")
 
 
 @pytest.fixture
@@ -268,6 +268,32 @@ def test_zfw_applies_its_rules_at_start_and_on_sighup(lab, servers, tmp_path):
         assert z.wait_for("packet filter applied", start=mark)
         assert z.wait_for("listening on 0.0.0.0:50008", start=mark)
         assert reach(lab, 8) == "hi"
+        # A reload whose new listener cannot open leaves the packet filter as it was.
+        taker = lab.popen("fw", [sys.executable, "-c", TAKE_PORT, "50010"])
+        try:
+            assert taker.stdout is not None and taker.stdout.readline().strip() == "ready"
+            policy.write_text(
+                policy.read_text()
+                + '    Listener(SockAddrInet("", 50010), "echo8", intercept=10)\n'
+            )
+            mark = len(z.lines)
+            z.signal(signal.SIGHUP)
+            assert z.wait_for("reload refused, keeping the running policy", start=mark)
+            assert not [ln for ln in z.lines[mark:] if "packet filter applied" in ln]
+            for dump in (["nft", "list", "ruleset"], ["iptables-save"]):
+                assert "50010" not in lab.run("fw", dump, check=False).stdout
+            assert reach(lab, 8) == "hi"
+        finally:
+            taker.kill()
+            taker.wait()
     finally:
         z.stop()
         lab.tproxy({}, divert="none")
+
+
+TAKE_PORT = """
+import socket, sys, time
+s = socket.create_server(("0.0.0.0", int(sys.argv[1])))
+print("ready", flush=True)
+time.sleep(600)
+"""

@@ -53,3 +53,41 @@ def test_a_proxy_that_failed_to_start_hears_nothing_more(write_policy):
     assert transport.disconnecting
     ep.connectionLost(Failure(ConnectionDone()))  # the proxy's 1 / 0 is not called
     assert not engine.sessions.active
+
+
+WRONG_AT_RUN_TIME = """
+InetZone('lan', '192.0.2.0/24', outbound_services=['*'])
+InetZone('local', '127.0.0.0/8', inbound_services=['*'])
+
+class Odd(PlugProxy):
+    def config(self):
+        if self.session.client[0] != '192.0.2.1':  # not the dry session's client
+            self.timeout = '60'
+
+def i():
+    Service('s', Odd)
+    Listener(SockAddrInet('', 50001), 's')
+"""
+
+
+def test_a_wrong_option_at_run_time_refuses_the_session_in_one_line(write_policy):
+    path = write_policy(WRONG_AT_RUN_TIME)
+    policy = load_policy(str(path), "i")  # the dry session's value is good
+    out = io.StringIO()
+    engine = Engine(policy, Log(LogSpec.parse("*:5"), out), MemoryReactorClock())
+    engine.accepting = True
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as _client:
+            accepted, _ = server.accept()
+        with accepted:
+            transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 4000))
+            transport.getHandle = lambda: accepted  # type: ignore[method-assign]
+            ep = Endpoint("client")
+            ep.makeConnection(transport)
+            engine.accept(ep, policy.instance.listeners[0])
+    assert (
+        f"{path}:7: Odd start raised OptionError: PlugProxy.timeout must be a number of "
+        "seconds, not '60'; refused"
+    ) in out.getvalue()
+    assert "Traceback" not in out.getvalue()
+    assert transport.disconnecting and not engine.sessions.active

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from twisted.internet.error import ConnectionRefusedError
 from twisted.python.failure import Failure
 
@@ -9,6 +10,7 @@ from tests.proxy.harness import ProxyHarness
 from tests.tls.test_clienthello import hello, sni_ext
 from zfw.engine.decision import Decision
 from zfw.model import InbandRouter
+from zfw.options import OptionError
 from zfw.proxy.http import HttpProxy, HttpProxyNonTransparent
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.tls import TlsTunnelProxy
@@ -204,10 +206,9 @@ def test_a_request_naming_the_proxy_itself_is_a_loop():
 
 
 def test_connect_proxy_must_be_a_proxy_class():
-    h = Harness(connect_proxy=str)
-    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
-    assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
-    assert "connect_proxy must be a proxy class" in h.log()
+    """Refused when the session is configured, before any request."""
+    with pytest.raises(OptionError, match=r"HttpProxy\.connect_proxy must be a Proxy class"):
+        Harness(connect_proxy=str)
 
 
 def test_any_proxy_can_take_over_a_connect_tunnel():

@@ -15,7 +15,8 @@ from zfw.engine.endpoint import Endpoint
 from zfw.engine.session import Session
 from zfw.log import Log, LogSpec
 from zfw.model import Service
-from zfw.proxy.tls import TlsTunnelProxy, name_matches
+from zfw.proxy.tls import TlsTunnelProxy
+from zfw.tls.names import matches as name_matches
 
 HELLOS = Path(__file__).parent.parent / "tls" / "hellos"
 

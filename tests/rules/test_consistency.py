@@ -159,7 +159,7 @@ def test_the_nft_check_fails_when_a_rule_is_missing():
     engine admits is no longer diverted: the comparison above would catch it."""
     from zfw.loader import load_policy
 
-    policy = load_policy("zfw/examples/policy.py", "intra")
+    policy = load_policy("policies/three_zones.py", "intra")
     ruleset = compile_policy(policy)
     table = nft.build(ruleset)
     probes = [
@@ -186,7 +186,7 @@ def test_the_nft_check_fails_when_a_rule_is_missing():
 def test_forwarded_quic_is_rejected_or_dropped_and_never_forwarded(backend, quic):
     from zfw.loader import load_policy
 
-    policy = load_policy("zfw/examples/policy.py", "intra")
+    policy = load_policy("policies/three_zones.py", "intra")
     policy = attrs.evolve(policy, packet_filter=attrs.evolve(policy.packet_filter, quic=quic))
     judge = backend(compile_policy(policy))
     for src, dst in (("192.0.2.20", "198.51.100.2"), ("2001:db8:1::20", "2001:db8:2::2")):

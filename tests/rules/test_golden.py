@@ -21,7 +21,7 @@ from zfw.rules.text import full_text
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 CASES = {
-    "example": ROOT / "zfw" / "examples" / "policy.py",
+    "example": ROOT / "policies" / "three_zones.py",
     "nested": HERE / "policies" / "nested.py",
     "ipv6_only": HERE / "policies" / "ipv6_only.py",
     "long_name": HERE / "policies" / "long_name.py",

@@ -8,13 +8,13 @@ from zfw.rules.compiler import compile_policy
 
 
 def test_admin_session_is_kept(monkeypatch):
-    ruleset = compile_policy(load_policy("zfw/examples/policy.py"))
+    ruleset = compile_policy(load_policy("policies/three_zones.py"))
     monkeypatch.setenv("SSH_CONNECTION", "192.0.2.2 50000 192.0.2.1 22")
     assert lockout_reason(ruleset) is None
 
 
 def test_session_from_a_zone_without_ssh_is_refused(monkeypatch):
-    ruleset = compile_policy(load_policy("zfw/examples/policy.py"))
+    ruleset = compile_policy(load_policy("policies/three_zones.py"))
     monkeypatch.setenv("SSH_CONNECTION", "192.0.2.100 50000 192.0.2.1 22")
     reason = lockout_reason(ruleset)
     assert reason and "192.0.2.100" in reason and "--force" in reason
@@ -22,4 +22,4 @@ def test_session_from_a_zone_without_ssh_is_refused(monkeypatch):
 
 def test_no_ssh_no_guard(monkeypatch):
     monkeypatch.delenv("SSH_CONNECTION", raising=False)
-    assert lockout_reason(compile_policy(load_policy("zfw/examples/policy.py"))) is None
+    assert lockout_reason(compile_policy(load_policy("policies/three_zones.py"))) is None

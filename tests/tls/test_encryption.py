@@ -70,7 +70,10 @@ def test_a_client_offering_only_h2_is_handled_as_h2_only_says(ca, tmp_path):
             DynamicCertificate(trusted_ca=ca), options=TlsOptions(h2_only=choice)
         )
         assert enc.decide(hello("www.example.com", ("h2",)))[0] == choice
-    with pytest.raises(PolicyError, match="h2_only must be reject, inspect or tunnel"):
+    with pytest.raises(
+        PolicyError,
+        match="TlsOptions: h2_only must be one of",
+    ):
         TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), options=TlsOptions(h2_only="h2"))
     from tests.e2e.pki import server_certificate
     from zfw.tls.certs import CertificateAuthority
@@ -81,7 +84,7 @@ def test_a_client_offering_only_h2_is_handled_as_h2_only_says(ca, tmp_path):
     assert offload.decide(hello("a.example.com", ("h2",)))[0] == "reject"
     with pytest.raises(PolicyError, match="h2_only must be reject or inspect"):
         ClientOnlyEncryption(static, TlsOptions(h2_only="tunnel"))  # no TLS server to tunnel to
-    with pytest.raises(PolicyError, match="h2_only must be reject or inspect"):
+    with pytest.raises(PolicyError, match="h2_only must be one of"):
         ClientOnlyEncryption(static, TlsOptions(h2_only=""))
 
 
@@ -132,3 +135,25 @@ def test_sni_based_certificates_choose_by_name(ca, tmp_path):
     assert chooser.choose("a.example.com") is a and chooser.choose("x.b.example.com") is b
     assert chooser.choose("c.example.com") is None
     assert SNIBasedCertificate({"a.example.com": a}, default=b).choose("c.example.com") is b
+
+
+def test_name_lists_follow_the_one_grammar(ca, tmp_path):
+    with pytest.raises(PolicyError, match=r"bypass must be .*not the string '\*\.bank\.example'"):
+        TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), bypass="*.bank.example")
+    with pytest.raises(PolicyError, match="a wildcard is a whole first label"):
+        TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), reject=["*bank.example"])
+    enc = TwoSidedEncryption(DynamicCertificate(trusted_ca=ca), bypass=["*.bank.example"])
+    assert enc.decide(hello("www.bank.example"))[0] == "tunnel"
+    assert enc.decide(hello("evilbank.example"))[0] == "inspect"
+    assert enc.decide(hello("bank.example"))[0] == "inspect"
+    from tests.e2e.pki import server_certificate
+    from zfw.tls.certs import CertificateAuthority
+
+    server_certificate(str(tmp_path), "a", ["a.example.com"], CertificateAuthority.load(*ca))
+    static = StaticCertificate(str(tmp_path / "a.pem"), str(tmp_path / "a.key"))
+    with pytest.raises(PolicyError, match="a wildcard is a whole first label"):
+        SNIBasedCertificate({"*example.com": static})
+    with pytest.raises(PolicyError, match="not a StaticCertificate"):
+        SNIBasedCertificate({"a.example.com": "a.pem"})
+    chosen = SNIBasedCertificate({"*.example.com": static})
+    assert chosen.choose("A.Example.com.") is static and chosen.choose("example.com") is None

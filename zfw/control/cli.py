@@ -34,10 +34,10 @@ def _status(args: argparse.Namespace) -> int:
         return 0 if all(a["ok"] for a in answers.values()) else 1
     for name, a in answers.items():
         if not a["ok"]:
-            print(f"{name}: {a['error']}")
+            print(f"{name}: {a['error']}", file=sys.stderr)
             continue
         p = a["policy"]
-        print(f"instance {name} (pid {a['pid']}), up {a['uptime']:.0f} s")
+        print(f"instance {name} (pid {a['pid']}), {a['state']}, up {a['uptime']:.0f} s")
         print(f"  policy {p['file']} sha256 {p['sha256'][:16]}, loaded {p['loaded']}")
         print(f"  packet filter: {a['packet_filter']}; log spec {a['log_spec']}")
         s = a["sessions"]
@@ -61,9 +61,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _sessions(args: argparse.Namespace) -> int:
     answers = _ask(args, {"command": "sessions"})
+    code = 0 if all(a["ok"] for a in answers.values()) else 1
     if args.json:
         print(json.dumps({n: a.get("sessions", a) for n, a in answers.items()}, indent=2))
-        return 0
+        return code
+    for name, a in answers.items():
+        if not a["ok"]:
+            print(f"{name}: {a['error']}", file=sys.stderr)
     print(f"{'ID':<28} {'CLIENT':<26} {'SERVER':<26} {'IN':>10} {'OUT':>10} {'AGE':>7}  STATE")
     for a in answers.values():
         for s in a.get("sessions", []):
@@ -73,7 +77,7 @@ def _sessions(args: argparse.Namespace) -> int:
                 f"{s['id']:<28} {client:<26} {server:<26} {s['bytes_from_client']:>10} "
                 f"{s['bytes_from_server']:>10} {s['age']:>7.1f}  {s['state']}"
             )
-    return 0
+    return code
 
 
 def _kill(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
@@ -46,10 +47,15 @@ def call(path: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str,
             if e.errno == errno.ECONNREFUSED:
                 raise ZfwError(f"{path}: nothing answers (the instance is not running)") from None
             raise ZfwError(f"{path}: {e.strerror}") from None
-        s.sendall(json.dumps(request).encode() + b"\n")
+        # Refused before the request went out: the refusal still waits to be read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            s.sendall(json.dumps(request).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:  # after the refusal it sent, if any
+                break
             if not chunk:
                 break
             data += chunk
@@ -57,9 +63,18 @@ def call(path: str, request: dict[str, Any], timeout: float = 60.0) -> dict[str,
                 raise ZfwError(f"{path}: answer too long")
     except TimeoutError:
         raise ZfwError(f"{path}: no answer within {timeout:g} s") from None
+    except OSError as e:
+        raise ZfwError(f"{path}: {e.strerror}") from None
     finally:
         s.close()
     if not data:
         raise ZfwError(f"{path}: the instance closed the connection without an answer")
-    answer: dict[str, Any] = json.loads(data)
+    try:
+        answer: Any = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("ok"), bool):
+        raise ZfwError(f"{path}: not an answer of zfw's control protocol")
+    if not answer["ok"] and not isinstance(answer.get("error"), str):
+        raise ZfwError(f"{path}: a refusal without its reason")
     return answer

@@ -48,7 +48,7 @@ class Controller:
         for name, service in policy.instance.services.items():
             counters = engine.stats.service(name).snapshot(running.get(name, ()))
             services[name] = {"limit": service.max_sessions, **counters}
-        listeners = [
+        listeners = [  # the open ones: none while draining
             {
                 "address": net.fmt_addr(host, port),
                 "service": lst.service,
@@ -56,10 +56,12 @@ class Controller:
             }
             for lst in policy.instance.listeners
             for host, port, tproxy in listen_keys(lst)
+            if (host, port, tproxy) in engine.ports
         ]
         return ok(
             instance=svc.instance,
             pid=os.getpid(),
+            state="draining" if svc.draining else "running",
             policy={
                 "file": svc.policy_path,
                 "sha256": svc.policy_hash,

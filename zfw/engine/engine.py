@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
 
 from zfw import net
+from zfw.addr import binds_clash
 from zfw.engine.decision import decide
 from zfw.engine.endpoint import Endpoint
 from zfw.engine.idle import IdleWatch
@@ -18,6 +20,16 @@ from zfw.model import Listener, Policy
 from zfw.stats import RATE_INTERVAL, InstanceStats
 
 ListenKey = tuple[str, int, bool]
+
+
+def _closed(ports: list[Any]) -> Deferred[None]:
+    """Stop listening on ``ports``; fires once their sockets are closed."""
+    ds = [d for d in (p.stopListening() for p in ports) if d is not None]
+    return gatherResults(ds).addCallback(lambda _: None)
+
+
+def _raise(_: object, error: Exception) -> None:
+    raise error
 
 
 def listen_keys(listener: Listener) -> list[ListenKey]:
@@ -101,24 +113,63 @@ class Engine:
         self.ports.clear()
         return [d for d in ds if d is not None]
 
-    def reload(self, policy: Policy) -> None:
-        """Switch to a new policy: add and remove listeners; sessions go on."""
+    def reload(self, policy: Policy) -> Deferred[None]:
+        """Switch to a new policy in one step: its new listeners open first, then the
+        ones it drops close; unchanged ones are kept; sessions go on. Fails (NetError,
+        ``file:line: why``) with nothing changed when a new listener cannot open."""
         wanted = {k: lst for lst in policy.instance.listeners for k in listen_keys(lst)}
-        for key in list(self.ports):
-            if key not in wanted:
-                port, _f = self.ports.pop(key)
-                port.stopListening()
-                self.log("core.listener", 3, f"stopped listening on {net.fmt_addr(*key[:2])}")
-        self.policy = policy
-        self.sessions.options = policy.instance.options
-        for key, lst in wanted.items():
-            if key in self.ports:
-                self.ports[key][1].listener = lst
-                continue
+        added = {k: lst for k, lst in wanted.items() if k not in self.ports}
+        # A dropped socket holding what an added one binds (the same port, transparent
+        # now or not, an address for a wildcard) makes way first; it comes back on failure.
+        aside = {
+            k: self.ports.pop(k)
+            for k in [k for k in self.ports if k not in wanted]
+            if any(binds_clash(k[:2], a[:2]) for a in added)
+        }
+        for key in aside:
+            self.log(
+                "core.listener", 3, f"stopped listening on {net.fmt_addr(*key[:2])} (making way)"
+            )
+        d = _closed([p for p, _f in aside.values()])
+        d.addCallback(lambda _: self._open_all(added))
+
+        def failed(reason: Failure) -> Failure:
+            for key, (_p, factory) in aside.items() if self.accepting else ():
+                try:
+                    self._listen(key, factory.listener)
+                except NetError as e:
+                    self.log("core.error", 1, f"listener {factory.listener.address} lost: {e}")
+            return reason
+
+        d.addCallbacks(lambda _: self._switch(policy, wanted), failed)
+        return d
+
+    def _open_all(self, added: dict[ListenKey, Listener]) -> Deferred[None] | None:
+        """Open ``added``; if one cannot, close those just opened and fail (NetError)."""
+        if not self.accepting:  # the drain began while dropped sockets made way
+            raise NetError("the instance is stopping")
+        opened: list[ListenKey] = []
+        for key, lst in added.items():
             try:
                 self._listen(key, lst)
             except NetError as e:
-                self.log("core.error", 1, f"new listener {lst.address}: {e}")
+                error = NetError(f"{lst.location}: {e}" if lst.location else str(e))
+                for k in opened:
+                    self.log("core.listener", 3, f"stopped listening on {net.fmt_addr(*k[:2])}")
+                d = _closed([self.ports.pop(k)[0] for k in opened])
+                return d.addCallback(_raise, error)
+            opened.append(key)
+        return None
+
+    def _switch(self, policy: Policy, wanted: dict[ListenKey, Listener]) -> None:
+        for key in [k for k in self.ports if k not in wanted]:
+            port, _f = self.ports.pop(key)
+            port.stopListening()
+            self.log("core.listener", 3, f"stopped listening on {net.fmt_addr(*key[:2])}")
+        for key, (_p, factory) in self.ports.items():
+            factory.listener = wanted[key]
+        self.policy = policy
+        self.sessions.options = policy.instance.options
 
     # --- sessions ------------------------------------------------------------------------
 

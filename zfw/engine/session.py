@@ -290,7 +290,11 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 
 def policy_location(exc: BaseException, files: tuple[str, ...] = ()) -> str:
     """``file:line`` of the innermost frame of ``exc`` in a policy file (one of
-    ``files``), else the innermost outside zfw itself."""
+    ``files``), else the innermost outside zfw itself; an error that names its own
+    place (``where``: a wrong option blames ``config()``) gives that."""
+    where = getattr(exc, "where", None)
+    if isinstance(where, str):
+        return where
     found = outside = None
     for frame, lineno in traceback.walk_tb(exc.__traceback__):
         name = frame.f_code.co_filename

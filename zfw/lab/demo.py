@@ -16,7 +16,7 @@ import time
 from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab, LabError
 from zfw.lab.servers import s_client, self_signed_cert, start_nginx
 
-POLICY = os.path.join(os.path.dirname(__file__), "..", "examples", "policy.py")
+POLICY = os.path.join(os.path.dirname(__file__), "..", "gallery", "policies", "three_zones.py")
 
 CLIENT = """
 import socket, sys
@@ -134,7 +134,7 @@ def main() -> int:
     ftp = None
     ftp_dir = ""
     try:
-        say("== packet filter: zfw rules apply zfw/examples/policy.py (in the firewall namespace)")
+        say("== packet filter: zfw rules apply policies/three_zones.py (in the firewall namespace)")
         lab.apply_rules(os.path.abspath(POLICY))
         server = lab.popen("server", [sys.executable, "-m", "zfw.lab.tools", "whoami", "22"])
         assert server.stdout is not None
@@ -142,7 +142,7 @@ def main() -> int:
         tls_server = start_tls_server(lab)
         web, web_dir = start_web_server(lab)
         ftp, ftp_dir = start_ftp_server(lab)
-        say("== zfw: twistd -n zfw --policy zfw/examples/policy.py --instance intra")
+        say("== zfw: twistd -n zfw --policy policies/three_zones.py --instance intra")
         zfw = lab.start_zfw(os.path.abspath(POLICY), "intra", "--log-spec", "core.*:4")
         say("== traffic from the client namespace")
         for host, port, source, what in (

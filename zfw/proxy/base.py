@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from zfw.options import Declared, OptionError, check_instance
+
 if TYPE_CHECKING:
     from zfw.engine.session import Session
     from zfw.stream import Stream
@@ -37,7 +39,7 @@ class Handover:
     covers: Callable[[str], bool] | None = None
 
 
-class Proxy:
+class Proxy(Declared):
     """One proxy instance serves one session.
 
     The engine makes it with the session, calls :meth:`configure` (every
@@ -48,6 +50,9 @@ class Proxy:
         class MyPlug(PlugProxy):
             def config(self):
                 self.timeout = 300
+
+    The options a policy may set are declared with :func:`zfw.options.option` in the
+    class body, and checked after ``config()``.
 
     A proxy uses its streams only through :class:`zfw.stream.Stream`, its
     session for connecting, logging and closing, and nothing of the engine.
@@ -81,9 +86,16 @@ class Proxy:
                 preset(self)
 
     def configure(self) -> None:
-        """Apply the presets, then the policy's :meth:`config`."""
+        """Apply the presets, then the policy's :meth:`config`, then check the options
+        (:class:`~zfw.options.OptionError` blames the line of ``config()``)."""
         self.apply_presets()
         self.config()
+        try:
+            check_instance(self)
+        except OptionError as e:
+            code = type(self).config.__code__
+            e.where = f"{code.co_filename}:{code.co_firstlineno}"
+            raise
 
     def config(self) -> None:
         """Policy hook: set attributes for this session."""

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from twisted.python.failure import Failure
 
 from zfw.engine.session import describe_failure
+from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.plug import PlugProxy
 from zfw.stream import Stream
@@ -32,6 +33,7 @@ from zfw.tls.encryption import (
     ClientOnlyEncryption,
     DynamicCertificate,
     ServerOnlyEncryption,
+    _Encryption,
 )
 from zfw.tls.stream import TlsStream
 
@@ -64,7 +66,7 @@ class _TlsAttempt:
 
 class EncryptionProxy(Proxy):
     """What the engine starts for a service with ``encryption=``; the service's proxy
-    class runs inside it. Attributes: ``max_hello_size`` (16384).
+    class runs inside it. Its options are declared below.
 
     As HttpProxy's ``connect_proxy`` (CONNECT, non-transparent), a subclass names its
     own ``encryption`` and ``inner_proxy``::
@@ -75,10 +77,20 @@ class EncryptionProxy(Proxy):
     """
 
     log_tag: ClassVar[str] = "tls"
-    max_hello_size: int = 16384
-    #: A subclass's own policy and inner proxy (None: the service's).
-    encryption: Any = None
-    inner_proxy: type[Proxy] | None = None
+    max_hello_size: int = option(size(1), 16384, "bytes of the ClientHello")
+    encryption: Any = option(
+        optional(
+            instance_of(
+                _Encryption,
+                what="TwoSidedEncryption, ClientOnlyEncryption or ServerOnlyEncryption",
+            )
+        ),
+        None,
+        "a subclass's own encryption policy (None: the service's `encryption=`)",
+    )
+    inner_proxy: type[Proxy] | None = option(
+        optional(subclass_of(Proxy)), None, "a subclass's own inner proxy (None: the service's)"
+    )
 
     def start(self, client: Stream, handover: Handover | None = None) -> None:
         """Read the ClientHello (TwoSided, ClientOnly) or connect to the server first."""

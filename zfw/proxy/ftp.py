@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from twisted.python.failure import Failure
@@ -42,7 +43,9 @@ from zfw.ftp.core import (
 from zfw.ftp.policy import (
     ANONYMOUS_USERS,
     DEFAULT_FEATURES,
+    FTP_DATA_ACTIVE,
     FTP_DATA_KEEP,
+    FTP_DATA_PASSIVE,
     FTP_REQ_ACCEPT,
     FTP_REQ_POLICY,
     FTP_REQ_REJECT,
@@ -56,6 +59,18 @@ from zfw.ftp.policy import (
     response_entry,
     verdict,
 )
+from zfw.options import (
+    boolean,
+    choice,
+    integer,
+    option,
+    ordered,
+    port,
+    seconds,
+    size,
+    strings,
+    table,
+)
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.ftpdata import DataChannel
 from zfw.proxy.ftptransfers import Transfers
@@ -65,53 +80,76 @@ ReplyHandler = Callable[[Command, Reply], None]
 
 
 class FtpProxy(Transfers, Proxy):
-    """A strict FTP proxy; subclass it and override ``config()``.
-
-    Attributes a policy may set in ``config()`` (defaults in brackets):
-
-    - ``request`` / ``response``: the policy tables (see :mod:`zfw.ftp.policy`);
-    - ``data_mode``: ``FTP_DATA_KEEP`` (server side as the client did),
-      ``FTP_DATA_PASSIVE`` or ``FTP_DATA_ACTIVE``;
-    - ``data_port_min``/``data_port_max``: the ports zfw listens on for data
-      (40000-40999); ``active_source_port``: source of active data
-      connections to the client (20; another is used when it is busy);
-    - ``permit_low_data_ports``: allow data ports below 1024 (False): a client's
-      ``PORT``/``EPRT`` or a server's 227/229 naming one is refused;
-    - ``features``: the ``FEAT`` lines passed on (by first word);
-    - ``max_line_length`` (255), ``max_reply_line_length`` (2048),
-      ``max_continuation_lines`` (100), ``max_username_length`` (64),
-      ``max_password_length`` (128);
-    - ``timeout`` (idle seconds, control and data, 300), ``data_timeout``
-      (seconds a prepared data channel waits for its connections, 60),
-      ``connect_timeout`` (30), ``line_timeout`` (seconds a command line or a reply,
-      once begun, may take to complete, 30).
-    """
+    """A strict FTP proxy; subclass it and override ``config()``. The tables
+    ``request`` and ``response`` (see :mod:`zfw.ftp.policy`) and the other options are
+    declared below (``docs/policy.md`` lists them)."""
 
     log_tag: ClassVar[str] = "ftp"
     default_ports: ClassVar[tuple[int, ...]] = (21,)
-    data_mode: int = FTP_DATA_KEEP
-    data_port_min: int = 40000
-    data_port_max: int = 40999
-    active_source_port: int = 20
-    permit_low_data_ports: bool = False
-    features: frozenset[str] = DEFAULT_FEATURES
-    max_line_length: int = 255
-    max_reply_line_length: int = 2048
-    max_continuation_lines: int = 100
-    max_username_length: int = 64
-    max_password_length: int = 128
-    max_queued_commands: int = 16
-    timeout: float = 300.0
-    data_timeout: float = 60.0
-    connect_timeout: float = 30.0
-    line_timeout: float = 30.0
-
-    due: float | None = None  # for the idle watch: no deadline, only the idle timeout
+    __option_checks__ = (ordered("data_port_min", "data_port_max"),)
+    request: dict[str, Any] = option(
+        table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
+    )
+    response: dict[tuple[Any, Any], Any] = option(
+        table(), MappingProxyType({}), "final replies by `(command, code)`", "tables"
+    )
+    data_mode: int = option(
+        choice(
+            {
+                FTP_DATA_KEEP: "FTP_DATA_KEEP",
+                FTP_DATA_PASSIVE: "FTP_DATA_PASSIVE",
+                FTP_DATA_ACTIVE: "FTP_DATA_ACTIVE",
+            }
+        ),
+        FTP_DATA_KEEP,
+        "toward the server: as the client did (`FTP_DATA_KEEP`), passive or active",
+    )
+    data_port_min: int = option(
+        port(1024),
+        40000,
+        "lowest port zfw listens on for data (keep the range clear of intercepted ports)",
+    )
+    data_port_max: int = option(port(1024), 40999, "highest port zfw listens on for data")
+    active_source_port: int = option(
+        port(),
+        20,
+        "source port of active data connections to the client (another when it is busy)",
+    )
+    permit_low_data_ports: bool = option(
+        boolean(),
+        False,
+        "allow data ports below 1024 (a client's `PORT`/`EPRT`, a server's 227/229)",
+    )
+    features: frozenset[str] = option(
+        strings(),
+        DEFAULT_FEATURES,
+        "`FEAT` lines passed on (by first word; rejected commands are dropped too)",
+    )
+    max_line_length: int = option(size(1), 255, "bytes of a command line")
+    max_reply_line_length: int = option(size(1), 2048, "bytes of a reply line")
+    max_continuation_lines: int = option(integer(1), 100, "lines of a multi-line reply")
+    max_username_length: int = option(size(1), 64, "bytes of a user name")
+    max_password_length: int = option(size(1), 128, "bytes of a password")
+    max_queued_commands: int = option(
+        integer(1), 16, "commands read ahead before the client is paused"
+    )
+    timeout: float = option(seconds(), 300.0, "idle seconds (control and data together)")
+    data_timeout: float = option(
+        seconds(), 60.0, "seconds a prepared data channel waits for its connections"
+    )
+    connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server or a data peer")
+    line_timeout: float = option(
+        seconds(),
+        30.0,
+        "seconds a command line or reply, once begun, may take to complete (a trickle does "
+        "not keep it open)",
+    )
 
     def __init__(self, session: Any):
         super().__init__(session)
-        self.request: dict[str, Any] = {}
-        self.response: dict[tuple[Any, Any], Any] = {}
+        self.request = {}
+        self.response = {}
+        self.due: float | None = None  # for the idle watch: no deadline, only the idle timeout
         self.client: Stream | None = None
         self.server: Stream | None = None
         self.data: DataChannel | None = None

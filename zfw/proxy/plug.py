@@ -8,28 +8,28 @@ from twisted.python.failure import Failure
 
 from zfw import net
 from zfw.engine.session import describe_failure
+from zfw.options import option, seconds, size
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 
 
 class PlugProxy(Proxy):
-    """Connects to the server and relays bytes both ways unchanged.
-
-    Attributes a policy may set in ``config()``:
-
-    - ``timeout``: seconds without traffic either way before the session is
-      dropped (default 600);
-    - ``connect_timeout``: seconds to wait for the server (default 30);
-    - ``max_early_data``: bytes read from the client while the server connection
-      is being made (default 65536); past it, reading waits for the server.
-    """
+    """Connects to the server and relays bytes both ways unchanged; its options are
+    declared below (docs/policy.md lists them)."""
 
     log_tag: ClassVar[str] = "plug"
     needs_server: ClassVar[bool] = True
-    timeout: float = 600.0
-    connect_timeout: float = 30.0
-    max_early_data: int = 65536
+    timeout: float = option(
+        seconds(zero=True), 600.0, "idle seconds (no traffic either way); 0: no limit"
+    )
+    connect_timeout: float = option(seconds(), 30.0, "seconds to wait for the server")
+    max_early_data: int = option(
+        size(1),
+        65536,
+        "bytes read from the client while the server connection is being made; "
+        "past it, reading waits for the server",
+    )
 
     def start(self, client: Stream, handover: Handover | None = None) -> None:
         """Connect to the server (or take the one handed over); what the client sends

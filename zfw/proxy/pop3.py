@@ -12,12 +12,14 @@ read while the client's queue is full).
 from __future__ import annotations
 
 from collections import deque
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from twisted.python.failure import Failure
 
 from zfw import policytable
 from zfw.engine.session import describe_failure
+from zfw.options import integer, option, seconds, size, table
 from zfw.pop3.core import (
     MAX_COMMAND,
     MAX_REPLY,
@@ -64,22 +66,23 @@ class Pop3Proxy(Proxy):
     by zfw), ``POP3_REQ_ABORT`` (the session is closed) or
     ``(POP3_REQ_POLICY, func)``, where ``func(command)`` returns one of those.
     By default the commands of RFC 1939 and CAPA pass; STLS and AUTH are
-    refused, as is anything else. Attributes: ``timeout`` (idle seconds, 600),
-    ``connect_timeout`` (30), ``max_body_line`` (octets of a message line, 8192),
-    ``max_queued_commands`` (pipelined commands waiting, 16).
+    refused, as is anything else. The other options are declared below.
     """
 
     log_tag: ClassVar[str] = "pop3"
     default_ports: ClassVar[tuple[int, ...]] = (110,)
-    timeout: float = 600.0
-    connect_timeout: float = 30.0
-    max_body_line: int = 8192
-    max_queued_commands: int = 16
-    due: float | None = None  # for the idle watch: no deadline, only the idle timeout
+    request: dict[str, Any] = option(
+        table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
+    )
+    timeout: float = option(seconds(zero=True), 600.0, "idle seconds; 0: no limit")
+    connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server")
+    max_body_line: int = option(size(1), 8192, "octets of a message line")
+    max_queued_commands: int = option(integer(1), 16, "pipelined commands that may wait")
 
     def __init__(self, session: Any):
         super().__init__(session)
-        self.request: dict[str, Any] = {}
+        self.request = {}
+        self.due: float | None = None  # for the idle watch: no deadline, only the idle timeout
 
     def preset(self) -> None:
         """RFC 1939 and CAPA pass; TLS and SASL are refused, and anything unknown."""

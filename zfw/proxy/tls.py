@@ -17,59 +17,41 @@ from twisted.python.failure import Failure
 
 from zfw.addr import is_address
 from zfw.engine.session import describe_failure
+from zfw.options import boolean, names, option, seconds, size
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
+from zfw.tls.names import matches
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
-
-
-def name_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
-    """Whether ``name`` is one of ``patterns``: exact names, or ``*.example.com``
-    for any name below example.com (not example.com itself). Case-insensitive."""
-    name = name.lower()
-    for p in patterns:
-        p = p.lower()
-        if p.startswith("*."):
-            if name.endswith(p[1:]):
-                return True
-        elif name == p:
-            return True
-    return False
-
 
 #: Counter names by the session's decision (a reject's by what refused it).
 _TLS_COUNTERS = {"accept": "tls_accepted", "violation": "tls_violations"}
 
 
 class TlsTunnelProxy(Proxy):
-    """Tunnels TLS blindly to servers whose name the policy permits.
-
-    Attributes a policy may set in ``config()``:
-
-    - ``allowed_names``: exact names or ``*.example.com`` patterns; when not
-      empty, only these names pass (default: any name);
-    - ``denied_names``: names that never pass (checked first);
-    - ``allow_no_sni``: let a hello without a server name through (default False);
-    - ``verify_destination``: the name must resolve to the address the client
-      was going to (default False; in the spirit of Squid's host_verify_strict);
-      through a parent proxy, it must be the name the CONNECT request named;
-    - ``hello_timeout`` (10 s), ``max_hello_size`` (16384 bytes),
-      ``timeout`` (idle seconds after the handshake, 600), ``connect_timeout`` (30 s).
-
-    For more, override :meth:`check_hello`.
-    """
+    """Tunnels TLS blindly to servers whose name the policy permits (its options are
+    declared below). For more than the name lists, override :meth:`check_hello`."""
 
     log_tag: ClassVar[str] = "tls"
     default_ports: ClassVar[tuple[int, ...]] = (443,)
-    allowed_names: tuple[str, ...] = ()
-    denied_names: tuple[str, ...] = ()
-    allow_no_sni: bool = False
-    verify_destination: bool = False
-    hello_timeout: float = 10.0
-    max_hello_size: int = 16384
-    timeout: float = 600.0
-    connect_timeout: float = 30.0
+    allowed_names: tuple[str, ...] = option(
+        names(), (), "exact names or `*.example.com` patterns; when not empty, only these pass"
+    )
+    denied_names: tuple[str, ...] = option(names(), (), "names that never pass (checked first)")
+    allow_no_sni: bool = option(boolean(), False, "let a hello without a server name (SNI) through")
+    verify_destination: bool = option(
+        boolean(),
+        False,
+        "the name must resolve to the address the client was going to (as Squid's "
+        "host_verify_strict); through a parent proxy, be the name CONNECT named",
+    )
+    hello_timeout: float = option(seconds(), 10.0, "seconds for the whole ClientHello")
+    max_hello_size: int = option(size(1), 16384, "bytes of the ClientHello")
+    timeout: float = option(
+        seconds(zero=True), 600.0, "idle seconds after the handshake; 0: no limit"
+    )
+    connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server")
 
     def check_hello(self, hello: ClientHello) -> bool | str:
         """Policy hook: True to tunnel, or a reason (or False) to close.
@@ -79,9 +61,9 @@ class TlsTunnelProxy(Proxy):
         """
         if hello.sni is None:
             return True if self.allow_no_sni else "no server name (SNI)"
-        if name_matches(hello.sni, self.denied_names):
+        if matches(hello.sni, self.denied_names):
             return f"{hello.sni} is denied"
-        if self.allowed_names and not name_matches(hello.sni, self.allowed_names):
+        if self.allowed_names and not matches(hello.sni, self.allowed_names):
             return f"{hello.sni} is not in the allowed names"
         return True
 

@@ -28,6 +28,7 @@ from service_identity.cryptography import (
 )
 
 from zfw.addr import is_address
+from zfw.options import choice, field, optional, seconds, text
 
 VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 #: OpenSSL's X509_V_ERR codes zfw names in its log (others show their number).
@@ -48,17 +49,24 @@ _HTTP11 = b"http/1.1"
 class TlsOptions:
     """Settings both sides share; every one has a safe default."""
 
-    #: The lowest TLS version accepted, toward clients and servers.
-    min_version: str = "TLSv1.2"
-    #: OpenSSL cipher list for TLS 1.2 (None: OpenSSL's defaults).
-    ciphers: str | None = None
-    #: Seconds for the handshakes of a session (both sides, and the ClientHello).
-    handshake_timeout: float = 10.0
-    #: A client whose ALPN offers protocols but not ``http/1.1`` (HTTP/2 only, which zfw
-    #: does not proxy): "reject" (closed before anything reaches the server), "tunnel"
-    #: (relayed blindly, not inspected) or "inspect" (no ALPN answer; HTTP/1.1 or
-    #: nothing).
-    h2_only: str = "reject"
+    min_version: str = field(
+        choice(tuple(VERSIONS)),
+        "TLSv1.2",
+        "the lowest TLS version accepted, toward clients and servers",
+    )
+    ciphers: str | None = field(
+        optional(text()), None, "OpenSSL cipher list for TLS 1.2 (None: OpenSSL's defaults)"
+    )
+    handshake_timeout: float = field(
+        seconds(), 10.0, "seconds for the handshakes of a session (both sides, and the ClientHello)"
+    )
+    h2_only: str = field(
+        choice(("reject", "inspect", "tunnel")),
+        "reject",
+        "a client whose ALPN offers protocols but not `http/1.1` (HTTP/2 only, which zfw does "
+        'not proxy): `"reject"` (closed before anything reaches the server), `"tunnel"` '
+        '(relayed blindly, not inspected) or `"inspect"` (no ALPN answer; HTTP/1.1 or nothing)',
+    )
 
 
 def _base(method: int, options: TlsOptions) -> SSL.Context:

@@ -9,11 +9,22 @@ that others may read is a mistake at the policy's line.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from zfw.errors import PolicyError
+from zfw.options import (
+    Kind,
+    argument,
+    arguments,
+    boolean,
+    function,
+    instance_of,
+    integer,
+    names,
+    optional,
+    text,
+)
 from zfw.tls.certs import (
     CertificateAuthority,
     CertificateError,
@@ -21,7 +32,8 @@ from zfw.tls.certs import (
     load_certificate,
     load_key,
 )
-from zfw.tls.contexts import VERSIONS, ClientSide, ServerSide, TlsOptions
+from zfw.tls.contexts import ClientSide, ServerSide, TlsOptions
+from zfw.tls.names import matches, pattern_error
 
 __all__ = [
     "ClientOnlyEncryption",
@@ -42,22 +54,34 @@ def _loaded(what: Callable[[], Any]) -> Any:
         raise PolicyError(str(e)) from None
 
 
-def matches(name: str | None, patterns: tuple[str, ...]) -> bool:
-    """Whether ``name`` is one of ``patterns``: exact (any case), or ``*.example.com``
-    for every name below example.com (not example.com itself)."""
-    if not name:
+def _file_pair() -> Kind:
+    return Kind(
+        "a (certificate_file, key_file) pair",
+        lambda v: (
+            isinstance(v, tuple | list) and len(v) == 2 and all(isinstance(f, str) and f for f in v)
+        ),
+    )
+
+
+def _by_name(v: object) -> bool | str:
+    if not isinstance(v, Mapping):
         return False
-    name = name.lower().rstrip(".")
-    for p in patterns:
-        p = p.lower()
-        if p.startswith("*."):
-            if name.endswith(p[1:]) and len(name) > len(p) - 1:
-                return True
-        elif fnmatch.fnmatchcase(name, p) if "*" in p else name == p:
-            return True
-    return False
+    for name, cert in v.items():
+        if pattern_error(name):
+            return str(pattern_error(name))
+        if not isinstance(cert, StaticCertificate):
+            return f"{name!r} maps to {cert!r}, not a StaticCertificate"
+    return True
 
 
+@arguments(
+    ca_file=argument(optional(text()), "PEM file of the CAs servers are verified against"),
+    ca_directory=argument(optional(text()), "directory of CAs (OpenSSL's c_rehash form)"),
+    check_subject=argument(boolean(), "the certificate must name what the client asked for"),
+    permit_invalid=argument(
+        boolean(), "accept a certificate that fails (a known internal server only)"
+    ),
+)
 class ServerCertificateVerifier:
     """How zfw verifies servers: the chain against ``ca_file``/``ca_directory`` (default:
     the system's store) and, with ``check_subject``, the name the client asked for
@@ -86,6 +110,10 @@ class ServerCertificateVerifier:
         return self._side
 
 
+@arguments(
+    certificate_file=argument(text(), "PEM certificate, then its chain"),
+    private_key_file=argument(text(), "PEM private key (mode 600)"),
+)
 class StaticCertificate:
     """One certificate (and chain) from ``certificate_file`` with ``private_key_file``."""
 
@@ -98,6 +126,16 @@ class StaticCertificate:
         return self
 
 
+@arguments(
+    certificates=argument(
+        Kind("a dict of names or '*.domain' patterns to StaticCertificate", _by_name),
+        "the certificate for each name",
+    ),
+    default=argument(
+        optional(Kind("a StaticCertificate", lambda v: isinstance(v, StaticCertificate))),
+        "for other names (None: refused)",
+    ),
+)
 class SNIBasedCertificate:
     """A :class:`StaticCertificate` chosen by the name the client asked for: keys are
     names or ``*.example.com`` patterns; ``default`` for other names (None: refused)."""
@@ -107,9 +145,6 @@ class SNIBasedCertificate:
         certificates: Mapping[str, StaticCertificate],
         default: StaticCertificate | None = None,
     ):
-        for c in (*certificates.values(), *([default] if default else [])):
-            if not isinstance(c, StaticCertificate):
-                raise PolicyError("SNIBasedCertificate takes StaticCertificate values")
         self.certificates = dict(certificates)
         self.default = default
 
@@ -120,6 +155,12 @@ class SNIBasedCertificate:
         return self.default
 
 
+@arguments(
+    trusted_ca=argument(_file_pair(), "CA that signs leaves of verified servers"),
+    untrusted_ca=argument(optional(_file_pair()), "CA that signs the others (None: refused)"),
+    cache_directory=argument(optional(text()), "leaves kept across restarts"),
+    max_cached=argument(integer(0), "leaves kept in memory"),
+)
 class DynamicCertificate:
     """The keybridge: leaves that mirror the server's certificate, signed by
     ``trusted_ca`` when it verified and by ``untrusted_ca`` when it did not (the client
@@ -151,8 +192,6 @@ class _Encryption:
 
     def __init__(self, options: TlsOptions | None):
         options = options or TlsOptions()
-        if options.min_version not in VERSIONS:
-            raise PolicyError(f"min_version must be one of {', '.join(VERSIONS)}")
         choices = ("reject", "inspect", "tunnel") if self.server_tls else ("reject", "inspect")
         if options.h2_only not in choices:
             raise PolicyError(f"h2_only must be {', '.join(choices[:-1])} or {choices[-1]}")
@@ -167,6 +206,25 @@ class _Encryption:
         return "inspect", "policy"
 
 
+_OPTIONS = argument(optional(instance_of(TlsOptions)), "TlsOptions (None: defaults)")
+_VERIFY = argument(
+    optional(instance_of(ServerCertificateVerifier)),
+    "how servers are verified (None: the system's CAs)",
+)
+
+
+@arguments(
+    client_certificate_generator=argument(
+        instance_of(DynamicCertificate, StaticCertificate, SNIBasedCertificate),
+        "the certificate the client sees",
+    ),
+    server_verify=_VERIFY,
+    bypass=argument(names(), "names tunnelled blindly (never decrypted)"),
+    reject=argument(names(), "names refused before anything reaches the server"),
+    decide=argument(optional(function()), "`decide(hello)` returns inspect, tunnel or reject"),
+    allow_no_sni=argument(boolean(), "inspect a ClientHello without a name"),
+    options=_OPTIONS,
+)
 class TwoSidedEncryption(_Encryption):
     """TLS from the client terminated with a certificate zfw chooses or makes; TLS to the
     server verified. ``bypass``: names tunnelled blindly (never decrypted);
@@ -185,14 +243,6 @@ class TwoSidedEncryption(_Encryption):
         options: TlsOptions | None = None,
     ):
         super().__init__(options)
-        if not isinstance(
-            client_certificate_generator,
-            DynamicCertificate | StaticCertificate | SNIBasedCertificate,
-        ):
-            raise PolicyError(
-                "client_certificate_generator must be DynamicCertificate, StaticCertificate "
-                "or SNIBasedCertificate"
-            )
         self.certificates = client_certificate_generator
         self.verifier = server_verify or ServerCertificateVerifier()
         self.bypass = tuple(bypass)
@@ -216,6 +266,13 @@ class TwoSidedEncryption(_Encryption):
         return super().decide(hello)
 
 
+@arguments(
+    client_certificate_generator=argument(
+        instance_of(StaticCertificate, SNIBasedCertificate),
+        "the certificate the client sees",
+    ),
+    options=_OPTIONS,
+)
 class ClientOnlyEncryption(_Encryption):
     """TLS offload: TLS from the client terminated with ``client_certificate_generator``
     (a StaticCertificate or SNIBasedCertificate), plain toward the server."""
@@ -228,13 +285,14 @@ class ClientOnlyEncryption(_Encryption):
         options: TlsOptions | None = None,
     ):
         super().__init__(options)
-        if not isinstance(client_certificate_generator, StaticCertificate | SNIBasedCertificate):
-            raise PolicyError(
-                "ClientOnlyEncryption takes a StaticCertificate or SNIBasedCertificate"
-            )
         self.certificates = client_certificate_generator
 
 
+@arguments(
+    server_verify=_VERIFY,
+    server_name=argument(optional(text()), "the name sent (SNI) and verified (None: the address)"),
+    options=_OPTIONS,
+)
 class ServerOnlyEncryption(_Encryption):
     """Plain from the client, TLS toward the server, verified by ``server_verify``;
     ``server_name``: the name sent (SNI) and verified (None: the server's address)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 from twisted.python.failure import Failure
@@ -33,6 +34,21 @@ from zfw.http.policy import (
 )
 from zfw.http.serialize import LAST_CHUNK, chunk, framing_out, request_head
 from zfw.model import InbandRouter
+from zfw.options import (
+    boolean,
+    choice,
+    host_port,
+    integer,
+    option,
+    optional,
+    ports,
+    seconds,
+    size,
+    strings,
+    subclass_of,
+    table,
+    text,
+)
 from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.http.endings import Endings
 from zfw.proxy.http.inband import InbandRouting
@@ -58,71 +74,110 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     """The strict HTTP/1.1 proxy; transparent by default.
 
     Policy tables (see :mod:`zfw.http.policy`): ``request``, ``response``,
-    ``request_header``, ``response_header``. Attributes a policy may set in
-    ``config()``, with their defaults:
-
-    - limits: ``max_line_length`` 8192, ``max_url_length`` 8192,
-      ``max_header_lines`` 100, ``max_header_size`` 65536 (the whole head),
-      ``max_body_length`` None (unlimited; bodies stream), ``max_keepalive_requests`` 1000;
-    - timeouts (seconds): ``header_timeout`` 10 (a request head must be
-      complete: slowloris), ``keepalive_timeout`` 60 (idle between requests),
-      ``response_timeout`` 60 (request sent, no response head), ``timeout``
-      300 (no traffic during a body), ``connect_timeout`` 30, ``server_close_wait`` 2
-      (a server told ``Connection: close`` closes first, as without the firewall, and
-      keeps the TIME_WAIT; zfw closes after this long if it does not);
-    - ``framing_lookalikes`` ``"reject"``: a field whose name a CGI/WSGI backend reads
-      as Content-Length or Transfer-Encoding (``Content_Length``, ``Transfer.Encoding``)
-      is refused (400 for a request, 502 for a response); ``"drop"`` removes it instead;
-    - ``verify_host`` False: the Host header must name the original destination
-      (an address literal, or a name resolving to it), else 409;
-    - ``permit_upgrade`` (): protocols (``"websocket"``, ``"h2c"``) that may be
-      switched to; the connection then becomes a byte relay;
-    - ``error_files_dir`` None (built-in page) or a directory of
-      ``<status>.html``/``default.html`` templates; ``error_silent`` False.
+    ``request_header``, ``response_header``; the other options are declared below
+    (``docs/policy.md`` lists them).
 
     With an :class:`~zfw.model.InbandRouter` the proxy is non-transparent:
     clients send absolute-form requests (``GET http://host/path``) and
-    ``CONNECT host:port``; the zones decide each named server. Then also:
-
-    - ``connect_ports`` (443,): the ports CONNECT may reach (CONNECT must also be
-      accepted by the request table, as :class:`HttpProxyNonTransparent` does);
-    - ``connect_proxy`` PlugProxy: the proxy class that carries a CONNECT tunnel,
-      PlugProxy or a TlsTunnelProxy (which then decides by the ClientHello);
-    - ``parent_proxy`` None: ``(host, port)`` of a proxy to send every request
-      to (absolute-form, CONNECT included) instead of the servers.
+    ``CONNECT host:port``; the zones decide each named server. The options of the
+    ``inband`` group apply then.
     """
 
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
     inband: ClassVar[bool] = True
 
-    max_line_length: int = 8192
-    max_url_length: int = 8192
-    max_header_lines: int = 100
-    max_header_size: int = 65536
-    max_body_length: int | None = None
-    max_keepalive_requests: int = 1000
-    header_timeout: float = 10.0
-    keepalive_timeout: float = 60.0
-    response_timeout: float = 60.0
-    timeout: float = 300.0
-    connect_timeout: float = 30.0
-    server_close_wait: float = 2.0
-    verify_host: bool = False
-    permit_upgrade: tuple[str, ...] = ()
-    error_files_dir: str | None = None
-    error_silent: bool = False
-    connect_ports: tuple[int, ...] = (443,)
-    connect_proxy: type[Proxy] = PlugProxy
-    parent_proxy: tuple[str, int] | None = None
-    framing_lookalikes: str = "reject"
+    request: dict[str, Any] = option(
+        table(), MappingProxyType({}), 'methods; `"*"` is any other', "tables"
+    )
+    response: dict[Any, Any] = option(
+        table(), MappingProxyType({}), '`(method, status)`; `"*"` on either side', "tables"
+    )
+    request_header: dict[str, Any] = option(
+        table(), MappingProxyType({}), "request header fields, case-insensitive", "tables"
+    )
+    response_header: dict[str, Any] = option(
+        table(), MappingProxyType({}), "response header fields, case-insensitive", "tables"
+    )
+    max_line_length: int = option(size(1), 8192, "request/status and header line (414/400)")
+    max_url_length: int = option(size(1), 8192, "request target (414)")
+    max_header_lines: int = option(integer(1), 100, "header fields per message (431)")
+    max_header_size: int = option(size(1), 65536, "whole head (431)")
+    max_body_length: int | None = option(
+        optional(size()), None, "bytes per body (413); bodies stream, so unlimited is safe"
+    )
+    max_keepalive_requests: int = option(
+        integer(1), 1000, "then the client connection is closed after the response"
+    )
+    header_timeout: float = option(
+        seconds(), 10.0, "seconds for a complete request head (408; slowloris)"
+    )
+    keepalive_timeout: float = option(seconds(), 60.0, "idle seconds between requests")
+    response_timeout: float = option(
+        seconds(), 60.0, "seconds from the request to the response head (504)"
+    )
+    timeout: float = option(
+        seconds(zero=True), 300.0, "seconds without traffic during a body; 0: no limit"
+    )
+    connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server (502)")
+    server_close_wait: float = option(
+        seconds(),
+        2.0,
+        "seconds to wait for a server told `Connection: close` to close first (so that it, "
+        "not zfw, keeps the TIME_WAIT)",
+    )
+    framing_lookalikes: str = option(
+        choice(("reject", "drop")),
+        "reject",
+        "a field whose name a CGI/WSGI backend reads as Content-Length or Transfer-Encoding "
+        "(`Content_Length`, `Transfer.Encoding`): refused (400; 502 in a response), or "
+        '`"drop"`ped',
+    )
+    verify_host: bool = option(
+        boolean(),
+        False,
+        "`Host` must name the original destination (an address, or a name resolving to it), "
+        "else 409, as Squid's `host_verify_strict`",
+    )
+    permit_upgrade: tuple[str, ...] = option(
+        strings(),
+        (),
+        'protocols (`"websocket"`, `"h2c"`) that may be switched to; then bytes are relayed',
+    )
+    error_files_dir: str | None = option(
+        optional(text()),
+        None,
+        "directory of `<status>.html` / `default.html` templates with "
+        "`@STATUS@ @REASON@ @INFO@ @SESSION@`",
+    )
+    error_silent: bool = option(
+        boolean(), False, "error responses without a page (less to fingerprint)"
+    )
+    connect_ports: tuple[int, ...] = option(
+        ports(), (443,), "ports `CONNECT` may reach; others get 403", "inband"
+    )
+    connect_proxy: type[Proxy] = option(
+        subclass_of(Proxy),
+        PlugProxy,
+        "who carries a `CONNECT` tunnel: `PlugProxy` (zfw connects first, so an unreachable "
+        "server is a 502, then relays bytes) or a `TlsTunnelProxy` subclass (zfw answers 200, "
+        "then the tunnel decides by the ClientHello's SNI before connecting)",
+        "inband",
+    )
+    parent_proxy: tuple[str, int] | None = option(
+        optional(host_port()),
+        None,
+        "`(host, port)`: send every request, `CONNECT` included, to this proxy in absolute "
+        "form (its zone is decided like a server's; `Proxy-Authorization` is passed on to it)",
+        "inband",
+    )
 
     def __init__(self, session: Any):
         super().__init__(session)
-        self.request: dict[str, Any] = {}
-        self.response: dict[Any, Any] = {}
-        self.request_header: dict[str, Any] = {}
-        self.response_header: dict[str, Any] = {}
+        self.request = {}
+        self.response = {}
+        self.request_header = {}
+        self.response_header = {}
 
     def preset(self) -> None:
         """GET, HEAD and POST pass; any other method is refused with 405."""

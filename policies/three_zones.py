@@ -6,12 +6,14 @@
 - from the internet: HTTP and anonymous read-only FTP into the DMZ;
 - the firewall's own SSH: from the admin zone only.
 
-Run one instance with ``zfw run --policy zfw/examples/policy.py --instance intra``.
+``zfw example DIR`` writes this one (the default). What to change first: the networks
+in zones/three_zones.py, then what the intranet may reach (IntraTls's denied names).
+Run one instance with ``zfw run --policy /etc/zfw/policy.py --instance intra``.
 """
 
 from zfw.policy import *
 
-include_zones("zones/example.py")
+include_zones("../zones/three_zones.py")
 
 LocalService("fw_ssh", 22, zones=["admin"])
 

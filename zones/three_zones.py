@@ -1,4 +1,4 @@
-"""The zones of the example firewall (pulled in by policy.py beside this folder).
+"""The zones of the classic three-zone firewall (policies/three_zones.py includes them).
 
 Documentation address ranges only, so the example never matches a real network:
 the intranet is 192.0.2.0/24, the DMZ 203.0.113.0/24, everything else is the
