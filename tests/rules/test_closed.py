@@ -22,7 +22,7 @@ from zfw.rules.text import full_text
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
-EXAMPLE = ROOT / "zfw" / "examples" / "policy.py"
+EXAMPLE = ROOT / "policies" / "three_zones.py"
 ROUTING = TproxyRouting(0x1000000, 0x1000000, 100)
 CLOSED = closed_ruleset(ROUTING)
 FW = frozenset({"192.0.2.1", "2001:db8:1::1"})
