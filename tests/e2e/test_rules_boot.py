@@ -139,7 +139,7 @@ def test_no_last_good_ruleset_the_closed_one_then_the_mended_policy(boot_lab, ba
         # Booting with forwarding off: --forwarding turns it on once zfw's rules are in.
         lab.run("fw", ["sysctl", "-q", "-w", *(f"{k}=0" for k in FORWARDING)])
         proc = apply(lab, policy, backend, state, "--forwarding")
-        assert proc.returncode == 1 and "closed ruleset" in proc.stderr
+        assert proc.returncode == 1 and "kept zfw's rules loaded now" in proc.stderr  # closed
         assert forwarding(lab) == ["1", "1"]
         assert http(lab, SERVER4) == "failed" and tcp(lab, SERVER4, 25) == "failed"
 
@@ -179,6 +179,10 @@ def test_the_last_good_ruleset_stays_in_force(boot_lab, backend, tmp_path):
             assert proc.stderr.count("\n") == 1
             assert http(lab, SERVER4) == "hello\n" and http(lab, f"[{SERVER6}]") == "hello\n"
             assert tcp(lab, SERVER4, 25) == "failed"
+            # Rules loaded with no record of them (zfw run --apply-rules): they stay.
+            proc = apply(lab, policy, backend, tmp_path / "empty")
+            assert proc.returncode == 1 and "kept zfw's rules loaded now" in proc.stderr
+            assert http(lab, SERVER4) == "hello\n" and tcp(lab, SERVER4, 25) == "failed"
             # As at boot: the rules are gone (flushed), the last good record is not.
             flushed = subprocess.run(
                 [ZFW, "rules", "flush", "--netns", lab.ns["fw"], "--backend", backend],

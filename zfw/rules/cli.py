@@ -183,7 +183,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _fall_back(args: argparse.Namespace, backend: backends.Backend, reason: str) -> int:
     """Forward nothing the policy has not allowed before: the last good ruleset, else
-    the closed one, else (neither could be loaded) forwarding off. One line; exit 1."""
+    zfw's rules loaded now, else the closed one, else (none could be loaded) forwarding
+    off. One line; exit 1."""
     notes = [reason]
     last, problem = state.load(state.state_dir(args.state_dir), args.netns)
     if problem:
@@ -195,6 +196,10 @@ def _fall_back(args: argparse.Namespace, backend: backends.Backend, reason: str)
             done = f"kept the last good ruleset of {last.when()} ({backend.name})"
         except Exception as e:
             notes.append(f"the last good ruleset failed too ({_failure(e)})")
+    if done is None and last is None and backend.present(args.netns):
+        # Applied by a zfw that kept no record (zfw run --apply-rules, an older version):
+        # zfw's rules forward nothing either, and they keep the proxies reachable.
+        done = f"kept zfw's rules loaded now, none being recorded as good ({backend.name})"
     if done is None:
         try:
             # No routing: it would lead nowhere, and its table may be another tool's.
