@@ -72,3 +72,15 @@ def test_the_instance_unit_asks_for_what_zfw_needs():
     assert "User=zfw" in text and "LimitNOFILE=65536" in text
     assert "--instance %i" in text and "ExecReload=/usr/local/bin/zfw reload --instance %i" in text
     assert "RuntimeDirectory=zfw" in text  # /run/zfw, where the control socket is
+
+
+def test_the_rules_unit_switches_forwarding_on_after_its_rules():
+    """Forwarding comes from the unit, after an apply, never from an earlier sysctl file."""
+    text = Path(UNITS, "zfw-rules.service").read_text()
+    assert "ExecStart=/usr/local/bin/zfw rules apply --forwarding /etc/zfw/policy.py" in text
+    assert "Before=network-pre.target" in text and "After=local-fs.target systemd-sysctl" in text
+    assert "StateDirectory=zfw" in text  # /var/lib/zfw: the last good ruleset
+    deployment = Path(PACKAGE_DIR).parent.joinpath("docs", "deployment.md").read_text()
+    sysctl_file = deployment.split("`/etc/sysctl.d/zfw.conf`")[1].split("```ini")[1].split("```")[0]
+    settings = [ln for ln in sysctl_file.splitlines() if ln and not ln.startswith("#")]
+    assert settings and not [ln for ln in settings if "forward" in ln]

@@ -22,6 +22,22 @@ PLUG_POLICY = os.path.join(HERE, "policies", "plug.py")
 PLUG_PORTS = {22: 50022, 7: 50007, 9: 50009, 13: 50013}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def rules_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``zfw rules apply`` keeps the last good ruleset here, not in the host's /var/lib/zfw
+    (every zfw the tests start inherits it)."""
+    path = str(tmp_path_factory.mktemp("rules-state"))
+    before = os.environ.get("ZFW_STATE_DIR")
+    os.environ["ZFW_STATE_DIR"] = path
+    try:
+        yield path
+    finally:
+        if before is None:
+            del os.environ["ZFW_STATE_DIR"]
+        else:
+            os.environ["ZFW_STATE_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     lab = Lab(f"zfwt{os.getpid()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import pytest
 
 from tests.e2e.conftest import PLUG_POLICY
 from zfw.lab import CLIENT4, CLIENT4_OTHER, SERVER4, Lab
+from zfw.rules import state
 
 ZFW = os.path.join(os.path.dirname(sys.executable), "zfw")
 EXAMPLE = os.path.abspath("policies/three_zones.py")
@@ -25,6 +27,8 @@ def netns(lab: Lab):
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name])
+        with contextlib.suppress(FileNotFoundError):  # its last good ruleset goes with it
+            os.unlink(state.path(state.state_dir(None), name))
 
 
 def ns(name, *args, check=True, **kw):
@@ -92,6 +96,7 @@ def test_try_without_confirmation_restores_rules_and_routing(netns):
     assert proc.returncode == 3, proc.stderr
     assert "restored" in proc.stderr
     assert saved(netns) == before
+    assert not os.path.exists(state.path(state.state_dir(None), netns))  # nothing good to keep
     assert "lookup 100" not in ns(netns, "ip", "rule").stdout
 
 
@@ -116,6 +121,7 @@ def test_try_confirmed_keeps_the_rules(netns):
     assert "confirm within" in proc.stdout.readline()
     zfw("rules", "confirm", "--netns", netns)
     assert proc.wait(10) == 0
+    assert os.path.exists(state.path(state.state_dir(None), netns))  # the last good ruleset
     assert zfw("rules", "diff", EXAMPLE, "--netns", netns, "--backend", "iptables").returncode == 0
 
 

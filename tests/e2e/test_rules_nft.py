@@ -203,11 +203,13 @@ def test_another_tools_table_is_left_alone_and_a_failed_apply_changes_nothing(nf
         assert nft(lab, "list", "table", "inet", "zfw", check=False) == ""
         assert "203.0.113.9" in nft(lab, "list", "table", "inet", "other")
         zfw(lab, "apply", POLICY, "--backend", "nft")
-        # A broken policy applies nothing and flush still works without it.
+        # A broken policy keeps the last good ruleset (the one applied before) in force.
         broken = tmp_path / "broken.py"
         broken.write_text("from zfw.policy import *\nInetZone('x', 'nonsense')\n")
-        assert zfw(lab, "apply", str(broken), "--backend", "nft", check=False).returncode == 2
+        proc = zfw(lab, "apply", str(broken), "--backend", "nft", check=False)
+        assert proc.returncode == 1 and "kept the last good ruleset" in proc.stderr
         assert nft(lab, "list", "table", "inet", "zfw") == before
+        assert "203.0.113.9" in nft(lab, "list", "table", "inet", "other")
     finally:
         lab.run("fw", ["nft", "delete", "table", "inet", "other"], check=False)
         zfw(lab, "apply", POLICY, "--backend", "nft")

@@ -257,10 +257,12 @@ class Lab:
     # --- zfw -----------------------------------------------------------------------------
 
     def apply_rules(self, policy: str, *extra: str, backend: str = "iptables") -> None:
-        """``zfw rules apply POLICY --netns FW``: the packet filter compiled from a policy."""
+        """``zfw rules apply POLICY --netns FW``: the packet filter compiled from a policy
+        (its last good ruleset kept in the lab's run directory, gone with the lab)."""
         zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+        args = [zfw, "rules", "apply", policy, "--netns", self.ns["fw"], "--backend", backend]
         proc = subprocess.run(
-            [zfw, "rules", "apply", policy, "--netns", self.ns["fw"], "--backend", backend, *extra],
+            [*args, "--state-dir", self.run_dir, *extra],
             capture_output=True,
             text=True,
         )

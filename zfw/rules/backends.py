@@ -28,7 +28,7 @@ class Backend(Protocol):
 
     name: str
 
-    def text(self, ruleset: Ruleset) -> str: ...
+    def text(self, ruleset: Ruleset, routing: bool = True) -> str: ...
     def apply(self, ruleset: Ruleset, netns: str | None) -> None: ...
     def snapshot(self, netns: str | None) -> Any: ...
     def restore(self, saved: Any, netns: str | None) -> None: ...
@@ -42,8 +42,8 @@ class Iptables:
 
     name = "iptables"
 
-    def text(self, ruleset: Ruleset) -> str:
-        return full_text(ruleset)
+    def text(self, ruleset: Ruleset, routing: bool = True) -> str:
+        return full_text(ruleset, routing)
 
     def apply(self, ruleset: Ruleset, netns: str | None) -> None:
         legacy.run_workers("apply", ruleset, netns)
@@ -65,7 +65,9 @@ class Iptables:
         except ZfwError:
             return False
         return any(
-            ln.startswith((":ZFWIN ", ":ZFWPRE ")) for t in saved.values() for ln in t.splitlines()
+            ln.startswith((":ZFWIN ", ":ZFWPRE ", ":ZFWFWD "))
+            for t in saved.values()
+            for ln in t.splitlines()
         )
 
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]:
@@ -77,12 +79,11 @@ class Nft:
 
     name = "nft"
 
-    def text(self, ruleset: Ruleset) -> str:
+    def text(self, ruleset: Ruleset, routing: bool = True) -> str:
         return (
             "# nftables (nft -f): both families, one table of zfw's own\n"
             + nft.table_text(nft.build(ruleset))
-            + "\n# policy routing\n"
-            + routing_text(ruleset)
+            + ("\n# policy routing\n" + routing_text(ruleset) if routing else "")
         )
 
     def apply(self, ruleset: Ruleset, netns: str | None) -> None:

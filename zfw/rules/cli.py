@@ -14,8 +14,8 @@ from zfw.loader import load_policy
 from zfw.model import PacketFilterOptions
 from zfw.routing import TproxyRouting
 from zfw.rules import apply as live
-from zfw.rules import backends
-from zfw.rules.compiler import compile_policy
+from zfw.rules import backends, forwarding, state
+from zfw.rules.compiler import closed_ruleset, compile_policy
 from zfw.rules.evaluate import Packet, evaluate
 from zfw.rules.model import Ruleset
 
@@ -93,18 +93,31 @@ def lockout_reason(ruleset: Ruleset) -> str | None:
     )
 
 
-def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+def _refuse_lockout(args: argparse.Namespace, ruleset: Ruleset) -> None:
     if not args.netns and not args.force:
         reason = lockout_reason(ruleset)
         if reason:
             raise ZfwError(f"refusing to apply: {reason}")
+
+
+def _guarded_apply(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+    _refuse_lockout(args, ruleset)
+    _install(args, ruleset, backend)
+
+
+def _install(
+    args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend, routing: bool = True
+) -> None:
+    """Load ``ruleset`` (``routing``: and its policy routing, recorded for flush)."""
     if backend.name == "iptables" and not args.netns:
         warning = live.backend_warning()
         if warning:
             print(warning, file=sys.stderr)
-    live.apply_routing(ruleset, args.netns)  # harmless alone; the rules then lead to it
+    if routing:
+        live.apply_routing(ruleset, args.netns)  # harmless alone; the rules then lead to it
     backend.apply(ruleset, args.netns)
-    _save_state(backend, ruleset, args.netns)
+    if routing:
+        _save_state(backend, ruleset, args.netns)
     _leftovers(backend, args.netns)
 
 
@@ -112,9 +125,28 @@ def _confirm_path(netns: str | None) -> str:
     return os.path.join(STATE_DIR, f"confirm-{netns or 'host'}")
 
 
+def _closed(netns: str | None) -> Ruleset:
+    return closed_ruleset(_routing_of_last_apply(netns).routing)
+
+
+def _record(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backend) -> None:
+    """Keep ``ruleset`` as the last good one (a failure to is said, not fatal)."""
+    last = state.LastGood(ruleset, time.time(), os.path.abspath(args.policy), backend.name)
+    try:
+        state.save(state.state_dir(args.state_dir), args.netns, last)
+    except OSError as e:
+        print(f"note: the last good ruleset was not recorded: {e}", file=sys.stderr)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     backend, _why = backends.choose(args.backend, args.netns)
-    print(backend.text(_ruleset(args, narrow=True)), end="")
+    if args.closed:
+        ruleset = _closed(args.netns)
+    elif args.policy:
+        ruleset = _ruleset(args, narrow=True)
+    else:
+        raise ZfwError("rules show needs a policy file (or --closed)")
+    print(backend.text(ruleset, routing=not args.closed), end="")
     return 0
 
 
@@ -124,11 +156,67 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 1 if lines else 0
 
 
+def _failure(e: Exception) -> str:
+    """One line for what went wrong (a ZfwError says it already)."""
+    return str(e) if isinstance(e, ZfwError) else f"{type(e).__name__}: {e}"
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply the policy's rules; when it does not load (or its rules cannot be
+    applied), the last good ruleset or else the closed one, and exit 1."""
     backend = _backend(args)
-    _guarded_apply(args, _ruleset(args), backend)
+    try:
+        ruleset = _ruleset(args)
+    except Exception as e:  # also the policy's own code failing in a way the loader missed
+        return _fall_back(args, backend, _failure(e))
+    _refuse_lockout(args, ruleset)
+    try:
+        _install(args, ruleset, backend)
+    except Exception as e:  # the backend or the kernel refused; tell, never a traceback
+        return _fall_back(args, backend, f"applying the rules failed: {_failure(e)}")
+    _record(args, ruleset, backend)
+    if args.forwarding:
+        forwarding.switch(True, args.netns)
     print(f"rules applied ({backend.name})")
     return 0
+
+
+def _fall_back(args: argparse.Namespace, backend: backends.Backend, reason: str) -> int:
+    """Forward nothing the policy has not allowed before: the last good ruleset, else
+    zfw's rules loaded now, else the closed one, else (none could be loaded) forwarding
+    off. One line; exit 1."""
+    notes = [reason]
+    last, problem = state.load(state.state_dir(args.state_dir), args.netns)
+    if problem:
+        notes.append(problem)
+    done = None
+    if last is not None:
+        try:
+            _install(args, last.ruleset, backend)
+            done = f"kept the last good ruleset of {last.when()} ({backend.name})"
+        except Exception as e:
+            notes.append(f"the last good ruleset failed too ({_failure(e)})")
+    if done is None and last is None and backend.present(args.netns):
+        # Applied by a zfw that kept no record (zfw run --apply-rules, an older version):
+        # zfw's rules forward nothing either, and they keep the proxies reachable.
+        done = f"kept zfw's rules loaded now, none being recorded as good ({backend.name})"
+    if done is None:
+        try:
+            # No routing: it would lead nowhere, and its table may be another tool's.
+            _install(args, _closed(args.netns), backend, routing=False)
+            done = f"applied the closed ruleset: nothing is forwarded ({backend.name})"
+        except Exception as e:
+            notes.append(f"the closed ruleset failed too ({_failure(e)})")
+    try:
+        if done is None:
+            forwarding.switch(False, args.netns)
+            done = "no rules of zfw's could be loaded: forwarding switched off"
+        elif args.forwarding:
+            forwarding.switch(True, args.netns)  # safe: zfw's FORWARD chain drops everything
+    except ZfwError as e:
+        done = (done or "no rules of zfw's could be loaded") + f"; forwarding unchanged ({e})"
+    print(f"zfw rules apply: {'; '.join(notes)}; {done}", file=sys.stderr)
+    return 1
 
 
 def cmd_try(args: argparse.Namespace) -> int:
@@ -162,10 +250,12 @@ def cmd_try(args: argparse.Namespace) -> int:
     while time.monotonic() < deadline:
         if os.path.exists(confirm):
             os.unlink(confirm)
+            _record(args, ruleset, backend)
             print("confirmed")
             return 0
         if interactive and select.select([sys.stdin], [], [], 0.2)[0]:
             sys.stdin.readline()
+            _record(args, ruleset, backend)
             print("confirmed")
             return 0
         time.sleep(0.2)
@@ -209,6 +299,12 @@ def cmd_flush(args: argparse.Namespace) -> int:
     else:
         live.apply_routing(routing, args.netns, remove=True)
     names = " and ".join(b.name for b in chosen) or "no backend had any"
+    if not keep_routing and forwarding.is_on(args.netns):
+        print(
+            "note: forwarding is on and no rules of zfw's are loaded: this host forwards "
+            "everything (sysctl -w net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0)",
+            file=sys.stderr,
+        )
     print(
         f"zfw's rules ({names}) and routing removed"
         if not keep_routing
@@ -246,12 +342,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ("flush", cmd_flush, "remove zfw's rules and routing (the policy is optional)"),
     ):
         p = rsub.add_parser(name, help=help_)
-        common(p, optional=name == "flush")
+        common(p, optional=name in ("flush", "show"))
         if name in ("apply", "try"):
             p.add_argument(
                 "--force",
                 action="store_true",
                 help="apply even if it would cut the current SSH session",
+            )
+            p.add_argument(
+                "--state-dir",
+                help="where the last good ruleset is kept "
+                f"(default $ZFW_STATE_DIR or {state.DEFAULT_DIR})",
+            )
+        if name == "apply":
+            p.add_argument(
+                "--forwarding",
+                action="store_true",
+                help="switch IPv4 and IPv6 forwarding on once zfw's rules are in place "
+                "(the policy's, the last good or the closed ones)",
+            )
+        if name == "show":
+            p.add_argument(
+                "--closed",
+                action="store_true",
+                help="the closed ruleset that apply falls back to (no policy needed)",
             )
         if name == "try":
             p.add_argument("--timeout", type=float, default=30.0)

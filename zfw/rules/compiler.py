@@ -23,6 +23,11 @@ filter (per family)::
     ZFWIN       lo, established, TPROXY mark, ICMP: ACCEPT; -s CIDR -g LO<zone>; log and drop
     LO<zone>    local services and plain listener ports the zone may reach; log and drop
 
+:func:`closed_ruleset` is what ``zfw rules apply`` loads when the policy does
+not load and no last good ruleset was recorded: ``FORWARD -j ZFWFWD``,
+``ZFWFWD -g ZFWDROP`` (log and drop) and nothing else; the host's own traffic
+(INPUT, OUTPUT) is left to other tools, so that an administrator can log in.
+
 Zone semantics come from :class:`~zfw.zones.ZoneTable` itself (most specific
 zone, ``admin_parent`` inheritance, umbrella, ``"*"``), the same code the
 engine decides with.
@@ -139,6 +144,22 @@ def compile_policy(policy: Policy, instances: Iterable[str] | None = None) -> Ru
         tables.append((family, _filter(policy, family, nets, plain, services, out_ok, mark)))
     routing = TproxyRouting(pf.tproxy_mark, pf.tproxy_mask, pf.route_table)
     return Ruleset(tuple(tables), routing)
+
+
+def closed_ruleset(routing: TproxyRouting, log_prefix: str = "zfw") -> Ruleset:
+    """Forward nothing, divert nothing, leave the host's own traffic alone (both families).
+
+    The mangle tables are empty, so that applying this removes zfw's TPROXY dispatch."""
+    filter_ = Table(
+        "filter",
+        (
+            Chain("FORWARD", (Rule(target="ZFWFWD"),)),
+            Chain("ZFWFWD", (Rule(target="ZFWDROP", goto=True),)),
+            Chain("ZFWDROP", tuple(_drop(f"{log_prefix} closed: "))),
+        ),
+    )
+    mangle = Table("mangle", ())
+    return Ruleset(tuple((f, t) for f in (4, 6) for t in (mangle, filter_)), routing)
 
 
 def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Table:

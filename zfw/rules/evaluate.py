@@ -85,8 +85,18 @@ def run_chain(
 ) -> tuple[Verdict | None, int]:
     """Walk ``chain``; a verdict, or None when the packet falls through (and the mark).
 
-    ``table``: an iptables table, or a function from a chain's name to its rules."""
-    rules_of = table if callable(table) else (lambda n: table.chain(n).rules)  # type: ignore[union-attr]
+    ``table``: an iptables table, or a function from a chain's name to its rules. A
+    built-in chain the ruleset does not name (the closed ruleset's) has no rules of zfw's."""
+    lookup = table if callable(table) else (lambda n: table.chain(n).rules)  # type: ignore[union-attr]
+
+    def rules_of(name: str) -> Sequence[Rule]:
+        try:
+            return lookup(name)
+        except KeyError:
+            if name in ("PREROUTING", "INPUT", "FORWARD"):
+                return ()
+            raise
+
     path = [chain]
     stack: list[tuple[str, int]] = []
     name, i = chain, 0

@@ -113,3 +113,53 @@ class Ruleset:
             if t.name == name:
                 return t
         raise KeyError((family, name))
+
+
+#: Bumped when the shape of :func:`ruleset_to_data` changes; older records are not read.
+DATA_FORMAT = 1
+
+
+def ruleset_to_data(ruleset: Ruleset) -> dict:
+    """The ruleset as JSON-able data (for the last good ruleset on disk)."""
+    return {"format": DATA_FORMAT, **attrs.asdict(ruleset)}
+
+
+def _rule(d: dict) -> Rule:
+    return Rule(
+        src=d["src"],
+        dst=d["dst"],
+        in_iface=d["in_iface"],
+        protocol=d["protocol"],
+        matches=tuple(
+            Match(m["name"], tuple((o, v, bool(n)) for o, v, n in m["options"]))
+            for m in d["matches"]
+        ),
+        target=d["target"],
+        target_options=tuple((o, v) for o, v in d["target_options"]),
+        goto=bool(d["goto"]),
+        comment=d["comment"],
+    )
+
+
+def ruleset_from_data(data: dict) -> Ruleset:
+    """The inverse of :func:`ruleset_to_data`; ValueError for data of another shape."""
+    try:
+        if data.get("format") != DATA_FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, not {DATA_FORMAT}")
+        tables = tuple(
+            (
+                int(family),
+                Table(
+                    t["name"],
+                    tuple(
+                        Chain(c["name"], tuple(_rule(r) for r in c["rules"])) for c in t["chains"]
+                    ),
+                ),
+            )
+            for family, t in data["tables"]
+        )
+        r = data["routing"]
+        routing = TproxyRouting(int(r["mark"]), int(r["mask"]), int(r["table"]), int(r["priority"]))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"not a ruleset: {e!r}") from None
+    return Ruleset(tables, routing)

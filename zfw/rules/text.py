@@ -32,13 +32,12 @@ def routing_text(ruleset: Ruleset) -> str:
     return "\n".join(lines) + "\n"
 
 
-def full_text(ruleset: Ruleset) -> str:
-    """IPv4 and IPv6 tables and the routing, commented, for ``zfw rules show``."""
+def full_text(ruleset: Ruleset, routing: bool = True) -> str:
+    """IPv4 and IPv6 tables and (``routing``) the routing, commented, for ``zfw rules show``."""
     return (
         "# IPv4 (iptables-restore)\n"
         + restore_text(ruleset, 4)
         + "\n# IPv6 (ip6tables-restore)\n"
         + restore_text(ruleset, 6)
-        + "\n# policy routing\n"
-        + routing_text(ruleset)
+        + ("\n# policy routing\n" + routing_text(ruleset) if routing else "")
     )
