@@ -153,6 +153,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         self.closing = False
         self._server_bytes = 0
         self._relay: Relay | None = None
+        #: After a protocol switch: its transaction, and each side's bytes before it.
+        self._upgraded: tuple[Transaction, int, int] | None = None
         self.due: float | None = None
         self._timer_kind = ""
         self._now = self.session.reactor.seconds
