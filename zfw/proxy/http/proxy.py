@@ -88,6 +88,9 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
       accepted by the request table, as :class:`HttpProxyNonTransparent` does);
     - ``connect_proxy`` PlugProxy: the proxy class that carries a CONNECT tunnel,
       PlugProxy or a TlsTunnelProxy (which then decides by the ClientHello);
+    - ``connect_encryption`` None: a TwoSidedEncryption that inspects what goes
+      through CONNECT, as ``Service(encryption=...)`` does, with the HTTP inside
+      handled by this same proxy class (then ``connect_proxy`` is not used);
     - ``parent_proxy`` None: ``(host, port)`` of a proxy to send every request
       to (absolute-form, CONNECT included) instead of the servers.
     """
@@ -114,6 +117,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     error_silent: bool = False
     connect_ports: tuple[int, ...] = (443,)
     connect_proxy: type[Proxy] = PlugProxy
+    connect_encryption: Any = None
     parent_proxy: tuple[str, int] | None = None
     framing_lookalikes: str = "reject"
 
