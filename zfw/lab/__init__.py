@@ -143,6 +143,7 @@ class Lab:
             subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         )
         for ns in self.ns.values():
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
             if ns not in existing:
                 continue
             pids = subprocess.run(
@@ -189,6 +190,15 @@ class Lab:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.STDOUT)
         return subprocess.Popen(self.cmd(node, args), text=True, **kw)
+
+    def hosts(self, node: str, names: dict[str, str]) -> None:
+        """Names that programs started in ``node`` resolve (the lab has no DNS): ``ip
+        netns exec`` mounts ``/etc/netns/NS/hosts`` on ``/etc/hosts`` for them. Gone
+        with the lab."""
+        directory = f"/etc/netns/{self.ns[node]}"
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "hosts"), "w") as f:
+            f.write("".join(f"{address} {name}\n" for name, address in names.items()))
 
     def tool(self, node: str, *args: str) -> list[str]:
         """The command line of a lab tool (``python -m zfw.lab.tools ...``) in ``node``."""
