@@ -147,6 +147,7 @@ def browser_lab(lab: Lab, tmp_path_factory):
 def test_without_zfw_every_step_works(browser_lab):
     _lab, _z, plain, _homes = browser_lab
     for scheme, got in plain.items():
+        assert got["scheme"] == f"{scheme}:", got
         assert got["script"] is True and got["style"] == "7px" and got["image"] == 1, got
         assert got["redirect"] == [200, True, "/hello.txt", "hello\n"], got
         assert got["gzip"][0] == "gzip" and got["post"][1]["length"] == 1 << 20, got
@@ -169,6 +170,7 @@ def test_the_page_loads_through_zfw_as_without(browser_lab, way, url, home, flag
     options = {"resolve": homes["resolve"], "proxy": f"--proxy-server=http://{FW_CLIENT4}:3128"}
     got = browser.load(lab, homes[home], url, homes["results"], [options[f] for f in flags])
     assert got == plain[url.split(":")[0]], way
+    assert not [ln for ln in z.lines[start:] if "handshake failed" in ln]
     lines = z.lines[start:]
     if way == "tls tunnel":
         tunnel = [ln for ln in lines if "tls.info(3)" in ln and "sni=www.example.com" in ln]

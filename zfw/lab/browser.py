@@ -31,6 +31,7 @@ FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    "--disable-features=HttpsUpgrades",  # http:// is loaded as such, not tried as https first
 )
 
 
