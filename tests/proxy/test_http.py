@@ -412,6 +412,12 @@ def test_permitted_websocket_upgrade_becomes_a_relay():
     stats = h.proxy.session.stats.proxy
     assert stats["http_upgrades"] == 1 and stats["http_requests_1xx"] == 1
     assert h.closed
+    # The service's byte counters take the session's traffic, relayed bytes included.
+    request = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    switch = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    assert h.proxy.session.traffic() == (len(request) + 5, len(switch) + 7)
 
 
 def test_unrequested_101_is_a_violation():
