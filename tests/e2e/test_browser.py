@@ -91,8 +91,11 @@ NGINX_HTTP = """
 
 @pytest.fixture(scope="module")
 def browser_lab(lab: Lab, tmp_path_factory):
-    if browser.missing():
-        pytest.fail(f"not installed: {', '.join(browser.missing())} (contrib/install-deps)")
+    if browser.missing():  # as the lab itself: never skipped under CI
+        why = f"not installed: {', '.join(browser.missing())} (contrib/install-deps)"
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
     d = tmp_path_factory.mktemp("browser")
     os.chmod(d, 0o755)
     make_pki(str(d))
