@@ -7,8 +7,10 @@ inspected) and the blind TLS tunnel. Every way must give what the load without z
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -170,6 +172,7 @@ def test_without_zfw_every_step_works(browser_lab):
 def test_the_page_loads_through_zfw_as_without(browser_lab, way, url, home, flags):
     lab, z, plain, homes = browser_lab
     start = len(z.lines)
+    before = counters(lab)
     options = {"resolve": homes["resolve"], "proxy": f"--proxy-server=http://{FW_CLIENT4}:3128"}
     got = browser.load(lab, homes[home], url, homes["results"], [options[f] for f in flags])
     assert got == plain[url.split(":")[0]], way
@@ -189,17 +192,26 @@ def test_the_page_loads_through_zfw_as_without(browser_lab, way, url, home, flag
     if "proxy" in flags:
         assert z.grep(f"CONNECT {NAME}:443 -> 200"), z.lines[start:]
     assert not [ln for ln in z.lines[start:] if "handshake failed" in ln]
+    if way == "transparent http":
+        after = counters(lab)["http"]
+        upgrades = after["proxy"]["http_upgrades"] - before["http"]["proxy"].get("http_upgrades", 0)
+        assert upgrades == 1, after
+        # The 1 MB POST, the requests' heads, and the 70 KB relayed after the upgrade.
+        sent = after["bytes_from_client"] - before["http"]["bytes_from_client"]
+        assert sent > 2**20 + 70000, after
 
 
 def test_a_websocket_not_permitted_is_refused_with_its_reason(browser_lab):
     lab, z, plain, homes = browser_lab
     start = len(z.lines)
     url = f"http://{NAME}:8080/index.html"
+    before = counters(lab)["strict"]["proxy"].get("http_upgrades_refused", 0)
     got = browser.load(lab, homes["origin"], url, homes["results"], [homes["resolve"]])
     assert got.pop("websocket")[0] == "closed"
     assert got == {k: v for k, v in plain["http"].items() if k != "websocket"}
     assert z.wait_for(f"GET http://{NAME}:8080/app/ws -> 403", start=start) is not None
     refused = [ln for ln in z.lines[start:] if "/app/ws" in ln or "websocket" in ln]
+    assert counters(lab)["strict"]["proxy"]["http_upgrades_refused"] - before == 1
     assert [ln for ln in refused if "policy(3)" in ln] == [
         next(
             ln for ln in refused if "request rejected: Upgrade to websocket is not permitted." in ln
@@ -219,3 +231,13 @@ def test_a_hello_that_offers_ech_is_said_to_through_the_tunnel(browser_lab):
     )
     line = z.wait_for("sni=www.example.com", start=start)
     assert line is not None and "ech=offered" in line and "offered=TLSv1.3" in line, line
+
+
+def counters(lab: Lab) -> dict[str, dict]:
+    """The services' counters, from ``zfw status --json``."""
+    zfw = os.path.join(os.path.dirname(sys.executable), "zfw")
+    socket = lab.control_socket("browser")
+    proc = subprocess.run(
+        [zfw, "status", "--json", "--socket", socket], capture_output=True, text=True, timeout=60
+    )
+    return json.loads(proc.stdout)[socket]["services"]
