@@ -241,3 +241,19 @@ def counters(lab: Lab) -> dict[str, dict]:
         [zfw, "status", "--json", "--socket", socket], capture_output=True, text=True, timeout=60
     )
     return json.loads(proc.stdout)[socket]["services"]
+
+
+def test_http_through_the_explicit_proxy_and_its_websocket_limit(browser_lab):
+    """Plain http:// through the explicit proxy (absolute-form requests) loads as
+    without zfw; only the WebSocket differs: Chromium sends ws:// through a proxy as
+    ``CONNECT host:80``, which ``connect_ports`` (443 only) refuses, as it should
+    here, since ``connect_encryption`` takes every tunnel for TLS."""
+    lab, z, plain, homes = browser_lab
+    start = len(z.lines)
+    url = f"http://{NAME}/index.html"
+    proxy = f"--proxy-server=http://{FW_CLIENT4}:3128"
+    got = browser.load(lab, homes["origin"], url, homes["results"], [proxy])
+    assert got.pop("websocket")[0] == "closed"
+    assert got == {k: v for k, v in plain["http"].items() if k != "websocket"}
+    assert z.wait_for(f"GET http://{NAME}/app/cookie -> 200", start=start) is not None
+    assert z.wait_for(f"CONNECT {NAME}:80 -> 403", start=start) is not None
