@@ -147,6 +147,7 @@ def browser_lab(lab: Lab, tmp_path_factory):
             )
     finally:
         stop_all([nginx, app])
+        lab.hosts("fw", {})
 
 
 def test_without_zfw_every_step_works(browser_lab):

@@ -192,12 +192,19 @@ class Lab:
         return subprocess.Popen(self.cmd(node, args), text=True, **kw)
 
     def hosts(self, node: str, names: dict[str, str]) -> None:
-        """Names that programs started in ``node`` resolve (the lab has no DNS): ``ip
-        netns exec`` mounts ``/etc/netns/NS/hosts`` on ``/etc/hosts`` for them. Gone
-        with the lab."""
+        """Names that programs started in ``node`` from now on resolve, besides those
+        of the machine's ``/etc/hosts`` (the lab has no DNS): ``ip netns exec`` mounts
+        ``/etc/netns/NS/hosts`` on ``/etc/hosts`` for them. No names: as before (and
+        the lab's end removes them too)."""
         directory = f"/etc/netns/{self.ns[node]}"
+        if not names:
+            shutil.rmtree(directory, ignore_errors=True)
+            return
+        with open("/etc/hosts") as f:
+            base = f.read()
         os.makedirs(directory, exist_ok=True)
         with open(os.path.join(directory, "hosts"), "w") as f:
+            f.write(base.rstrip("\n") + "\n")
             f.write("".join(f"{address} {name}\n" for name, address in names.items()))
 
     def tool(self, node: str, *args: str) -> list[str]:
