@@ -153,6 +153,8 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        with contextlib.suppress(OSError):  # the hosts' directory, if empty
+            os.rmdir("/etc/netns")
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def exists(self) -> bool:
@@ -199,6 +201,8 @@ class Lab:
         directory = f"/etc/netns/{self.ns[node]}"
         if not names:
             shutil.rmtree(directory, ignore_errors=True)
+            with contextlib.suppress(OSError):  # made for the lab, if nothing else is there
+                os.rmdir("/etc/netns")
             return
         with open("/etc/hosts") as f:
             base = f.read()
