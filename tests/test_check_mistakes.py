@@ -381,6 +381,39 @@ def i():
         "HttpProxy.connect_proxy must be a Proxy class, not 'PlugProxy'",
     ),
     (
+        "CONNECT inspection given a name pattern",
+        ZONES
+        + """
+class Proxy(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_encryption = "*.example.com"
+
+def i():
+    Service('web', Proxy, router=InbandRouter())
+    Listener(SockAddrInet('192.0.2.1', 53128), 'web', transparent=False)
+""",
+        7,
+        "HttpProxy.connect_encryption must be TwoSidedEncryption or None, not '*.example.com'",
+    ),
+    (
+        "CONNECT inspection around a parent proxy",
+        ZONES
+        + """
+class Proxy(HttpProxyNonTransparent):
+    def config(self):
+        self.connect_encryption = TwoSidedEncryption(
+            DynamicCertificate(trusted_ca=("@CA@/ca.pem", "@CA@/ca.key"))
+        )
+        self.parent_proxy = ("198.51.100.9", 3128)
+
+def i():
+    Service('web', Proxy, router=InbandRouter())
+    Listener(SockAddrInet('192.0.2.1', 53128), 'web', transparent=False)
+""",
+        10,
+        "connect_encryption and parent_proxy cannot both be set",
+    ),
+    (
         "FTP data ports out of order",
         ZONES
         + """

@@ -321,12 +321,23 @@ def ordered(low: str, high: str) -> Check:
     return check
 
 
+def not_both(first: str, second: str, why: str) -> Check:
+    """A check that options ``first`` and ``second`` are not both set (not None)."""
+
+    def check(obj: Any) -> tuple[tuple[str, ...], str] | None:
+        if getattr(obj, first) is not None and getattr(obj, second) is not None:
+            return (first, second), f"{first} and {second} cannot both be set: {why}"
+        return None
+
+    return check
+
+
 class Declared:
     """Collects the options a class body declares with :func:`option` (and those it
     inherits) into ``__options__``; checks a subclass's class-level values of them."""
 
     __options__: ClassVar[Mapping[str, Option]] = MappingProxyType({})
-    #: Checks across options (:func:`ordered`).
+    #: Checks across options (:func:`ordered`, :func:`not_both`).
     __option_checks__: ClassVar[tuple[Check, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

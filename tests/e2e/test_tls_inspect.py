@@ -48,14 +48,9 @@ STRICT = TwoSidedEncryption(DynamicCertificate(trusted_ca=TRUSTED), server_verif
 OFFLOAD = ClientOnlyEncryption(StaticCertificate(PKI + "/dmz.pem", PKI + "/dmz.key"))
 
 
-class InspectTunnel(EncryptionProxy):
-    encryption = INSPECT
-    inner_proxy = Inside
-
-
 class Forward(HttpProxyNonTransparent):
     def config(self):
-        self.connect_proxy = InspectTunnel
+        self.connect_encryption = INSPECT  # CONNECT tunnels inspected, Forward inside
 
 
 def inspect():

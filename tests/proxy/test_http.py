@@ -367,12 +367,32 @@ def test_connect_failure_gives_502():
     assert h.to_client().startswith(b"HTTP/1.1 502 Bad Gateway")
 
 
-def test_upgrade_removed_unless_permitted():
-    up = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+def test_a_websocket_not_permitted_is_refused_with_its_reason():
+    from zfw.log import Log, LogSpec
+
     h = Harness()
-    h.send(up)
+    h.proxy.session._log = Log(LogSpec.parse(""), h.out)  # the default levels
+    h.proxy._request_log = h.proxy.session.log_writer("http.request", 3)
+    h.send(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+    assert not h.pending  # never reaches the server
+    assert h.to_client().startswith(b"HTTP/1.1 403 Forbidden")
+    assert (
+        "http.policy(3): (i/http:1): request rejected: Upgrade to websocket is not permitted."
+        in h.log()
+    )
+    assert "GET http://h/ws -> 403" in h.log()
+    assert h.proxy.session.stats.proxy["http_upgrades_refused"] == 1
+
+
+def test_another_upgrade_not_permitted_is_removed_and_said():
+    # h2c: the request is answered as by a server that ignores Upgrade (curl falls back).
+    h = Harness()
+    h.send(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n")  # fmt: skip
     h.connect()
     assert b"Upgrade" not in h.to_server()
+    assert "http.policy(3): (i/http:1): upgrade to h2c not permitted; Upgrade removed" in h.log()
+    assert h.proxy.session.stats.proxy["http_upgrades_refused"] == 1
 
 
 def test_permitted_websocket_upgrade_becomes_a_relay():
@@ -388,6 +408,20 @@ def test_permitted_websocket_upgrade_becomes_a_relay():
     )
     h.send(b"\x81\x00raw")
     assert h.to_server() == b"\x81\x00raw"
+    assert "-> 101" not in h.log()  # the access line comes when it ends, with its bytes
+    h.reply(b"12345")
+    h.servers[-1][0].connectionLost(None)
+    line = next(x for x in h.log().splitlines() if "GET http://h/ws -> 101" in x)
+    assert "bytes=7;" in line and "client_bytes=5" in line  # xy12345 and \x81\x00raw
+    stats = h.proxy.session.stats.proxy
+    assert stats["http_upgrades"] == 1 and stats["http_requests_1xx"] == 1
+    assert h.closed
+    # The service's byte counters take the session's traffic, relayed bytes included.
+    request = b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    switch = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    )
+    assert h.proxy.session.traffic() == (len(request) + 5, len(switch) + 7)
 
 
 def test_unrequested_101_is_a_violation():

@@ -310,3 +310,40 @@ def test_connect_never_goes_over_a_kept_connection_to_the_same_server():
     assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
     h.send(b"tls")
     assert second.value() == b"tls"
+
+
+def _two_sided(tmp_path):
+    from zfw.tls.certs import create_ca
+    from zfw.tls.encryption import DynamicCertificate, TwoSidedEncryption
+
+    return TwoSidedEncryption(DynamicCertificate(trusted_ca=create_ca(str(tmp_path / "ca"), "ca")))
+
+
+def test_connect_encryption_inspects_the_tunnel_with_this_proxy_inside(tmp_path):
+    from zfw.proxy.encryption import EncryptionProxy
+
+    class Web(HttpProxyNonTransparent):
+        pass
+
+    inspect = _two_sided(tmp_path)
+    h = Harness(Web, connect_encryption=inspect)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    assert h.to_client() == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    tunnel = h.proxy.session.proxy
+    assert type(tunnel) is EncryptionProxy and not h.pending  # it reads the hello first
+    assert tunnel.encryption is inspect and tunnel.inner is Web
+    assert h.proxy.session.destination == ("198.51.100.2", 443)
+
+
+def test_connect_encryption_must_be_two_sided_and_not_through_a_parent(tmp_path):
+    for attrs, reason in (
+        ({"connect_encryption": "yes"}, "connect_encryption must be a TwoSidedEncryption"),
+        (
+            {"connect_encryption": _two_sided(tmp_path), "parent_proxy": ("198.51.100.8", 3128)},
+            "connect_encryption cannot go through a parent_proxy",
+        ),
+    ):
+        h = Harness(**attrs)
+        h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+        assert h.to_client().startswith(b"HTTP/1.1 500 ") and not h.pending
+        assert reason in h.log()

@@ -118,21 +118,28 @@ def test_verify_destination(addresses, connects):
         assert "curl.example does not resolve to 198.51.100.2" in h.log()
 
 
-def test_the_ech_note_is_logged_at_the_default_level():
-    from tests.tls.test_clienthello import ext, hello, sni_ext
+def test_an_ech_offer_is_on_the_end_line_and_not_claimed_to_hide_a_name():
+    # A GREASE ECH (every Chromium connection) cannot be told from a real one.
+    from tests.tls.test_clienthello import ech_outer, hello, sni_ext
 
     h = Harness(allowed_names=["public.example"])
     h.proxy.session._log = Log(LogSpec.parse(""), h.out)  # the default levels
-    h.client.dataReceived(hello(sni_ext(b"public.example") + ext(0xFE0D, b"\x00" * 8)))
-    assert "tls.info(3)" in h.log() and "the inner name is hidden" in h.log()
+    h.client.dataReceived(hello(sni_ext(b"public.example") + ech_outer()))
+    _connected(h).connectionLost(None)
+    lines = h.log().splitlines()
+    assert len(lines) == 1 and "tls.info(3)" in lines[0]
+    assert "sni=public.example" in lines[0] and "ech=offered" in lines[0]
+    assert "hidden" not in h.log()
 
 
 def _record(kind: int, payload: bytes) -> bytes:
     return bytes([kind, 3, 3]) + len(payload).to_bytes(2, "big") + payload
 
 
-def _server_hello(random: bytes) -> bytes:
-    body = b"\x03\x03" + random + b"\x00" + b"\x13\x01" + b"\x00" + b"\x00\x00"
+def _server_hello(random: bytes, version: int | None = 0x0304) -> bytes:
+    exts = b"" if version is None else b"\x00\x2b\x00\x02" + version.to_bytes(2, "big")
+    body = b"\x03\x03" + random + b"\x00" + b"\x13\x01" + b"\x00"
+    body += len(exts).to_bytes(2, "big") + exts
     return _record(22, b"\x02" + len(body).to_bytes(3, "big") + body)
 
 
@@ -191,3 +198,25 @@ def test_a_second_hello_naming_the_same_server_passes():
     h.client.dataReceived(second[:7])
     h.client.dataReceived(second[7:])
     assert server.transport.value() == first + second and not h.closed
+
+
+@pytest.mark.parametrize(
+    ("hello_name", "version", "logged"),
+    [
+        ("curl.bin", 0x0304, "TLSv1.3"),
+        ("curl.bin", None, "TLSv1.2"),
+        ("openssl_tls12.bin", None, "TLSv1.2"),
+    ],
+)
+def test_the_end_line_has_the_version_the_server_chose(hello_name, version, logged):
+    h = Harness()
+    h.client.dataReceived((HELLOS / hello_name).read_bytes())
+    server = _connected(h)
+    hello = _server_hello(b"\x11" * 32, version)
+    server.dataReceived(hello[:20])
+    server.dataReceived(hello[20:] + _record(23, b"x"))
+    h.client.dataReceived(_record(23, b"y"))
+    assert server.transport.value().endswith(_record(23, b"y"))  # relaying
+    server.connectionLost(None)
+    line = h.log().splitlines()[-1]
+    assert f"version={logged}; offered=" in line and "ech=-" in line

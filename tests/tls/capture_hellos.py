@@ -1,12 +1,13 @@
 """Record the ClientHellos in tests/tls/hellos/ from real clients on loopback.
 
-    python tests/tls/capture_hellos.py     (openssl and curl must be installed)
+    python tests/tls/capture_hellos.py     (openssl, curl and chromium must be installed)
 
 Each client connects to a local socket that keeps the first bytes it sends.
 """
 
 import socket
 import subprocess
+import tempfile
 
 
 def capture(cmd_fn, name):
@@ -95,4 +96,18 @@ capture(
 capture(
     lambda p: ["openssl", "s_client", "-connect", f"127.0.0.1:{p}", "-noservername"],
     "openssl_no_sni",
+)
+capture(
+    lambda p: [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        f"--user-data-dir={tempfile.mkdtemp()}",
+        "--host-resolver-rules=MAP chromium.example 127.0.0.1",
+        "--dump-dom",
+        f"https://chromium.example:{p}/",
+    ],
+    "chromium",
 )

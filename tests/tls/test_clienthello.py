@@ -14,8 +14,10 @@ from zfw.tls.clienthello import ClientHelloReader, TlsViolation
 
 HELLOS = Path(__file__).parent / "hellos"
 
-# Captured with tests/tls/capture_hellos.py from openssl 3.0 s_client and curl 7.88.
+# Captured with tests/tls/capture_hellos.py from openssl 3.0 s_client, curl 7.88 and
+# Chromium 156 (GREASE in its suites, extensions, groups, versions; a GREASE ECH).
 EXPECTED = {
+    "chromium": ("chromium.example", ("h2", "http/1.1"), (0x0304, 0x0303), 0x0304),
     "openssl_tls12": ("tls12.example", (), (), 0x0303),
     "openssl_tls13": ("tls13.example", ("h2", "http/1.1"), (0x0304,), 0x0304),
     "curl": ("curl.example", ("h2", "http/1.1"), (0x0304, 0x0303, 0x0302, 0x0301), 0x0304),
@@ -44,7 +46,15 @@ def test_real_hellos(name):
     assert hello.versions == versions
     assert hello.highest_version == highest
     assert hello.size == len(data)
-    assert not hello.ech
+    assert hello.ech is (name == "chromium")
+
+
+def test_a_real_chromium_hello_without_its_grease():
+    hello = read_all([(HELLOS / "chromium.bin").read_bytes()])
+    values = (*hello.suites, *hello.groups, *hello.signature_algorithms, *hello.extensions)
+    assert not [v for v in values if v & 0x0F0F == 0x0A0A]
+    assert hello.suites[:3] == (0x1301, 0x1302, 0x1303)
+    assert 0x001D in hello.groups and 0xFE0D in hello.extensions
 
 
 def test_large_hello_spans_several_records():
@@ -145,9 +155,73 @@ def test_crafted_valid_hello():
     assert h.sni == "www.example.com" and h.alpn == ("h2",)
 
 
-def test_ech_is_reported():
-    h = read_all([hello(sni_ext(b"public.example") + ext(0xFE0D, b"\x00" * 8))])
+def ech_outer(payload: bytes = b"\x5a" * 144, trailing: bytes = b"") -> bytes:
+    """An outer ECHClientHello: HKDF-SHA256, AES-128-GCM, config id, enc, payload."""
+    body = b"\x00" + struct.pack("!HHBH", 1, 1, 0x42, 32) + b"\x20" * 32
+    return ext(0xFE0D, body + struct.pack("!H", len(payload)) + payload + trailing)
+
+
+def test_an_ech_offer_is_reported():
+    h = read_all([hello(sni_ext(b"public.example") + ech_outer())])
     assert h.ech and h.sni == "public.example"
+
+
+def test_the_inner_ech_type_is_no_offer():
+    # What a client-facing server passes on to a backend: already decrypted.
+    h = read_all([hello(sni_ext(b"inner.example") + ext(0xFE0D, b"\x01"))])
+    assert not h.ech and h.sni == "inner.example"
+
+
+G1, G2, G3, G4 = 0x2A2A, 0x7A7A, 0xBABA, 0xFAFA  # GREASE values (RFC 8701)
+
+
+def chromium_like_hello() -> bytes:
+    """A hello as Chromium (BoringSSL) builds it: GREASE in the cipher suites, the
+    extensions (first and last), the groups, the key shares, the versions and ALPN's
+    absence of it aside, and a GREASE ECH extension, which is a well-formed offer."""
+    u16s = lambda *vs: b"".join(struct.pack("!H", v) for v in vs)  # noqa: E731
+    groups = u16s(G2, 0x11EC, 0x001D, 0x0017, 0x0018)
+    sigalgs = u16s(0x0403, 0x0804, 0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601)
+    shares = struct.pack("!HH", G2, 1) + b"\x00" + struct.pack("!HH", 0x001D, 32) + bytes(32)
+    exts = (
+        ext(G1, b"")
+        + sni_ext(b"www.example.com")
+        + ext(23, b"")
+        + ext(0xFF01, b"\x00")
+        + ext(10, struct.pack("!H", len(groups)) + groups)
+        + ext(11, b"\x01\x00")
+        + ext(35, b"")
+        + ext(16, b"\x00\x0c\x02h2\x08http/1.1")
+        + ext(5, b"\x01\x00\x00\x00\x00")
+        + ext(13, struct.pack("!H", len(sigalgs)) + sigalgs)
+        + ext(18, b"")
+        + ext(51, struct.pack("!H", len(shares)) + shares)
+        + ext(45, b"\x01\x01")
+        + ext(43, b"\x06" + u16s(G3, 0x0304, 0x0303))
+        + ext(27, b"\x02\x00\x02")
+        + ext(17613, b"\x00\x03\x02h2")
+        + ech_outer()
+        + ext(G4, b"\x00")
+    )
+    return hello(exts, suites=u16s(G1, 0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F), session=bytes(32))
+
+
+def test_grease_values_are_left_out_everywhere():
+    h = read_all([chromium_like_hello()])
+    assert h.versions == (0x0304, 0x0303) and h.highest_version == 0x0304
+    assert h.suites == (0x1301, 0x1302, 0x1303, 0xC02B, 0xC02F)
+    assert h.groups == (0x11EC, 0x001D, 0x0017, 0x0018)
+    assert h.signature_algorithms[:2] == (0x0403, 0x0804)
+    assert h.extensions[0] == 0 and h.extensions[-1] == 0xFE0D
+    assert not {G1, G2, G3, G4} & set(h.extensions)
+    assert h.alpn == ("h2", "http/1.1") and h.sni == "www.example.com"
+    assert h.ech  # GREASE ECH is built to be indistinguishable from a real offer
+
+
+def test_grease_alpn_and_a_grease_only_version_list():
+    h = read_all([hello(ext(16, b"\x00\x06\x02\x8a\x8a\x02h2") + ext(43, b"\x02\xda\xda"))])
+    assert h.alpn == ("h2",)
+    assert h.versions == () and h.highest_version == 0x0303
 
 
 def test_no_extensions_at_all_is_a_hello_without_sni():
@@ -188,6 +262,13 @@ MALFORMED = [
     ("bytes after extensions", hello(b"", trailing=b"\x00"), "trailing"),
     ("empty alpn protocol", hello(ext(16, b"\x00\x01\x00")), "ALPN"),
     ("odd supported versions", hello(ext(43, b"\x03\x03\x04\x03")), "odd length"),
+    ("odd groups", hello(ext(10, b"\x00\x03\x00\x1d\x00")), "groups have an odd length"),
+    ("trailing bytes in groups", hello(ext(10, b"\x00\x02\x00\x1dzz")), "trailing"),
+    ("empty signature algorithms", hello(ext(13, b"\x00\x00")), "signature algorithms has a bad"),
+    ("ech of unknown type", hello(ext(0xFE0D, b"\x02")), "ECH extension of unknown type 2"),
+    ("truncated ech", hello(ext(0xFE0D, b"\x00\x00\x01\x00\x01\x07\x00\x20")), "truncated"),
+    ("ech without payload", hello(ext(0xFE0D, bytes(10))), "ECH payload has a bad length"),
+    ("trailing bytes in ech", hello(ech_outer(trailing=b"\x00")), "trailing"),
 ]
 
 

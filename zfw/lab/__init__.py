@@ -143,6 +143,7 @@ class Lab:
             subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
         )
         for ns in self.ns.values():
+            shutil.rmtree(f"/etc/netns/{ns}", ignore_errors=True)
             if ns not in existing:
                 continue
             pids = subprocess.run(
@@ -152,6 +153,8 @@ class Lab:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        with contextlib.suppress(OSError):  # the hosts' directory, if empty
+            os.rmdir("/etc/netns")
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def exists(self) -> bool:
@@ -189,6 +192,24 @@ class Lab:
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.STDOUT)
         return subprocess.Popen(self.cmd(node, args), text=True, **kw)
+
+    def hosts(self, node: str, names: dict[str, str]) -> None:
+        """Names that programs started in ``node`` from now on resolve, besides those
+        of the machine's ``/etc/hosts`` (the lab has no DNS): ``ip netns exec`` mounts
+        ``/etc/netns/NS/hosts`` on ``/etc/hosts`` for them. No names: as before (and
+        the lab's end removes them too)."""
+        directory = f"/etc/netns/{self.ns[node]}"
+        if not names:
+            shutil.rmtree(directory, ignore_errors=True)
+            with contextlib.suppress(OSError):  # made for the lab, if nothing else is there
+                os.rmdir("/etc/netns")
+            return
+        with open("/etc/hosts") as f:
+            base = f.read()
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "hosts"), "w") as f:
+            f.write(base.rstrip("\n") + "\n")
+            f.write("".join(f"{address} {name}\n" for name, address in names.items()))
 
     def tool(self, node: str, *args: str) -> list[str]:
         """The command line of a lab tool (``python -m zfw.lab.tools ...``) in ``node``."""

@@ -109,11 +109,16 @@ class Proxy(Declared):
         another proxy with what it passes on (:class:`Handover`)."""
         raise NotImplementedError
 
-    def hand_over(self, proxy_class: type[Proxy], client: Stream, handover: Handover) -> Proxy:
+    def hand_over(
+        self, proxy_class: type[Proxy], client: Stream, handover: Handover, **attributes: Any
+    ) -> Proxy:
         """Make ``proxy_class`` the session's proxy and start it on ``client``; this
-        proxy must have let go of the client's events and of the session first."""
+        proxy must have let go of the client's events and of the session first.
+        ``attributes`` are set on the new proxy after its ``config()``."""
         proxy = proxy_class(self.session)
         proxy.configure()
+        for name, value in attributes.items():
+            setattr(proxy, name, value)
         self.session.proxy = proxy
         proxy.start(client, handover)
         return proxy

@@ -68,12 +68,9 @@ class EncryptionProxy(Proxy):
     """What the engine starts for a service with ``encryption=``; the service's proxy
     class runs inside it. Its options are declared below.
 
-    As HttpProxy's ``connect_proxy`` (CONNECT, non-transparent), a subclass names its
-    own ``encryption`` and ``inner_proxy``::
-
-        class InspectTunnel(EncryptionProxy):
-            encryption = TwoSidedEncryption(...)
-            inner_proxy = MyHttpProxy
+    Inspecting CONNECT tunnels (non-transparent HttpProxy's ``connect_encryption``), it
+    is handed its own ``encryption`` and ``inner_proxy``; a subclass naming them as
+    class attributes and set as ``connect_proxy`` does the same.
     """
 
     log_tag: ClassVar[str] = "tls"
@@ -94,8 +91,8 @@ class EncryptionProxy(Proxy):
 
     def start(self, client: Stream, handover: Handover | None = None) -> None:
         """Read the ClientHello (TwoSided, ClientOnly) or connect to the server first."""
-        self.encryption = type(self).encryption or self.session.service.encryption
-        self.inner = type(self).inner_proxy or self.session.service.proxy_class
+        self.encryption = self.encryption or self.session.service.encryption
+        self.inner = self.inner_proxy or self.session.service.proxy_class
         self.options = self.encryption.options
         self.client = client
         self.hello: ClientHello | None = None

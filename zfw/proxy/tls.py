@@ -94,6 +94,7 @@ class TlsTunnelProxy(Proxy):
         self._reader = ClientHelloReader(self.max_hello_size)
         self._attempt: Any = None
         self._relay: Relay | None = None
+        self._server_first: ServerFirstReader | None = None  # tells the chosen version
         client.on_data = self._hello_data
         client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
         client.on_lost = lambda _ep, _r: self._refuse(
@@ -124,13 +125,8 @@ class TlsTunnelProxy(Proxy):
         self.client.pause()
         self.client.on_data = self._reader.feed  # (paused: nothing more arrives)
         self.hello = hello
-        if hello.ech:
-            self.log(  # at the default level: the decision below is on the outer name
-                "info",
-                3,
-                f"encrypted ClientHello (ECH): deciding on the outer name "
-                f"{hello.sni!r}; the inner name is hidden",
-            )
+        if hello.ech:  # on the end line as ech=offered; browsers send GREASE ECH always
+            self.log("info", 4, f"ECH offered (may be GREASE): deciding on {hello.sni!r}")
         try:
             verdict = self.check_hello(hello)
         except Exception as e:  # policy code
@@ -190,16 +186,13 @@ class TlsTunnelProxy(Proxy):
             return
         self.server = server
         first = bytes(self._reader.buffer)
-        assert self.hello is not None
-        if self.hello.highest_version < 0x0304:  # no TLS 1.3: no HelloRetryRequest
-            self._relay_now(first)
-            return
         # Until the server's first answer is known to be no HelloRetryRequest, what the
         # client sends next is held: after one, it is a second ClientHello to decide.
-        self._server_first = ServerFirstReader()
+        # The answer (its ServerHello) also tells the version the server chose.
         self._second: SecondHelloReader | None = None
         self._held = bytearray()
         self._retry_bytes = b""  # what the client sent after the retry request
+        self._server_first = ServerFirstReader()
         server.on_data = self._server_answer
         server.on_eof = server.on_lost = lambda *_a: self._retry_failed("the server left")
         self.client.on_data = self._held_data
@@ -224,6 +217,8 @@ class TlsTunnelProxy(Proxy):
     def _server_answer(self, data: bytes) -> None:
         self.client.write(data)
         retry = self._server_first.feed(data)
+        if retry and self.hello is not None and self.hello.highest_version < 0x0304:
+            retry = False  # no TLS 1.3 offered: the client refuses it, nothing to decide
         if retry is False:
             held, self._held = bytes(self._held), bytearray()
             self._relay_now(held)
@@ -307,13 +302,16 @@ class TlsTunnelProxy(Proxy):
         else:
             self.session.stats.count(_TLS_COUNTERS.get(self.decision, "tls_rejected_policy"))
         h = self.hello
+        chosen = self._server_first.version if self._server_first is not None else None
         self.log(
             "info",
             3,
             f"{self.decision}: {reason}",
             sni=(h.sni if h else None) or "-",
             alpn=",".join(h.alpn) if h and h.alpn else "-",
-            version=version_name(h.highest_version) if h else "-",
+            version=version_name(chosen) if chosen else "-",
+            offered=version_name(h.highest_version) if h else "-",
+            ech="offered" if h and h.ech else "-",
             client_bytes=client_bytes,
             server_bytes=server_bytes,
             duration=f"{duration:.3f}" if duration is not None else "-",

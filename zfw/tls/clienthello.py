@@ -2,9 +2,11 @@
 
 It reassembles the handshake message across TLS records and TCP segments,
 checks its structure strictly and extracts what a policy decides by: the
-server name (SNI), ALPN protocols, supported versions, and whether the
-hello is encrypted (ECH). Anything malformed or unexpected raises
-:class:`TlsViolation`; nothing is ever "allowed by default". No Twisted here.
+server name (SNI), ALPN protocols, supported versions, cipher suites, groups,
+signature algorithms, and whether it offers ECH. GREASE values (RFC 8701:
+reserved values such as 0x7a7a that clients send so that peers keep ignoring
+unknown ones) are left out of all of these. Anything malformed or unexpected
+raises :class:`TlsViolation`; nothing is ever "allowed by default". No Twisted here.
 """
 
 from __future__ import annotations
@@ -18,11 +20,23 @@ HANDSHAKE_CLIENT_HELLO = 1
 MAX_RECORD = 1 << 14  # plaintext record limit (RFC 8446 5.1)
 
 EXT_SERVER_NAME = 0
+EXT_SUPPORTED_GROUPS = 10
+EXT_SIGNATURE_ALGORITHMS = 13
 EXT_ALPN = 16
 EXT_SUPPORTED_VERSIONS = 43
-EXT_ECH = 0xFE0D
+EXT_ECH = 0xFE0D  # draft-ietf-tls-esni-13 and later
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def is_grease(value: int) -> bool:
+    """Whether a 16-bit value is one of RFC 8701's GREASE values (0x0a0a ... 0xfafa)."""
+    return value & 0x0F0F == 0x0A0A and value >> 8 == value & 0xFF
+
+
+def is_grease_alpn(proto: bytes) -> bool:
+    """Whether an ALPN protocol is a GREASE one (the two bytes of a GREASE value)."""
+    return len(proto) == 2 and is_grease(int.from_bytes(proto, "big"))
 
 
 class TlsViolation(Exception):
@@ -31,7 +45,14 @@ class TlsViolation(Exception):
 
 @attrs.frozen
 class ClientHello:
-    """What a policy may decide on."""
+    """What a policy may decide on; no GREASE value is in any of it.
+
+    ``ech``: the hello carries a well-formed ECH offer (an outer
+    ECHClientHello). A client without an ECH configuration for the server sends a
+    GREASE one instead (Chromium does on every connection), built to look exactly
+    like a real one: ``ech`` means "may be ECH", the inner name is hidden only if
+    it is real.
+    """
 
     sni: str | None
     alpn: tuple[str, ...]
@@ -39,6 +60,10 @@ class ClientHello:
     legacy_version: int
     ech: bool
     size: int  # bytes of records the hello took, all of which go to the server unchanged
+    suites: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
+    signature_algorithms: tuple[int, ...] = ()
+    extensions: tuple[int, ...] = ()  # their types, in the order sent
 
     @property
     def highest_version(self) -> int:
@@ -118,14 +143,15 @@ def parse_client_hello(body: bytes, size: int) -> ClientHello:
         raise TlsViolation(f"ClientHello offers {version_name(legacy_version)}")
     r.take(32)  # random
     r.vector(1, 0, 32, "session id")
-    suites = r.vector(2, 2, 0xFFFE, "cipher suites")
-    if len(suites.data) % 2:
-        raise TlsViolation("cipher suites have an odd length")
+    suites = _u16_list(r.vector(2, 2, 0xFFFE, "cipher suites"))
     r.vector(1, 1, 255, "compression methods")
     sni: str | None = None
     alpn: tuple[str, ...] = ()
     versions: tuple[int, ...] = ()
+    groups: tuple[int, ...] = ()
+    sigalgs: tuple[int, ...] = ()
     ech = False
+    extensions: list[int] = []
     if not r.done():
         exts = r.vector(2, 0, 0xFFFF, "extensions")
         r.expect_end()
@@ -136,15 +162,51 @@ def parse_client_hello(body: bytes, size: int) -> ClientHello:
             if ext_type in seen:
                 raise TlsViolation(f"duplicate extension {ext_type}")
             seen.add(ext_type)
+            if is_grease(ext_type):
+                continue  # its body is anything: nothing to check or report
+            extensions.append(ext_type)
             if ext_type == EXT_SERVER_NAME:
                 sni = _server_name(data)
             elif ext_type == EXT_ALPN:
                 alpn = _alpn(data)
             elif ext_type == EXT_SUPPORTED_VERSIONS:
                 versions = _versions(data)
+            elif ext_type == EXT_SUPPORTED_GROUPS:
+                groups = _u16_list(data.vector(2, 2, 0xFFFE, "supported groups"), data)
+            elif ext_type == EXT_SIGNATURE_ALGORITHMS:
+                sigalgs = _u16_list(data.vector(2, 2, 0xFFFE, "signature algorithms"), data)
             elif ext_type == EXT_ECH:
-                ech = True
-    return ClientHello(sni, alpn, versions, legacy_version, ech, size)
+                ech = _ech(data)
+    return ClientHello(
+        sni, alpn, versions, legacy_version, ech, size, suites, groups, sigalgs, tuple(extensions)
+    )
+
+
+def _u16_list(items: _Reader, outer: _Reader | None = None) -> tuple[int, ...]:
+    """A vector of 16-bit values, GREASE left out (``outer``: must end with it)."""
+    if outer is not None:
+        outer.expect_end()
+    if len(items.data) % 2:
+        raise TlsViolation(f"{items.what} have an odd length")
+    values = (items.u16() for _ in range(len(items.data) // 2))
+    return tuple(v for v in values if not is_grease(v))
+
+
+def _ech(data: _Reader) -> bool:
+    """Whether an ECH extension is an offer (the outer ECHClientHello of
+    draft-ietf-tls-esni 5: type 0, cipher suite, config id, enc, payload); False for
+    the inner type, which a hello already decrypted by a client-facing server carries."""
+    kind = data.u8()
+    if kind == 1:
+        data.expect_end()
+        return False
+    if kind != 0:
+        raise TlsViolation(f"ECH extension of unknown type {kind}")
+    data.take(5)  # HPKE KDF and AEAD ids, config id
+    data.vector(2, 0, 0xFFFF, "ECH enc")
+    data.vector(2, 1, 0xFFFF, "ECH payload")
+    data.expect_end()
+    return True
 
 
 def _server_name(data: _Reader) -> str:
@@ -168,16 +230,13 @@ def _alpn(data: _Reader) -> tuple[str, ...]:
     out = []
     while not protos.done():
         proto = protos.vector(1, 1, 255, "ALPN protocol")
-        out.append(proto.data.decode("ascii", "backslashreplace"))
+        if not is_grease_alpn(proto.data):
+            out.append(proto.data.decode("ascii", "backslashreplace"))
     return tuple(out)
 
 
 def _versions(data: _Reader) -> tuple[int, ...]:
-    vs = data.vector(1, 2, 254, "supported versions")
-    data.expect_end()
-    if len(vs.data) % 2:
-        raise TlsViolation("supported versions have an odd length")
-    return tuple(vs.u16() for _ in range(len(vs.data) // 2))
+    return _u16_list(data.vector(1, 2, 254, "supported versions"), data)
 
 
 class ClientHelloReader:

@@ -17,20 +17,27 @@ _HANDSHAKE, _CCS = 22, 20
 
 
 class ServerFirstReader:
-    """Whether the server's first handshake message is a HelloRetryRequest."""
+    """The server's first handshake message: whether it is a HelloRetryRequest, and
+    the TLS version it chose (its ServerHello's supported_versions, else its
+    legacy_version). Nothing here is trusted: the client checks it; this only reports."""
+
+    #: A ServerHello (with a post-quantum key share) is about 1.2 KB; past this the
+    #: version is left unknown rather than buffering more.
+    MAX_HELLO = 16384
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._handshake = bytearray()
         self._left = 0  # bytes of the current record still to come
         self.result: bool | None = None
+        self.version: int | None = None
 
     def feed(self, data: bytes) -> bool | None:
         """True: a HelloRetryRequest; False: anything else; None: not known yet."""
         if self.result is not None:
             return self.result
         self._buf += data
-        while len(self._handshake) < 38:  # type, length (3), version (2), random (32)
+        while not self._complete():
             if self._left == 0:  # at a record header
                 if len(self._buf) < 5:
                     return None
@@ -46,8 +53,39 @@ class ServerFirstReader:
             self._handshake += take
             del self._buf[: len(take)]
             self._left -= len(take)
-        self.result = self._handshake[0] == 2 and self._handshake[6:38] == HRR_RANDOM
+        hs = bytes(self._handshake)
+        self.result = hs[0] == 2 and hs[6:38] == HRR_RANDOM
+        if hs[0] == 2:
+            self.version = _chosen_version(hs)
         return self.result
+
+    def _complete(self) -> bool:
+        """The whole ServerHello is in (or as much of another message as tells it apart)."""
+        hs = self._handshake
+        if len(hs) < 38:  # type, length (3), version (2), random (32)
+            return False
+        length = int.from_bytes(hs[1:4], "big")
+        return hs[0] != 2 or length > self.MAX_HELLO or len(hs) >= 4 + length
+
+
+def _chosen_version(hs: bytes) -> int | None:
+    """The version a ServerHello chose; None if it is cut short or malformed."""
+    length = int.from_bytes(hs[1:4], "big")
+    body = hs[4 : 4 + length]
+    if len(body) < length:
+        return None
+    pos = 34 + 1 + (body[34] if len(body) > 34 else 0) + 3  # session id, suite, compression
+    if pos + 2 > len(body):
+        return int.from_bytes(body[:2], "big") if pos == len(body) else None
+    end = pos + 2 + int.from_bytes(body[pos : pos + 2], "big")
+    pos += 2
+    while pos + 4 <= min(end, len(body)):
+        ext_type = int.from_bytes(body[pos : pos + 2], "big")
+        size = int.from_bytes(body[pos + 2 : pos + 4], "big")
+        if ext_type == 43 and size == 2 and pos + 6 <= len(body):
+            return int.from_bytes(body[pos + 4 : pos + 6], "big")
+        pos += 4 + size
+    return int.from_bytes(body[:2], "big")
 
 
 class SecondHelloReader:

@@ -93,9 +93,9 @@ class Endings:
         server.on_data = data_after_the_end
         server.on_eof = server.on_lost = closed
 
-    def _log_request(self, tx: Transaction) -> None:
+    def _log_request(self, tx: Transaction, **extra: object) -> None:
         """Count the answer; the access line: client, what was asked of which host,
-        and the answer."""
+        and the answer (``extra``: more fields, after the others)."""
         self.session.stats.count(STATUS_COUNTERS[min(tx.status // 100, 6)])
         write = self._request_log
         if write is not None:
@@ -111,10 +111,11 @@ class Endings:
             tls = self.session.tls
             if tls is None:
                 write(line, client=self._client_host, server=server_text, bytes=tx.sent,
-                      duration=duration)  # fmt: skip
+                      duration=duration, **extra)  # fmt: skip
             else:
                 write(line, client=self._client_host, server=server_text, bytes=tx.sent,
-                      duration=duration, tls=tls["version"], verify=tls["verify"])  # fmt: skip
+                      duration=duration, tls=tls["version"], verify=tls["verify"],
+                      **extra)  # fmt: skip
 
     def _client_violation(self, status: int, reason: str) -> None:
         self.session.stats.count("http_violations")

@@ -16,10 +16,12 @@ from zfw.http.policy import (
 from zfw.http.serialize import end_to_end, response_head
 from zfw.http.targets import absolute_target, split_authority
 from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.http.messages import NO_VALUES, Refused, Transaction, addresses_of, split_host
 from zfw.proxy.parent import ParentTunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.stream import Stream
+from zfw.tls.encryption import TwoSidedEncryption
 
 
 class InbandRouting:
@@ -108,9 +110,20 @@ class InbandRouting:
         ClientHello first (else the parent answers, and PlugProxy relays)."""
         if tx.method != "CONNECT":
             return False
-        return self.parent_proxy is None or not self._connect_class().needs_server
+        if self.parent_proxy is None or self.connect_encryption is not None:
+            return True
+        return not self._connect_class().needs_server
 
     def _connect_class(self) -> type[Proxy]:
+        if self.connect_encryption is not None:
+            if not isinstance(self.connect_encryption, TwoSidedEncryption):
+                raise PolicyValueError(
+                    f"connect_encryption must be a TwoSidedEncryption, "
+                    f"not {self.connect_encryption!r}"
+                )
+            if self.parent_proxy is not None:
+                raise PolicyValueError("connect_encryption cannot go through a parent_proxy")
+            return EncryptionProxy
         proxy_class = self.connect_proxy
         if not (isinstance(proxy_class, type) and issubclass(proxy_class, Proxy)):
             raise PolicyValueError(f"connect_proxy must be a proxy class, not {proxy_class!r}")
@@ -165,7 +178,10 @@ class InbandRouting:
         pending = self._detach()
         self.session.decision = decision
         self.session.destination = destination
-        self.hand_over(proxy_class, self.client, Handover(pending=pending, **handover))
+        inspect = {}
+        if proxy_class is EncryptionProxy and self.connect_encryption is not None:
+            inspect = {"encryption": self.connect_encryption, "inner_proxy": type(self)}
+        self.hand_over(proxy_class, self.client, Handover(pending=pending, **handover), **inspect)
 
     def _detach(self) -> bytes:
         """Stop being the session's proxy (a tunnel or another protocol takes over); the

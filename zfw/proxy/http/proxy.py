@@ -39,7 +39,9 @@ from zfw.options import (
     boolean,
     choice,
     host_port,
+    instance_of,
     integer,
+    not_both,
     option,
     optional,
     ports,
@@ -70,6 +72,7 @@ from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
 from zfw.proxy.valve import Valve
 from zfw.stream import Stream
+from zfw.tls.encryption import TwoSidedEncryption
 
 
 class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
@@ -88,6 +91,13 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     log_tag: ClassVar[str] = "http"
     default_ports: ClassVar[tuple[int, ...]] = (80,)
     inband: ClassVar[bool] = True
+    __option_checks__ = (
+        not_both(
+            "connect_encryption",
+            "parent_proxy",
+            "zfw would connect to the server itself, around the parent",
+        ),
+    )
     table_specs: ClassVar[tuple[TableSpec, ...]] = TABLES
 
     request: dict[str, Any] = option(
@@ -167,6 +177,13 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         "then the tunnel decides by the ClientHello's SNI before connecting)",
         "inband",
     )
+    connect_encryption: TwoSidedEncryption | None = option(
+        optional(instance_of(TwoSidedEncryption)),
+        None,
+        "inspect what goes through `CONNECT`, as `Service(encryption=...)` does, the HTTP "
+        "inside handled by this same proxy class (then `connect_proxy` is not used)",
+        "inband",
+    )
     parent_proxy: tuple[str, int] | None = option(
         optional(host_port()),
         None,
@@ -211,6 +228,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         self.closing = False
         self._server_bytes = 0
         self._relay: Relay | None = None
+        #: After a protocol switch: its transaction, and each side's bytes before it.
+        self._upgraded: tuple[Transaction, int, int] | None = None
         self.due: float | None = None
         self._timer_kind = ""
         self._now = self.session.reactor.seconds

@@ -155,10 +155,18 @@ class ServerSide:
             end_to_end(resp.headers, resp.fields),
             ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade or b"")),
         )
-        self._log_request(tx)
+        self.session.stats.count("http_upgrades")
         self.log("info", 4, f"switched to {tx.upgrade.decode('latin-1')}")  # type: ignore[union-attr]
-        to_client = head + self.server_reader.take_buffer()
+        from_server = self.server_reader.take_buffer()
+        to_client = head + from_server
         to_server = self._detach()
+        # The relayed bytes: what each side sends from now on, and what it sent after
+        # its head, already read (the access line is written when the relay ends).
+        self._upgraded = (
+            tx,
+            self.client.received - len(to_server),
+            self.server.received - len(from_server),
+        )
         self._relay = Relay(
             self.client, self.server, self.session.idle_watch, self.timeout, self._relay_done
         )
@@ -166,6 +174,10 @@ class ServerSide:
 
     def _relay_done(self, relay: Relay, reason: str) -> None:
         self.log("info", 4, f"upgraded connection ended: {reason}")
+        assert self._upgraded is not None and self.server is not None
+        tx, client_before, server_before = self._upgraded
+        tx.sent = self.server.received - server_before
+        self._log_request(tx, client_bytes=self.client.received - client_before)
         self.session.close()
 
     def _response_end(self, tx: Transaction) -> None:

@@ -23,6 +23,7 @@ from zfw.proxy.http.messages import (
     TARGET_CHARS,
     HttpRequest,
     HttpResponse,
+    Refused,
     Transaction,
     field_tokens,
     raw_headers,
@@ -78,13 +79,17 @@ class PolicyTables:
                 headers += ((b"Connection", b"upgrade"), (b"Upgrade", tx.upgrade))
                 tx.client_keep = False
             else:
-                self.log(
-                    "info",
-                    4,
-                    f"upgrade to {b', '.join(sorted(upgrade)).decode('latin-1')} not permitted; "
-                    "header removed",
-                )
+                self._upgrade_refused(b", ".join(sorted(upgrade)).decode("latin-1"), names)
         return headers
+
+    def _upgrade_refused(self, protocols: str, names: set[bytes]) -> None:
+        """An upgrade not in ``permit_upgrade``: a WebSocket handshake means nothing
+        without it (RFC 6455 4.1), so it gets 403; any other (h2c, TLS) is removed and
+        the request goes on, answered as by a server that ignores Upgrade (RFC 9110 7.8)."""
+        self.session.stats.count("http_upgrades_refused")
+        if b"websocket" in names:
+            raise Refused(403, f"Upgrade to {protocols} is not permitted.")
+        self.log("policy", 3, f"upgrade to {protocols} not permitted; Upgrade removed")
 
     def _response_policy(self, tx: Transaction, resp: Response) -> Headers | None:
         """The response and response_header tables; the headers to send, or None if refused."""
