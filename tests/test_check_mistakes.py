@@ -381,6 +381,24 @@ def i():
         "HttpProxy.connect_proxy must be a Proxy class, not 'PlugProxy'",
     ),
     (
+        "a zone's services as a bare string",
+        """
+InetZone('lan', '192.0.2.0/24', outbound_services='web')
+""",
+        3,
+        "zone 'lan' outbound_services must be a list of service names, not the string 'web' "
+        "(write ['web'])",
+    ),
+    (
+        "a local service's zones as a bare string",
+        ZONES
+        + """
+LocalService('ssh', 22, zones='lan')
+""",
+        5,
+        "local service 'ssh' zones must be a list of zone names, not the string 'lan'",
+    ),
+    (
         "CONNECT inspection given a name pattern",
         ZONES
         + """
@@ -589,13 +607,14 @@ def test_a_policy_that_never_finishes_is_stopped_where_it_runs(write_policy):
 def test_the_cli_limit_applies_to_zfw_check(write_policy):
     path = write_policy("import time\ntime.sleep(60)\n")
     proc = subprocess.run(
-        [sys.executable, "-m", "zfw.cli", "check", str(path), "--time-limit", "1"],
+        # Long enough for the policy's imports on a loaded machine to reach line 3.
+        [sys.executable, "-m", "zfw.cli", "check", str(path), "--time-limit", "5"],
         capture_output=True,
         text=True,
         timeout=30,
     )
     assert proc.returncode == 2
-    assert proc.stderr.strip() == f"{path}:3: the policy did not finish loading within 1 s"
+    assert proc.stderr.strip() == f"{path}:3: the policy did not finish loading within 5 s"
 
 
 def test_own_names_of_a_policy_are_allowed(write_policy):

@@ -163,16 +163,20 @@ __all__ = [
 ]
 
 
-def _names(value: object, what: str) -> tuple[str, ...]:
+def _names(value: object, what: str, kind: str = "service") -> tuple[str, ...]:
+    """A list of names; a bare string is refused (it would be a list of its characters
+    elsewhere, and here a one-element list only by luck)."""
     if isinstance(value, str):
-        value = [value]
+        raise PolicyError(
+            f"{what} must be a list of {kind} names, not the string {value!r} (write [{value!r}])"
+        )
     try:
         names = tuple(value)  # type: ignore[arg-type]
     except TypeError:
-        raise PolicyError(f"{what} must be a list of service names") from None
+        raise PolicyError(f"{what} must be a list of {kind} names") from None
     for n in names:
         if not isinstance(n, str) or not n:
-            raise PolicyError(f"{what}: {n!r} is not a service name")
+            raise PolicyError(f"{what}: {n!r} is not a {kind} name")
     return names
 
 
@@ -367,7 +371,7 @@ def LocalService(
     b = loader.current_builder("LocalService")
     if protocol not in ("tcp", "udp"):
         raise PolicyError(f"local service {name!r}: protocol must be 'tcp' or 'udp'")
-    zone_names = _names(zones, f"local service {name!r} zones")
+    zone_names = _names(zones, f"local service {name!r} zones", "zone")
     svc = _LocalService(
         name, _ports(ports, f"local service {name!r}"), zone_names, protocol, b.location()
     )
