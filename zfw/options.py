@@ -6,7 +6,7 @@ What a declaration is used for: checking ``config()`` assignments (at ``zfw chec
 start and reload by :mod:`zfw.proxycheck`, and for every session by
 :meth:`zfw.proxy.base.Proxy.configure`), checking constructor arguments, the
 did-you-mean of a mistyped name, and the option tables of ``docs/policy.md``
-(``python -m zfw.options --write-docs docs/policy.md``).
+(``python -m zfw.optiondocs docs/policy.md docs/tls.md``).
 
 Three ways to declare:
 
