@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
-from zfw.proxy.plug import PlugProxy
+from zfw.proxy.tls import BypassTunnel
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
 from zfw.tls.contexts import Verification, verify
@@ -146,14 +146,20 @@ class EncryptionProxy(Proxy):
             self._connect_first()
 
     def _tunnel(self, why: str) -> None:
-        """Blind: PlugProxy relays the ClientHello and what follows, never decrypted."""
+        """Blind, never decrypted: the TLS tunnel's relay takes the ClientHello and what
+        follows (a second ClientHello after a HelloRetryRequest checked as there)."""
         self._cancel_deadline()
         self.done = True
-        self.session.stats.count("tls_tunnelled")
         self.log("info", 3, f"tunnel: {why}", sni=self._sni())
         pending = bytes(self._reader.buffer)
         self.client.on_eof = self.client.on_lost = lambda *_a: None
-        self.hand_over(PlugProxy, self.client, Handover(pending=pending))
+        self.hand_over(
+            BypassTunnel,
+            self.client,
+            Handover(pending=pending),
+            max_hello_size=self.max_hello_size,
+            hello_timeout=self.options.handshake_timeout,
+        )
 
     # --- the server side ---------------------------------------------------------------
 
