@@ -62,3 +62,83 @@ def test_a_second_hello_naming_the_same_server_passes_on_the_bypass_path(ca):
     second = _record(20, b"\x01") + _tls13_hello(b"a.example")
     h.send(second)
     assert h.to_server() == second and not h.closed
+
+
+# --- both sides TLS, in memory ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from tests.e2e.pki import make_pki
+
+    d = tmp_path_factory.mktemp("origin")
+    paths = make_pki(str(d))
+    paths["zfw_ca"] = create_ca(str(d / "zfw"), "zfw test CA")
+    paths["zfw_untrusted"] = create_ca(str(d / "untrusted"), "zfw untrusted CA")
+    return paths
+
+
+def _inspecting(pki, name, server_cert="good", client_ca=None, **policy):
+    from tests.proxy.tls_memory import TlsPair, client_connection, server_connection
+    from zfw.tls.encryption import ServerCertificateVerifier
+
+    enc = TwoSidedEncryption(
+        DynamicCertificate(trusted_ca=pki["zfw_ca"], untrusted_ca=pki["zfw_untrusted"]),
+        ServerCertificateVerifier(ca_file=pki["origin_ca"]),
+        **policy,
+    )
+    h = ProxyHarness(EncryptionProxy, DEST, encryption=enc, inner_proxy=HttpProxy)
+    d = pki["dir"]
+    pair = TlsPair(
+        h,
+        client_connection(client_ca or pki["zfw_ca"][0], name),
+        lambda: server_connection(f"{d}/{server_cert}.pem", f"{d}/{server_cert}.key"),
+    )
+    return h, pair
+
+
+def _issuer(end):
+    return end.leaf_issuer()
+
+
+def test_a_request_is_inspected_end_to_end(pki):
+    h, pair = _inspecting(pki, "www.example.com")
+    pair.pump()
+    assert pair.client.failed is None and _issuer(pair.client) == "zfw test CA"
+    pair.client.send(b"GET /x HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+    pair.pump()
+    (server,) = pair.servers
+    assert server.received.startswith(b"GET /x HTTP/1.1\r\n")
+    server.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+    pair.pump()
+    assert pair.client.received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert pair.client.received.endswith(b"\r\n\r\nhello")
+    assert "inspect; sni=www.example.com" in h.log() and "leaf=trusted CA" in h.log()
+
+
+def test_a_bypassed_name_reaches_the_server_untouched(pki):
+    h, pair = _inspecting(
+        pki, "bank.example.com", client_ca=pki["origin_ca"], bypass=["bank.example.com"]
+    )
+    pair.pump()
+    # The client's handshake is with the server itself: its certificate, the origin CA's.
+    assert pair.client.failed is None and _issuer(pair.client) == "origin CA"
+    pair.client.send(b"ping")
+    pair.pump()
+    assert pair.servers[0].received == b"ping"
+    assert "tunnel: bank.example.com is on the bypass list" in h.log()
+
+
+def test_a_rejected_name_never_reaches_the_server(pki):
+    h, pair = _inspecting(pki, "blocked.example.com", reject=["blocked.example.com"])
+    pair.pump()
+    assert not pair.servers and h.closed
+    assert "reject: blocked.example.com is on the reject list" in h.log()
+
+
+def test_a_server_that_fails_verification_gets_the_untrusted_leaf(pki):
+    h, pair = _inspecting(pki, "expired.example.com", server_cert="expired")
+    pair.pump()
+    assert "certificate verify failed" in (pair.client.failed or "")
+    assert _issuer(pair.client) == "zfw untrusted CA"
+    assert "leaf=untrusted CA" in h.log() and "expired" in h.log()
