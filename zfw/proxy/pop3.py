@@ -167,14 +167,15 @@ class Pop3Proxy(Proxy):
             server.close()
             return
         self.server = server
+        self.client.throttle(server.producer)  # a slow client: the server waits
         self._connected_streams(server)
 
     def _connected_streams(self, server: Stream) -> None:
+        """Listen to both (again, after STLS: the producers below stay as they were)."""
         server.on_data = self._from_server
         server.on_eof = server.on_lost = lambda *_a: self.close("server left")
         self.client.on_data = self._from_client
         self.client.on_eof = self.client.on_lost = lambda *_a: self.close("client left")
-        self.client.throttle(server.producer)  # a slow client: the server waits
         if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
 
