@@ -67,17 +67,6 @@ def test_a_second_hello_naming_the_same_server_passes_on_the_bypass_path(ca):
 # --- both sides TLS, in memory ---------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory):
-    from tests.e2e.pki import make_pki
-
-    d = tmp_path_factory.mktemp("origin")
-    paths = make_pki(str(d))
-    paths["zfw_ca"] = create_ca(str(d / "zfw"), "zfw test CA")
-    paths["zfw_untrusted"] = create_ca(str(d / "untrusted"), "zfw untrusted CA")
-    return paths
-
-
 def _inspecting(pki, name, server_cert="good", client_ca=None, **policy):
     from tests.proxy.tls_memory import TlsPair, client_connection, server_connection
     from zfw.tls.encryption import ServerCertificateVerifier

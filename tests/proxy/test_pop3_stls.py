@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.proxy.harness import ProxyHarness
-from tests.proxy.test_encryption import pki  # noqa: F401 (a fixture)
 from tests.proxy.tls_memory import TlsEnd, TlsPair, client_connection, server_connection
 from zfw.proxy.pop3 import Pop3Proxy
 from zfw.tls.encryption import DynamicCertificate, ServerCertificateVerifier, TwoSidedEncryption
