@@ -84,6 +84,7 @@ class StartTls:
         self._server_tls = server_tls(
             self.server, self.encryption, hello.sni, address, self._server_ready, self._failed
         )
+        self.server.resume()
 
     def _server_ready(self, tls: TlsStream) -> None:
         if self.done:
