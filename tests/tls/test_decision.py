@@ -12,6 +12,7 @@ from zfw.tls.decision import (
     Decision,
     Rules,
     decide,
+    destination_mismatch,
     inspection_rules,
     tunnel_rules,
 )
@@ -101,3 +102,21 @@ def test_the_proxies_decide_here(tmp_path):
 
 def test_rules_are_values():
     assert Rules() == Rules() and decide(hello("x.example"), Rules()).action == INSPECT
+
+
+@pytest.mark.parametrize(
+    ("sni", "destination", "addresses", "expected"),
+    [
+        ("a.example", "A.Example.", None, None),
+        ("a.example", "b.example", None, "a.example does not name the destination b.example"),
+        ("a.example", "198.51.100.2", ["198.51.100.2"], None),
+        (
+            "a.example",
+            "198.51.100.2",
+            ["203.0.113.9"],
+            "a.example does not resolve to 198.51.100.2",
+        ),
+    ],
+)
+def test_the_destination_check(sni, destination, addresses, expected):
+    assert destination_mismatch(sni, destination, addresses) == expected

@@ -22,7 +22,7 @@ from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
-from zfw.tls.decision import TUNNEL, decide, tunnel_rules
+from zfw.tls.decision import TUNNEL, decide, destination_mismatch, tunnel_rules
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
 
 #: Counter names by the session's decision (a reject's by what refused it).
@@ -136,8 +136,9 @@ class TlsTunnelProxy(Proxy):
         if self.verify_destination and hello.sni is not None:
             dest = self.session.destination[0]
             if not is_address(dest):  # a name, as in CONNECT through a parent proxy
-                if hello.sni.lower() != dest.lower():
-                    self._refuse(f"{hello.sni} does not name the destination {dest}", "destination")
+                mismatch = destination_mismatch(hello.sni, dest)
+                if mismatch:
+                    self._refuse(mismatch, "destination")
                     return
                 self._connect()
                 return
@@ -147,9 +148,10 @@ class TlsTunnelProxy(Proxy):
         self._connect()
 
     def _verified(self, addresses: list[str]) -> None:
-        dest = self.session.destination[0]
-        if dest not in addresses:
-            self._refuse(f"{self.hello.sni} does not resolve to {dest}", "destination")  # type: ignore[union-attr]
+        assert self.hello is not None and self.hello.sni is not None
+        mismatch = destination_mismatch(self.hello.sni, self.session.destination[0], addresses)
+        if mismatch:
+            self._refuse(mismatch, "destination")
             return
         self._connect()
 

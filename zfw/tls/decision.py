@@ -8,6 +8,8 @@ one order: the name lists in theirs, a hello without a name, the ``only``
 list, then ALPN (a client that offers protocols but not ``http/1.1`` gets
 ``h2_only``, so an HTTP/2-only client is tunnelled or refused, never broken
 mid-way), then ``otherwise``. Names are matched by :mod:`zfw.tls.names`.
+:func:`destination_mismatch` is the tunnel's ``verify_destination`` check,
+given the addresses the name resolves to.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from zfw.tls.names import matches
+from zfw.tls.names import matches, normal
 
 INSPECT, TUNNEL, REJECT = "inspect", "tunnel", "reject"
 ACTIONS = (INSPECT, TUNNEL, REJECT)
@@ -83,6 +85,20 @@ def decide(hello: Hello, rules: Rules) -> Decision:
     if sni is None:
         return Decision(rules.no_sni, "no server name (SNI), permitted")
     return Decision(rules.otherwise, "policy")
+
+
+def destination_mismatch(
+    sni: str, destination: str, addresses: list[str] | None = None
+) -> str | None:
+    """Why ``sni`` is not where the client was going (TlsTunnelProxy's
+    ``verify_destination``), or None. ``destination``: a name (CONNECT through a
+    parent proxy), compared with ``sni``; or an address, which must be among the
+    ``addresses`` that ``sni`` resolves to (looked up by the caller)."""
+    if addresses is None:
+        if normal(sni) != normal(destination):
+            return f"{sni} does not name the destination {destination}"
+        return None
+    return None if destination in addresses else f"{sni} does not resolve to {destination}"
 
 
 def tunnel_rules(allowed: tuple[str, ...], denied: tuple[str, ...], allow_no_sni: bool) -> Rules:
