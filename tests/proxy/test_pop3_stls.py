@@ -28,14 +28,14 @@ def _policy(pki, **kw):
     )
 
 
-def _after_stls(pki, name="www.example.com", server_cert="good", **kw):
+def _after_stls(pki, name="www.example.com", server_cert="good", alpn=(), **kw):
     h = _greeted(_policy(pki, **kw))
     h.send(b"STLS\r\n")
     assert h.to_server() == b"STLS\r\n"
     h.reply(b"+OK Begin TLS\r\n")
     assert h.to_client() == b"+OK Begin TLS\r\n"
     d = pki["dir"]
-    pair = TlsPair(h, client_connection(pki["zfw_ca"][0], name), None)
+    pair = TlsPair(h, client_connection(pki["zfw_ca"][0], name, alpn), None)
     pair.servers.append(
         TlsEnd(server_connection(f"{d}/{server_cert}.pem", f"{d}/{server_cert}.key"))
     )
@@ -94,3 +94,9 @@ def test_a_command_pipelined_after_stls_is_a_violation(pki, after):
     h.send(b"STLS\r\n" + after)
     h.reply(b"+OK Begin TLS\r\n")
     assert h.closed and "STLS: more came after it before TLS" in h.log()
+
+
+def test_alpn_is_not_https_business_at_stls(pki):
+    # h2_only is about HTTP: a POP3 client offering ALPN "pop3" is inspected.
+    h, pair = _after_stls(pki, alpn=(b"pop3",))
+    assert pair.client.failed is None and "inspect (STARTTLS)" in h.log()

@@ -12,8 +12,9 @@ from OpenSSL import SSL
 from tests.proxy.harness import ProxyHarness
 
 
-def client_connection(ca_file: str, name: str | None) -> SSL.Connection:
-    """A verifying TLS client (as curl is) trusting ``ca_file``, sending ``name``."""
+def client_connection(ca_file: str, name: str | None, alpn: tuple = ()) -> SSL.Connection:
+    """A verifying TLS client (as curl is) trusting ``ca_file``, sending ``name`` (and
+    ``alpn``, the protocols it offers)."""
     seen: list = []
 
     def check(_conn, cert, _errno, depth, ok):
@@ -26,6 +27,8 @@ def client_connection(ca_file: str, name: str | None) -> SSL.Connection:
     ctx.set_verify(SSL.VERIFY_PEER, check)
     conn = SSL.Connection(ctx, None)
     conn.set_app_data(seen)  # the leaf shown, also when it failed verification
+    if alpn:
+        conn.set_alpn_protos(list(alpn))
     if name:
         conn.set_tlsext_host_name(name.encode())
     conn.set_connect_state()

@@ -72,7 +72,7 @@ class StartTls:
         self.client.pause()
         self.hello = hello
         try:
-            choice, why = self.encryption.decide(hello)
+            choice, why = self.encryption.decide(hello, http=False)  # ALPN: not HTTP's here
         except Exception as e:  # policy code
             self.session.policy_failed("decide", e)
             choice, why = "reject", "decide() failed"

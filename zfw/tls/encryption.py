@@ -10,6 +10,7 @@ that others may read is a mistake at the policy's line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from zfw.errors import PolicyError
@@ -218,9 +219,14 @@ class _Encryption:
         """What decides a ClientHello (:mod:`zfw.tls.decision`): here ALPN alone."""
         return Rules(no_sni=INSPECT, h2_only=self.options.h2_only)
 
-    def decide(self, hello: Any) -> tuple[str, str]:
-        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
-        decision = decide(hello, self.rules())
+    def decide(self, hello: Any, http: bool = True) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello; ``http``: HTTP inside, so
+        that ALPN decides as ``h2_only`` says (False, as at a STARTTLS: ALPN decides
+        nothing)."""
+        rules = self.rules()
+        if not http:
+            rules = replace(rules, h2_only=None)
+        decision = decide(hello, rules)
         return decision.action, decision.reason
 
 
@@ -272,14 +278,14 @@ class TwoSidedEncryption(_Encryption):
         """``reject``, then ``bypass``, then a hello without a name, then ALPN."""
         return inspection_rules(self.reject, self.bypass, self.allow_no_sni, self.options.h2_only)
 
-    def decide(self, hello: Any) -> tuple[str, str]:
-        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
+    def decide(self, hello: Any, http: bool = True) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello (``http``: as above)."""
         if self.decide_hook is not None:
             choice = self.decide_hook(hello)
             if choice not in ACTIONS:
                 raise ValueError(f"decide() returned {choice!r}, not inspect, tunnel or reject")
             return choice, "by decide()"
-        return super().decide(hello)
+        return super().decide(hello, http)
 
 
 @arguments(
