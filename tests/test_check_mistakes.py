@@ -432,6 +432,19 @@ def i():
         "connect_encryption and parent_proxy cannot both be set",
     ),
     (
+        "POP3 STLS under an encryption policy that is not two-sided",
+        ZONES
+        + """
+OFFLOAD = ClientOnlyEncryption(StaticCertificate("@CA@/ca.pem", "@CA@/ca.key"))
+
+def i():
+    Service('pop3', Pop3Proxy, encryption=OFFLOAD)
+    Listener(SockAddrInet('', 50110), 'pop3')
+""",
+        8,
+        "Pop3Proxy applies encryption at its STARTTLS command, on both sides",
+    ),
+    (
         "FTP data ports out of order",
         ZONES
         + """

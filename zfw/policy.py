@@ -297,6 +297,12 @@ def Service(
             f"service {name!r}: encryption must be TwoSidedEncryption, ClientOnlyEncryption "
             "or ServerOnlyEncryption"
         )
+    starttls = proxy_class.starttls and encryption is not None
+    if starttls and not isinstance(encryption, TwoSidedEncryption):
+        raise PolicyError(
+            f"service {name!r}: {proxy_class.__name__} applies encryption at its STARTTLS "
+            "command, on both sides: TwoSidedEncryption"
+        )
     if name in inst.services:
         raise PolicyError(f"service {name!r} is declared twice")
     svc = _Service(
@@ -308,7 +314,7 @@ def Service(
         max_sessions_per_client,
         float(max_new_sessions_per_client),
         encryption,
-        EncryptionProxy if encryption is not None else None,
+        EncryptionProxy if encryption is not None and not proxy_class.starttls else None,
     )
     inst.services[name] = svc
     return svc

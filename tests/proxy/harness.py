@@ -35,9 +35,18 @@ class ProxyHarness:
     ``forge_addr``).
     """
 
-    def __init__(self, proxy_class, destination, router=None, handover=None, like=None, **attrs):
+    def __init__(
+        self,
+        proxy_class,
+        destination,
+        router=None,
+        handover=None,
+        like=None,
+        encryption=None,
+        **attrs,
+    ):
         """``like``: another harness whose log and counters this one's session shares,
-        as sessions of one service do."""
+        as sessions of one service do; ``encryption``: the service's policy."""
         self.clock = Clock()
         self.out = like.out if like is not None else io.StringIO()
         self._log = like._log if like is not None else Log(LogSpec.parse("*:9"), self.out)
@@ -48,7 +57,12 @@ class ProxyHarness:
         self.destination = destination
         session = Session(
             f"i/{proxy_class.log_tag}:1",
-            Service(proxy_class.log_tag, proxy_class, **({"router": router} if router else {})),
+            Service(
+                proxy_class.log_tag,
+                proxy_class,
+                **({"router": router} if router else {}),
+                **({"encryption": encryption} if encryption else {}),
+            ),
             None,
             CLIENT,
             destination,

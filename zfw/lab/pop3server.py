@@ -2,7 +2,9 @@
 
 It serves the files of ``--mail DIR`` (sorted by name) as messages to one
 user, ``--user NAME:PASSWORD``, advertises STLS and SASL in CAPA (which zfw
-must not pass on) and writes every command it receives to ``--log FILE``
+must not pass on unless it answers STLS itself), answers STLS with TLS when given
+``--tls CERT:KEY`` (a test certificate) and writes every command it receives to
+``--log FILE``
 (``command VERB ...``, with the client's address), so that tests can tell
 what reached it. DELE is kept for the session and
 applied at QUIT, as RFC 1939 says.
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import ssl
 
 
 class Mailbox:
@@ -39,7 +42,7 @@ def _stuffed(message: bytes) -> bytes:
     return body + b".\r\n"
 
 
-def handler(mailbox: Mailbox, user: str, password: str, log: str):
+def handler(mailbox: Mailbox, user: str, password: str, log: str, tls: ssl.SSLContext | None):
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")[0]
         names = mailbox.messages()
@@ -59,6 +62,12 @@ def handler(mailbox: Mailbox, user: str, password: str, log: str):
                     f.write(f"{peer} command {' '.join(words)}\n")
                 number = int(args[0]) if args and args[0].isdigit() else 0
                 valid = 0 < number <= len(names) and number not in deleted
+                if verb == "STLS" and tls is not None and not writer.get_extra_info("sslcontext"):
+                    send("+OK Begin TLS")
+                    await writer.drain()
+                    await writer.start_tls(tls)
+                    given_user, authorized = None, False
+                    continue
                 if verb == "CAPA":
                     send("+OK\r\nUSER\r\nUIDL\r\nTOP\r\nSTLS\r\nSASL PLAIN LOGIN\r\n.")
                 elif verb == "USER":
@@ -108,7 +117,11 @@ def handler(mailbox: Mailbox, user: str, password: str, log: str):
 
 async def _main(a: argparse.Namespace) -> None:
     user, _sep, password = a.user.partition(":")
-    serve = handler(Mailbox(a.mail), user, password, a.log)
+    tls = None
+    if a.tls:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*a.tls.split(":", 1))
+    serve = handler(Mailbox(a.mail), user, password, a.log, tls)
     servers = [await asyncio.start_server(serve, "0.0.0.0", a.port, reuse_address=True)]
     with contextlib.suppress(OSError):
         servers.append(await asyncio.start_server(serve, "::", a.port, reuse_address=True))
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mail", required=True)
     p.add_argument("--user", default="zfw:secret")
     p.add_argument("--log", default=os.devnull)
+    p.add_argument("--tls", help="CERT:KEY, PEM files: STLS is answered")
     asyncio.run(_main(p.parse_args(argv)))
 
 

@@ -65,6 +65,9 @@ class Proxy(Declared):
     default_ports: ClassVar[tuple[int, ...]] = ()
     #: Whether it can read the server from the request (with an InbandRouter).
     inband: ClassVar[bool] = False
+    #: Whether it applies the service's encryption policy itself, at a STARTTLS
+    #: command (the engine then starts it on the plaintext, not EncryptionProxy).
+    starttls: ClassVar[bool] = False
     #: Taking over a CONNECT tunnel, it wants the server connection open first (zfw
     #: answers 200 only once it is); False: it opens the way itself, after its own
     #: look at what the client sends (the TLS tunnel decides by the ClientHello).

@@ -25,16 +25,12 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
-from zfw.proxy.plug import PlugProxy
+from zfw.proxy.tls import BypassTunnel
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
-from zfw.tls.contexts import Verification, verify
-from zfw.tls.encryption import (
-    ClientOnlyEncryption,
-    DynamicCertificate,
-    ServerOnlyEncryption,
-    _Encryption,
-)
+from zfw.tls.contexts import Verification
+from zfw.tls.encryption import ClientOnlyEncryption, ServerOnlyEncryption, _Encryption
+from zfw.tls.sides import Leaf, client_leaf, client_tls, server_tls, static_leaf
 from zfw.tls.stream import TlsStream
 
 
@@ -146,14 +142,20 @@ class EncryptionProxy(Proxy):
             self._connect_first()
 
     def _tunnel(self, why: str) -> None:
-        """Blind: PlugProxy relays the ClientHello and what follows, never decrypted."""
+        """Blind, never decrypted: the TLS tunnel's relay takes the ClientHello and what
+        follows (a second ClientHello after a HelloRetryRequest checked as there)."""
         self._cancel_deadline()
         self.done = True
-        self.session.stats.count("tls_tunnelled")
         self.log("info", 3, f"tunnel: {why}", sni=self._sni())
         pending = bytes(self._reader.buffer)
         self.client.on_eof = self.client.on_lost = lambda *_a: None
-        self.hand_over(PlugProxy, self.client, Handover(pending=pending))
+        self.hand_over(
+            BypassTunnel,
+            self.client,
+            Handover(pending=pending),
+            max_hello_size=self.max_hello_size,
+            hello_timeout=self.options.handshake_timeout,
+        )
 
     # --- the server side ---------------------------------------------------------------
 
@@ -168,23 +170,18 @@ class EncryptionProxy(Proxy):
     def _open(self, on_ready: Callable[[TlsStream], object], on_failed: Callable[[str], object]):
         """Connect to the server and complete a verified TLS handshake with it."""
         attempt = _TlsAttempt()
-        name = self._server_name()
-        side = self.encryption.verifier.side(self.options)
 
         def connected(tcp: Stream) -> None:
-            tls = TlsStream(tcp, side.connection(name), handshaken, failed_tls)
-            attempt.tls = tls
-            tls.start()
+            attempt.tls = server_tls(
+                tcp, self.encryption, self._server_name(), self.session.destination[0],
+                ready, failed_tls,
+            )  # fmt: skip
 
-        def handshaken(tls: TlsStream) -> None:
+        def ready(tls: TlsStream) -> None:
             attempt.pending = False
-            result = verify(
-                tls.tls, name or self.session.destination[0], self.encryption.verifier.check_subject
-            )
-            tls.verification = result
             on_ready(tls)
 
-        def failed_tls(_tls: TlsStream, reason: str) -> None:
+        def failed_tls(reason: str) -> None:
             attempt.pending = False
             on_failed(reason)
 
@@ -218,42 +215,30 @@ class EncryptionProxy(Proxy):
             return
         self._client_handshake(leaf)
 
-    def _dynamic_leaf(self, result: Verification) -> tuple[Any, Any, tuple] | None:
-        """The certificate, key and chain the client gets, or None: refused."""
-        certs = self.encryption.certificates
-        trusted = result.ok or self.encryption.verifier.permit_invalid
-        if not isinstance(certs, DynamicCertificate):
-            chosen = certs.choose(self._sni())
-            if chosen is None or not trusted:
-                return None
-            self.signer = "static"
-            return chosen.certificate, chosen.key, chosen.chain
-        ca = certs.trusted if trusted else certs.untrusted
-        if ca is None:
-            return None
-        self.signer = "trusted CA" if trusted else "untrusted CA"
-        leaf = certs.minter.mirror(ca, result.certificate, self._sni())
-        return leaf, certs.minter.key, ()
+    def _dynamic_leaf(self, result: Verification) -> Leaf | None:
+        """The leaf the client gets, or None: refused."""
+        leaf = client_leaf(self.encryption, result, self._name())
+        if leaf is not None:
+            self.signer = leaf.signer
+        return leaf
 
-    def _static_leaf(self) -> tuple[Any, Any, tuple] | None:
-        chosen = self.encryption.certificates.choose(self._sni())
-        if chosen is None:
-            return None
-        self.signer = "static"
-        return chosen.certificate, chosen.key, chosen.chain
+    def _static_leaf(self) -> Leaf | None:
+        leaf = static_leaf(self.encryption, self._name())
+        if leaf is not None:
+            self.signer = leaf.signer
+        return leaf
 
     # --- the client side ---------------------------------------------------------------
 
-    def _client_handshake(self, leaf: tuple[Any, Any, tuple] | None) -> None:
+    def _client_handshake(self, leaf: Leaf | None) -> None:
         if leaf is None:
             self.session.stats.count("tls_rejected_policy")
             self._end(f"no certificate for {self._sni()}", abort=True)
             return
-        cert, key, chain = leaf
-        conn = self.encryption.client_side.connection(cert, key, chain)
-        tls = TlsStream(self.client, conn, self._inspecting, self._client_failed)
-        self.client_tls = tls
-        tls.start(bytes(self._reader.buffer))
+        self.client_tls = client_tls(
+            self.client, self.encryption, leaf, self._inspecting, self._client_failed,
+            bytes(self._reader.buffer),
+        )  # fmt: skip
         self.client.resume()
 
     def _client_failed(self, _tls: TlsStream, reason: str) -> None:
@@ -317,7 +302,10 @@ class EncryptionProxy(Proxy):
         return facts
 
     def _sni(self) -> str:
-        return (self.hello.sni if self.hello is not None else None) or "-"
+        return self._name() or "-"
+
+    def _name(self) -> str | None:
+        return self.hello.sni if self.hello is not None else None
 
     def _late(self) -> None:
         self._deadline = None

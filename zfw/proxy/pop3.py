@@ -32,7 +32,10 @@ from zfw.pop3.core import (
     reply_ok,
 )
 from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.starttls import StartTls
 from zfw.stream import Stream
+from zfw.tls.encryption import TwoSidedEncryption
+from zfw.tls.stream import TlsStream
 
 POP3_REQ_ACCEPT = policytable.ACCEPT
 POP3_REQ_REJECT = policytable.REJECT
@@ -72,6 +75,13 @@ REQUEST = policytable.TableSpec(
     "POP3_REQ_", "a POP3_REQ_* action", ("command",),
 )  # fmt: skip
 _GREETING = Command("(greeting)", ())
+NO_TLS = "TLS is not available through this firewall."
+
+
+def _encryption(session: Any) -> TwoSidedEncryption | None:
+    """The service's encryption policy, for STLS (None: STLS is refused)."""
+    enc = getattr(session.service, "encryption", None)
+    return enc if isinstance(enc, TwoSidedEncryption) else None
 
 
 class Pop3Proxy(Proxy):
@@ -81,8 +91,11 @@ class Pop3Proxy(Proxy):
     ``POP3_REQ_ACCEPT``, ``(POP3_REQ_REJECT, "text")`` (answered ``-ERR text``
     by zfw), ``POP3_REQ_ABORT`` (the session is closed) or
     ``(POP3_REQ_POLICY, func)``, where ``func(command)`` returns one of those.
-    By default the commands of RFC 1939 and CAPA pass; STLS and AUTH are
-    refused, as is anything else. The other options are declared below.
+    By default the commands of RFC 1939 and CAPA pass; AUTH is refused, as is
+    anything else, and STLS too unless the service has an encryption policy
+    (TwoSidedEncryption): then zfw answers it, TLS is terminated on both sides
+    (the server is asked STLS too, and verified) and this table applies inside
+    TLS as before it. The other options are declared below.
     """
 
     log_tag: ClassVar[str] = "pop3"
@@ -96,15 +109,25 @@ class Pop3Proxy(Proxy):
     max_body_line: int = option(size(1), 8192, "octets of a message line")
     max_queued_commands: int = option(integer(1), 16, "pipelined commands that may wait")
 
+    #: With an encryption policy the engine starts this proxy on the plaintext, and
+    #: the policy applies at STLS (:class:`~zfw.proxy.starttls.StartTls`).
+    starttls: ClassVar[bool] = True
+
     def __init__(self, session: Any):
         super().__init__(session)
+        self.encryption = _encryption(session)
+        self.tls = False  # whether STLS has made both sides TLS
         self.request = {}
         self.due: float | None = None  # for the idle watch: no deadline, only the idle timeout
 
     def preset(self) -> None:
-        """RFC 1939 and CAPA pass; TLS and SASL are refused, and anything unknown."""
+        """RFC 1939 and CAPA pass; SASL is refused, and anything unknown; STLS is
+        inspected under the service's encryption policy, refused without one."""
         self.request.update({verb: POP3_REQ_ACCEPT for verb in COMMANDS})
-        self.request["STLS"] = (POP3_REQ_REJECT, "TLS is not available through this firewall.")
+        if self.encryption is not None:
+            self.request["STLS"] = POP3_REQ_ACCEPT
+        else:
+            self.request["STLS"] = (POP3_REQ_REJECT, NO_TLS)
         self.request["AUTH"] = (POP3_REQ_REJECT, "Use USER and PASS.")
         self.request["*"] = (POP3_REQ_REJECT, "Unknown command.")
 
@@ -144,10 +167,15 @@ class Pop3Proxy(Proxy):
             server.close()
             return
         self.server = server
+        self.client.throttle(server.producer)  # a slow client: the server waits
+        self._connected_streams(server)
+
+    def _connected_streams(self, server: Stream) -> None:
+        """Listen to both (again, after STLS: the producers below stay as they were)."""
         server.on_data = self._from_server
         server.on_eof = server.on_lost = lambda *_a: self.close("server left")
         self.client.on_data = self._from_client
-        self.client.throttle(server.producer)  # a slow client: the server waits
+        self.client.on_eof = self.client.on_lost = lambda *_a: self.close("client left")
         if self.session.idle_watch is not None:
             self.session.idle_watch.add(self)
 
@@ -232,6 +260,9 @@ class Pop3Proxy(Proxy):
             self._answer(f"-ERR {text}")
             return
         assert self.server is not None
+        if command.verb == "STLS" and (self.tls or self.encryption is None):
+            self._answer("-ERR " + ("Already in TLS." if self.tls else NO_TLS))
+            return
         self.log("debug", 6, f"command {command.verb}")
         self.waiting = command
         self.server.write(command.line)
@@ -240,7 +271,8 @@ class Pop3Proxy(Proxy):
 
     def _from_server(self, data: bytes) -> None:
         out = []
-        for line in self.replies.feed(data):
+        lines = self.replies.feed(data)
+        for n, line in enumerate(lines, 1):
             if self.closed:
                 return
             if isinstance(line, Pop3Violation):
@@ -252,7 +284,7 @@ class Pop3Proxy(Proxy):
                 if line == b".":
                     self.in_body = False
                     self.waiting = None
-                elif self.waiting.verb == "CAPA" and not _capability_passed(line):
+                elif self.waiting.verb == "CAPA" and not self._capability_passed(line):
                     continue
                 out.append(line + b"\r\n")
                 continue
@@ -268,6 +300,9 @@ class Pop3Proxy(Proxy):
                 self._violation(f"reply: {e}")
                 return
             out.append(line + b"\r\n")
+            if ok and self.waiting.verb == "STLS":
+                self._start_tls(b"".join(out), more=n < len(lines))
+                return
             if ok and multiline(self.waiting):
                 self.in_body = True
             else:
@@ -276,6 +311,49 @@ class Pop3Proxy(Proxy):
             self.client.write(b"".join(out))
         if self.waiting is None:
             self._next()
+
+    # --- STLS ------------------------------------------------------------------------------
+
+    def _start_tls(self, answer: bytes, more: bool) -> None:
+        """The server said +OK to STLS: pass it on, then TLS with both. Nothing may come
+        between (``more``: lines after the +OK): plaintext sent after STLS would be
+        taken as sent inside TLS (the STARTTLS command injection)."""
+        assert self.server is not None and self.encryption is not None
+        if more or self.queue or not self.commands.empty or not self.replies.empty:
+            self._violation("STLS: more came after it before TLS")
+            return
+        self.server.pause()
+        self.client.pause()
+        self._reading = False
+        self.client.write(answer)
+        self.log("info", 4, "STLS: TLS with both sides")
+        if self.session.idle_watch is not None:
+            self.session.idle_watch.discard(self)
+        StartTls(
+            self.session, self.encryption, self.client, self.server, self._secured,
+            self._tls_refused,
+        ).start()  # fmt: skip
+
+    def _secured(self, client: TlsStream, server: TlsStream) -> None:
+        """Both sides are TLS: the same commands and table, afresh (RFC 2595 4)."""
+        self.tls = True
+        self.client, self.server = client, server
+        self.commands = LineReader(MAX_COMMAND)
+        self.replies = LineReader(self.max_body_line)
+        self.waiting = None
+        self._connected_streams(server)
+        server.resume()
+        self._next()
+
+    def _tls_refused(self, reason: str) -> None:
+        self.close(f"STLS: {reason}")
+
+    def _capability_passed(self, line: bytes) -> bool:
+        """Whether a line of a CAPA reply names a capability zfw passes on: STLS only
+        while zfw can answer it."""
+        if line.split(b" ", 1)[0].upper() == b"STLS":
+            return self.encryption is not None and not self.tls
+        return _capability_passed(line)
 
     # --- helpers ---------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from zfw.proxy.base import Handover, Proxy
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
-from zfw.tls.names import matches
+from zfw.tls.decision import TUNNEL, decide, destination_mismatch, tunnel_rules
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
 
 #: Counter names by the session's decision (a reject's by what refused it).
@@ -52,6 +52,8 @@ class TlsTunnelProxy(Proxy):
         seconds(zero=True), 600.0, "idle seconds after the handshake; 0: no limit"
     )
     connect_timeout: float = option(seconds(), 30.0, "seconds to reach the server")
+    #: What a session that was let through counts as.
+    accepted_counter: ClassVar[str] = "tls_accepted"
 
     def check_hello(self, hello: ClientHello) -> bool | str:
         """Policy hook: True to tunnel, or a reason (or False) to close.
@@ -59,13 +61,9 @@ class TlsTunnelProxy(Proxy):
         ``self.session`` tells the zones (``client_zone``, ``server_zone``) and
         the original destination (``destination``).
         """
-        if hello.sni is None:
-            return True if self.allow_no_sni else "no server name (SNI)"
-        if matches(hello.sni, self.denied_names):
-            return f"{hello.sni} is denied"
-        if self.allowed_names and not matches(hello.sni, self.allowed_names):
-            return f"{hello.sni} is not in the allowed names"
-        return True
+        rules = tunnel_rules(self.allowed_names, self.denied_names, self.allow_no_sni)
+        decision = decide(hello, rules)
+        return True if decision.action == TUNNEL else decision.reason
 
     def resolve(self, name: str) -> Any:
         """Deferred list of the addresses ``name`` resolves to (in a thread)."""
@@ -138,8 +136,9 @@ class TlsTunnelProxy(Proxy):
         if self.verify_destination and hello.sni is not None:
             dest = self.session.destination[0]
             if not is_address(dest):  # a name, as in CONNECT through a parent proxy
-                if hello.sni.lower() != dest.lower():
-                    self._refuse(f"{hello.sni} does not name the destination {dest}", "destination")
+                mismatch = destination_mismatch(hello.sni, dest)
+                if mismatch:
+                    self._refuse(mismatch, "destination")
                     return
                 self._connect()
                 return
@@ -149,9 +148,10 @@ class TlsTunnelProxy(Proxy):
         self._connect()
 
     def _verified(self, addresses: list[str]) -> None:
-        dest = self.session.destination[0]
-        if dest not in addresses:
-            self._refuse(f"{self.hello.sni} does not resolve to {dest}", "destination")  # type: ignore[union-attr]
+        assert self.hello is not None and self.hello.sni is not None
+        mismatch = destination_mismatch(self.hello.sni, self.session.destination[0], addresses)
+        if mismatch:
+            self._refuse(mismatch, "destination")
             return
         self._connect()
 
@@ -299,6 +299,8 @@ class TlsTunnelProxy(Proxy):
             return
         if self.decision == "reject":
             self.session.stats.count(f"tls_rejected_{self._reject_kind}")
+        elif self.decision == "accept":
+            self.session.stats.count(self.accepted_counter)
         else:
             self.session.stats.count(_TLS_COUNTERS.get(self.decision, "tls_rejected_policy"))
         h = self.hello
@@ -317,3 +319,15 @@ class TlsTunnelProxy(Proxy):
             duration=f"{duration:.3f}" if duration is not None else "-",
         )
         self.session.close()
+
+
+class BypassTunnel(TlsTunnelProxy):
+    """The bypass path of an encryption policy: the ClientHello was decided already
+    (tunnel), and the bytes are relayed as by the tunnel, the second ClientHello
+    after a HelloRetryRequest checked the same way (it must name the same server)."""
+
+    accepted_counter: ClassVar[str] = "tls_tunnelled"
+
+    def check_hello(self, hello: ClientHello) -> bool | str:
+        """Decided by the encryption policy before the handover."""
+        return True

@@ -10,6 +10,7 @@ that others may read is a mistake at the policy's line.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from zfw.errors import PolicyError
@@ -34,6 +35,7 @@ from zfw.tls.certs import (
     load_key,
 )
 from zfw.tls.contexts import ClientSide, ServerSide, TlsOptions
+from zfw.tls.decision import ACTIONS, INSPECT, Rules, decide, inspection_rules
 from zfw.tls.names import matches, pattern_error
 
 __all__ = [
@@ -213,12 +215,19 @@ class _Encryption:
         self.options = options
         self.client_side = ClientSide(options)
 
-    def decide(self, hello: Any) -> tuple[str, str]:
-        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
-        if hello.alpn and "http/1.1" not in hello.alpn:
-            offered = ", ".join(hello.alpn)[:80]
-            return self.options.h2_only, f"the client offers {offered} (ALPN), not http/1.1"
-        return "inspect", "policy"
+    def rules(self) -> Rules:
+        """What decides a ClientHello (:mod:`zfw.tls.decision`): here ALPN alone."""
+        return Rules(no_sni=INSPECT, h2_only=self.options.h2_only)
+
+    def decide(self, hello: Any, http: bool = True) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello; ``http``: HTTP inside, so
+        that ALPN decides as ``h2_only`` says (False, as at a STARTTLS: ALPN decides
+        nothing)."""
+        rules = self.rules()
+        if not http:
+            rules = replace(rules, h2_only=None)
+        decision = decide(hello, rules)
+        return decision.action, decision.reason
 
 
 _OPTIONS = argument(optional(instance_of(TlsOptions)), "TlsOptions (None: defaults)")
@@ -265,20 +274,18 @@ class TwoSidedEncryption(_Encryption):
         self.decide_hook = decide
         self.allow_no_sni = allow_no_sni
 
-    def decide(self, hello: Any) -> tuple[str, str]:
-        """``(inspect|tunnel|reject, why)`` for a ClientHello."""
+    def rules(self) -> Rules:
+        """``reject``, then ``bypass``, then a hello without a name, then ALPN."""
+        return inspection_rules(self.reject, self.bypass, self.allow_no_sni, self.options.h2_only)
+
+    def decide(self, hello: Any, http: bool = True) -> tuple[str, str]:
+        """``(inspect|tunnel|reject, why)`` for a ClientHello (``http``: as above)."""
         if self.decide_hook is not None:
             choice = self.decide_hook(hello)
-            if choice not in ("inspect", "tunnel", "reject"):
+            if choice not in ACTIONS:
                 raise ValueError(f"decide() returned {choice!r}, not inspect, tunnel or reject")
             return choice, "by decide()"
-        if matches(hello.sni, self.reject):
-            return "reject", f"{hello.sni} is on the reject list"
-        if matches(hello.sni, self.bypass):
-            return "tunnel", f"{hello.sni} is on the bypass list"
-        if hello.sni is None and not self.allow_no_sni:
-            return "reject", "no server name (allow_no_sni is False)"
-        return super().decide(hello)
+        return super().decide(hello, http)
 
 
 @arguments(
