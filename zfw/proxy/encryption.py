@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.passthrough import not_protocol, tunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
@@ -35,6 +36,7 @@ from zfw.tls.encryption import (
     ServerOnlyEncryption,
     _Encryption,
 )
+from zfw.tls.sniff import not_tls
 from zfw.tls.stream import TlsStream
 
 
@@ -108,6 +110,7 @@ class EncryptionProxy(Proxy):
             self._connect_first()
             return
         self._reader = ClientHelloReader(self.max_hello_size)
+        self._first: bytes | None = b""  # held until they tell TLS from another protocol
         client.on_data = self._hello_data
         if handover is not None and handover.pending:
             self._hello_data(handover.pending)
@@ -119,6 +122,17 @@ class EncryptionProxy(Proxy):
     # --- the ClientHello ---------------------------------------------------------------
 
     def _hello_data(self, data: bytes) -> None:
+        if self._first is not None:
+            first = self._first + data
+            decided, why = not_tls(first)
+            if not decided:
+                self._first = first
+                return
+            self._first = None
+            if why is not None:
+                self._not_tls(why, first)
+                return
+            data = first
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:
@@ -144,6 +158,18 @@ class EncryptionProxy(Proxy):
             self._client_handshake(self._static_leaf())
         else:
             self._connect_first()
+
+    def _not_tls(self, why: str, first: bytes) -> None:
+        """The client's first bytes are not TLS: tunnel them or refuse, as the
+        encryption policy's ``pass_through`` says."""
+        if not_protocol(self, "TLS", why, self.encryption.pass_through):
+            self._cancel_deadline()
+            self.done = True
+            self.client.on_eof = self.client.on_lost = lambda *_a: None
+            tunnel(self, self.client, first)
+            return
+        self.session.stats.count("tls_violations")
+        self._end(f"violation: not TLS: {why}", abort=True)
 
     def _tunnel(self, why: str) -> None:
         """Blind: PlugProxy relays the ClientHello and what follows, never decrypted."""
