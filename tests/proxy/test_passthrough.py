@@ -8,13 +8,20 @@ from pathlib import Path
 import pytest
 
 from tests.proxy.harness import ProxyHarness
+from zfw.errors import PolicyError
 from zfw.options import OptionError
 from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.http import HttpProxy
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.tls import TlsTunnelProxy
 from zfw.tls.contexts import TlsOptions
-from zfw.tls.encryption import _Encryption
+from zfw.tls.encryption import (
+    ClientOnlyEncryption,
+    DynamicCertificate,
+    StaticCertificate,
+    TwoSidedEncryption,
+    _Encryption,
+)
 
 SSH = b"SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n"
 HELLO = (Path(__file__).parent.parent / "tls" / "hellos" / "curl.bin").read_bytes()
@@ -185,3 +192,13 @@ def test_inspection_refuses_another_protocol_by_default():
     assert h.closed and not h.pending
     assert "; refused as pass_through says" in h.log()
     assert counters(h) == {"refused_not_protocol": 1, "tls_violations": 1}
+
+
+def test_an_encryption_policy_takes_refuse_or_tunnel_and_offload_has_no_choice():
+    leaf = object.__new__(DynamicCertificate)
+    assert TwoSidedEncryption(leaf).pass_through == "refuse"
+    assert TwoSidedEncryption(leaf, pass_through="tunnel").pass_through == "tunnel"
+    with pytest.raises(OptionError, match="pass_through"):
+        TwoSidedEncryption(leaf, pass_through="plug")
+    with pytest.raises(PolicyError, match="pass_through"):
+        ClientOnlyEncryption(object.__new__(StaticCertificate), pass_through="tunnel")

@@ -205,7 +205,8 @@ class _Encryption:
     #: Whether the client side, the server side is TLS.
     client_tls = True
     server_tls = True
-    #: A client whose first bytes are not TLS: refused, or tunnelled (PlugProxy).
+    #: A client whose first bytes are not TLS: refused, or tunnelled (PlugProxy); only
+    #: TwoSided offers the choice (a plain server would get what no proxy checked).
     pass_through = "refuse"
 
     def __init__(self, options: TlsOptions | None):
@@ -298,7 +299,6 @@ class TwoSidedEncryption(_Encryption):
         "the certificate the client sees",
     ),
     options=_OPTIONS,
-    pass_through=_PASS_THROUGH,
 )
 class ClientOnlyEncryption(_Encryption):
     """TLS offload: TLS from the client terminated with ``client_certificate_generator``
@@ -310,10 +310,8 @@ class ClientOnlyEncryption(_Encryption):
         self,
         client_certificate_generator: StaticCertificate | SNIBasedCertificate,
         options: TlsOptions | None = None,
-        pass_through: str = "refuse",
     ):
         super().__init__(options)
-        self.pass_through = pass_through
         self.certificates = client_certificate_generator
 
 
