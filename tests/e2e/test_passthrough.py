@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.e2e.helpers import passive_opens, stop_all, zfw_in_front
-from zfw.lab import CLIENT4, SERVER4, Lab
+from zfw.lab import CLIENT4, CLIENT6, SERVER4, SERVER6, Lab
 from zfw.lab.servers import s_client
 
 POLICY = """
@@ -67,12 +67,14 @@ def serve(conn, port):
             data = conn.recv(4096)
         except OSError:
             data = b""
-        print(port, conn.getpeername()[0], repr(data[:40]), flush=True)
+        peer = conn.getpeername()[0].removeprefix("::ffff:")
+        print(port, peer, repr(data[:40]), flush=True)
 
 def listen(port):
-    s = socket.socket()
+    s = socket.socket(socket.AF_INET6)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port))
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
     s.listen(16)
     return s
 
@@ -148,8 +150,8 @@ def passthrough_lab(lab: Lab, tmp_path_factory):
         yield lab, z, Server(proc)
 
 
-def ssh(lab: Lab, port: int) -> subprocess.CompletedProcess[str]:
-    """OpenSSH's client to the server's ``port``, verbose; it gives up after the banners."""
+def ssh(lab: Lab, port: int, server: str = SERVER4) -> subprocess.CompletedProcess[str]:
+    """OpenSSH's client to ``server``'s ``port``, verbose; it gives up after the banners."""
     return lab.run(
         "client",
         [
@@ -165,7 +167,7 @@ def ssh(lab: Lab, port: int) -> subprocess.CompletedProcess[str]:
             "UserKnownHostsFile=/dev/null",
             "-o",
             "ConnectTimeout=20",
-            f"nobody@{SERVER4}",
+            f"nobody@{server}",
             "true",
         ],
         check=False,
@@ -190,11 +192,13 @@ def logged(z, start: int, service: str, why: str, action: str) -> None:
     assert line is not None and f"/{service}:" in line and why in line, line
 
 
-def tunnelled(z, server: Server, start: tuple[int, int], port: int, service: str, why: str) -> str:
+def tunnelled(
+    z, server: Server, start: tuple[int, int], port: int, service: str, why: str, client=CLIENT4
+) -> str:
     logged(z, start[0], service, why, "tunnelled")
     seen = server.seen(port, start[1])
     assert seen is not None, f"nothing reached the server's port {port}"
-    assert seen.startswith(f"{port} {CLIENT4} ")  # the client's own address
+    assert seen.startswith(f"{port} {client} ")  # the client's own address
     return seen
 
 
@@ -254,3 +258,12 @@ def test_a_tls_hello_to_an_http_port_is_refused_by_default(passthrough_lab):
     start, before = len(z.lines), passive_opens(lab)
     s_client(lab, f"{SERVER4}:8080", "www.example.com")
     refused(lab, z, start, "http_refuse", "not HTTP: a TLS handshake record (0x16 0x03)", before)
+
+
+def test_over_ipv6_too(passthrough_lab):
+    lab, z, server = passthrough_lab
+    start = (len(z.lines), server.mark())
+    proc = ssh(lab, 80, SERVER6)
+    assert "remote software version LabServer" in proc.stderr, proc.stderr
+    why = "not HTTP: an SSH banner 'SSH-2.0-OpenSSH_"
+    tunnelled(z, server, start, 80, "http_tunnel", why, CLIENT6)
