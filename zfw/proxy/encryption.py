@@ -3,7 +3,7 @@ service's own proxy on the plaintext streams.
 
 For :class:`~zfw.tls.encryption.TwoSidedEncryption` the ClientHello is read
 first and the policy decides: **reject** (closed before anything reaches the
-server), **tunnel** (PlugProxy relays the encrypted bytes untouched) or
+server), **tunnel** (the TLS tunnel relays the encrypted bytes untouched) or
 **inspect**. To inspect, zfw connects to the server, verifies its
 certificate, makes the client's leaf (mirroring the server's, signed by the
 trusted CA only when it verified) and completes the client's handshake with
@@ -25,12 +25,14 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.passthrough import not_protocol, tunnel
 from zfw.proxy.tls import BypassTunnel
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
 from zfw.tls.contexts import Verification
 from zfw.tls.encryption import ClientOnlyEncryption, ServerOnlyEncryption, _Encryption
 from zfw.tls.sides import Leaf, client_leaf, client_tls, server_tls, static_leaf
+from zfw.tls.sniff import not_tls
 from zfw.tls.stream import TlsStream
 
 
@@ -104,6 +106,7 @@ class EncryptionProxy(Proxy):
             self._connect_first()
             return
         self._reader = ClientHelloReader(self.max_hello_size)
+        self._first: bytes | None = b""  # held until they tell TLS from another protocol
         client.on_data = self._hello_data
         if handover is not None and handover.pending:
             self._hello_data(handover.pending)
@@ -115,6 +118,17 @@ class EncryptionProxy(Proxy):
     # --- the ClientHello ---------------------------------------------------------------
 
     def _hello_data(self, data: bytes) -> None:
+        if self._first is not None:
+            first = self._first + data
+            decided, why = not_tls(first)
+            if not decided:
+                self._first = first
+                return
+            self._first = None
+            if why is not None:
+                self._not_tls(why, first)
+                return
+            data = first
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:
@@ -140,6 +154,18 @@ class EncryptionProxy(Proxy):
             self._client_handshake(self._static_leaf())
         else:
             self._connect_first()
+
+    def _not_tls(self, why: str, first: bytes) -> None:
+        """The client's first bytes are not TLS: tunnel them or refuse, as the
+        encryption policy's ``pass_through`` says."""
+        if not_protocol(self, "TLS", why, self.encryption.pass_through):
+            self._cancel_deadline()
+            self.done = True
+            self.client.on_eof = self.client.on_lost = lambda *_a: None
+            tunnel(self, self.client, first)
+            return
+        self.session.stats.count("tls_violations")
+        self._end(f"violation: not TLS: {why}", abort=True)
 
     def _tunnel(self, why: str) -> None:
         """Blind, never decrypted: the TLS tunnel's relay takes the ClientHello and what

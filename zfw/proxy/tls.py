@@ -19,11 +19,13 @@ from zfw.addr import is_address
 from zfw.engine.session import describe_failure
 from zfw.options import boolean, names, option, seconds, size
 from zfw.proxy.base import Handover, Proxy
+from zfw.proxy.passthrough import not_protocol, pass_through_option, tunnel
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
 from zfw.tls.decision import TUNNEL, decide, destination_mismatch, tunnel_rules
 from zfw.tls.retry import SecondHelloReader, ServerFirstReader
+from zfw.tls.sniff import not_tls
 
 #: Counter names by the session's decision (a reject's by what refused it).
 _TLS_COUNTERS = {"accept": "tls_accepted", "violation": "tls_violations"}
@@ -46,6 +48,7 @@ class TlsTunnelProxy(Proxy):
         "the name must resolve to the address the client was going to (as Squid's "
         "host_verify_strict); through a parent proxy, be the name CONNECT named",
     )
+    pass_through: str = pass_through_option("TLS")
     hello_timeout: float = option(seconds(), 10.0, "seconds for the whole ClientHello")
     max_hello_size: int = option(size(1), 16384, "bytes of the ClientHello")
     timeout: float = option(
@@ -93,6 +96,7 @@ class TlsTunnelProxy(Proxy):
         self._attempt: Any = None
         self._relay: Relay | None = None
         self._server_first: ServerFirstReader | None = None  # tells the chosen version
+        self._first: bytes | None = b""  # held until they tell TLS from another protocol
         client.on_data = self._hello_data
         client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
         client.on_lost = lambda _ep, _r: self._refuse(
@@ -112,6 +116,17 @@ class TlsTunnelProxy(Proxy):
         self._violation(f"no complete ClientHello within {self.hello_timeout:g} s")
 
     def _hello_data(self, data: bytes) -> None:
+        if self._first is not None:
+            first = self._first + data
+            decided, why = not_tls(first)
+            if not decided:
+                self._first = first
+                return
+            self._first = None
+            if why is not None:
+                self._not_tls(why, first)
+                return
+            data = first
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:
@@ -146,6 +161,16 @@ class TlsTunnelProxy(Proxy):
             d.addCallbacks(self._verified, self._unresolved)
             return
         self._connect()
+
+    def _not_tls(self, why: str, first: bytes) -> None:
+        """The client's first bytes are not TLS: tunnel them or refuse, as
+        ``pass_through`` says."""
+        if not_protocol(self, "TLS", why, self.pass_through):
+            self._cancel_deadline()
+            tunnel(self, self.client, first, self._open)
+            return
+        self.decision = "violation"
+        self._close_client(f"not TLS: {why}")
 
     def _verified(self, addresses: list[str]) -> None:
         assert self.hello is not None and self.hello.sni is not None

@@ -19,6 +19,7 @@ from zfw.options import (
     argument,
     arguments,
     boolean,
+    choice,
     function,
     instance_of,
     integer,
@@ -206,6 +207,9 @@ class _Encryption:
     #: Whether the client side, the server side is TLS.
     client_tls = True
     server_tls = True
+    #: A client whose first bytes are not TLS: refused, or tunnelled (PlugProxy); only
+    #: TwoSided offers the choice (a plain server would get what no proxy checked).
+    pass_through = "refuse"
 
     def __init__(self, options: TlsOptions | None):
         options = options or TlsOptions()
@@ -231,6 +235,11 @@ class _Encryption:
 
 
 _OPTIONS = argument(optional(instance_of(TlsOptions)), "TlsOptions (None: defaults)")
+_PASS_THROUGH = argument(
+    choice(("refuse", "tunnel")),
+    'when the client\'s first bytes are not TLS (an SSH banner ...): `"refuse"` them, or '
+    '`"tunnel"` them to the server unchanged as PlugProxy does (logged and counted)',
+)
 _VERIFY = argument(
     optional(instance_of(ServerCertificateVerifier)),
     "how servers are verified (None: the system's CAs)",
@@ -248,6 +257,7 @@ _VERIFY = argument(
     decide=argument(optional(function()), "`decide(hello)` returns inspect, tunnel or reject"),
     allow_no_sni=argument(boolean(), "inspect a ClientHello without a name"),
     options=_OPTIONS,
+    pass_through=_PASS_THROUGH,
 )
 class TwoSidedEncryption(_Encryption):
     """TLS from the client terminated with a certificate zfw chooses or makes; TLS to the
@@ -265,8 +275,10 @@ class TwoSidedEncryption(_Encryption):
         decide: Callable[[Any], str] | None = None,
         allow_no_sni: bool = True,
         options: TlsOptions | None = None,
+        pass_through: str = "refuse",
     ):
         super().__init__(options)
+        self.pass_through = pass_through
         self.certificates = client_certificate_generator
         self.verifier = server_verify or ServerCertificateVerifier()
         self.bypass = tuple(bypass)

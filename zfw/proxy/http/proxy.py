@@ -34,6 +34,7 @@ from zfw.http.policy import (
     verdict,
 )
 from zfw.http.serialize import LAST_CHUNK, chunk, framing_out, request_head
+from zfw.http.sniff import not_http
 from zfw.model import InbandRouter
 from zfw.options import (
     boolean,
@@ -68,6 +69,7 @@ from zfw.proxy.http.messages import (
 )
 from zfw.proxy.http.responses import ServerSide
 from zfw.proxy.http.tables import PolicyTables
+from zfw.proxy.passthrough import not_protocol, pass_through_option, tunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
 from zfw.proxy.valve import Valve
@@ -146,6 +148,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         "(`Content_Length`, `Transfer.Encoding`): refused (400; 502 in a response), or "
         '`"drop"`ped',
     )
+    pass_through: str = pass_through_option("HTTP")
     verify_host: bool = option(
         boolean(),
         False,
@@ -254,6 +257,9 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         #: Under TLS inspection: whether the server's certificate names a Host.
         self._covers = handover.covers if handover is not None else None
         self._covered_host: bytes | None = None  # the last Host it named
+        #: The first bytes of a transparent session, held until they tell HTTP from
+        #: another protocol (``pass_through``); None once they have.
+        self._first: bytes | None = None if handover is not None or self.nontransparent else b""
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -281,6 +287,10 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     # --- from the client -------------------------------------------------------------------
 
     def _from_client(self, data: bytes) -> None:
+        if self._first is not None:
+            data = self._not_http(data)
+            if not data:
+                return
         if self._timer_kind == "keepalive":
             self._arm("head", self.header_timeout)
         try:
@@ -315,7 +325,31 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         elif self.client_valve.reasons:
             self.client_valve.release("wait")
 
+    def _not_http(self, data: bytes) -> bytes:
+        """Before the first request: hold the first bytes until they tell HTTP from
+        another protocol, which ``pass_through`` refuses or tunnels; what the parser
+        gets now (nothing while they are held, or once tunnelled)."""
+        first = self._first + data  # type: ignore[operator]
+        decided, why = not_http(first)
+        if not decided:
+            self._first = first
+            return b""
+        self._first = None
+        if why is None:
+            return first
+        if not_protocol(self, "HTTP", why, self.pass_through):
+            self._detach()
+            tunnel(self, self.client, first)
+        else:
+            self._send_error(400, "This is not an HTTP request.")
+        return b""
+
     def _client_eof(self, _ep: Stream) -> None:
+        if self._first:  # one token and the end: the parser's to refuse
+            first, self._first = self._first, None
+            self._from_client(first)
+            if self.closing:
+                return
         self.client_eof = True
         try:
             self.events.extend(self.reader.close())
