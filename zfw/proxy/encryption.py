@@ -232,6 +232,8 @@ class EncryptionProxy(Proxy):
         if ca is None:
             return None
         self.signer = "trusted CA" if trusted else "untrusted CA"
+        if not trusted:
+            self.session.stats.count("tls_untrusted_leaf")
         leaf = certs.minter.mirror(ca, result.certificate, self._sni())
         return leaf, certs.minter.key, ()
 

@@ -180,13 +180,20 @@ def create_ca(
 
 
 def _names(cert: x509.Certificate) -> tuple[str, list[x509.GeneralName]]:
-    """The common name and the subjectAltNames a leaf copies from ``cert``."""
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else ""
+    """The common name and the subjectAltNames a leaf copies from ``cert``; none of
+    them from a certificate that cannot be parsed (two subjectAltName extensions, an
+    address of 5 bytes, ...): the leaf then names what the client asked for."""
+    try:
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        cn = str(cns[0].value) if cns else ""
+        x509.NameAttribute(NameOID.COMMON_NAME, cn[:64] or "zfw")
+    except Exception:  # a hostile certificate: whatever its parser raises
+        cn = ""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         alt = [n for n in san if isinstance(n, x509.DNSName | x509.IPAddress)]
-    except x509.ExtensionNotFound:
+        x509.SubjectAlternativeName(alt)
+    except Exception:  # ExtensionNotFound, DuplicateExtension, ValueError, ...
         alt = []
     return cn, alt
 
