@@ -209,6 +209,8 @@ def _unreadable(cert: x509.Certificate) -> str | None:
     except x509.DuplicateExtension as e:
         return f"two {_oid_name(e.oid)} extensions"
     except Exception as e:  # ValueError mostly; anything a hostile encoding gives
+        if "IPv4 or IPv6 address" in str(e):
+            return "an IP address (subjectAltName) that is neither 4 nor 16 bytes"
         return _shown(str(e) or type(e).__name__, 120)
     return None
 
