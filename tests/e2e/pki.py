@@ -57,6 +57,12 @@ def server_certificate(
         .not_valid_before(now + datetime.timedelta(days=days[0]))
         .not_valid_after(now + datetime.timedelta(days=days[1]))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                (issuer.key if issuer else key).public_key()
+            ),
+            False,
+        )
         .sign(issuer.key if issuer else key, hashes.SHA256())
     )
     _write(directory, name, cert, key)

@@ -189,12 +189,27 @@ def _key_usage(cert: x509.Certificate) -> str | None:
 
 
 def _verifier_words(message: str) -> str:
-    """cryptography's message without its Rust wrapping."""
+    """cryptography's message without its Rust wrapping, extensions by name."""
     for prefix in ("validation failed: ", "candidates exhausted: "):
         message = message.removeprefix(prefix)
     if message.startswith("Other(") and message.endswith(")"):
         message = message[6:-1].strip('"')
+    message = message.split(" (encountered processing ")[0]
+    if message.startswith("invalid extension: "):
+        oid, _, what = message.removeprefix("invalid extension: ").partition(": ")
+        try:
+            oid = _oid_name(x509.ObjectIdentifier(oid))
+        except ValueError:
+            pass
+        what = _EXTENSION_WORDS.get(what, what)
+        message = f"{what} {oid}" if what in _EXTENSION_WORDS.values() else f"{oid}: {what}"
     return _shown(message, 160)
+
+
+#: cryptography's words for an extension's fault, as a sentence's start.
+_EXTENSION_WORDS = {
+    "Certificate is missing required extension": "the certificate lacks the required extension",
+}
 
 
 def _unreadable(cert: x509.Certificate) -> str | None:
@@ -287,7 +302,8 @@ def _dn(name: x509.Name) -> str:
 
 
 def _oid_name(oid: x509.ObjectIdentifier) -> str:
-    return getattr(oid, "_name", None) or oid.dotted_string
+    name = getattr(oid, "_name", None)
+    return name if name and name != "Unknown OID" else oid.dotted_string
 
 
 def _shown(text: str, limit: int) -> str:
