@@ -126,11 +126,12 @@ def inspect_lab(lab: Lab, tmp_path_factory):
     policy.write_text(POLICY.format(pki=str(d)))
     nginx = start_nginx(lab, str(d), "listen 127.0.0.1:81;", NGINX.format(d=d, servers=servers))
     # nginx does not serve a certificate with two subjectAltName extensions: s_server does.
+    s_server = ["openssl", "s_server", "-quiet", "-www", "-cert", str(d / "twosans.pem")]
+    s_server += ["-key", str(d / "twosans.key")]
     s_servers = [
         lab.popen(
             "server",
-            ["openssl", "s_server", "-quiet", "-www", "-accept", str(port)]
-            + ["-cert", str(d / "twosans.pem"), "-key", str(d / "twosans.key")],
+            [*s_server, "-accept", str(port)],
             stdin=subprocess.PIPE,  # (s_server ends at the end of its input)
             stdout=subprocess.DEVNULL,
         )

@@ -13,6 +13,7 @@ raised. A refusal's ``reason`` says what was wrong in words ("expired on
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 from collections.abc import Sequence
@@ -197,10 +198,8 @@ def _verifier_words(message: str) -> str:
     message = message.split(" (encountered processing ")[0]
     if message.startswith("invalid extension: "):
         oid, _, what = message.removeprefix("invalid extension: ").partition(": ")
-        try:
+        with contextlib.suppress(ValueError):
             oid = _oid_name(x509.ObjectIdentifier(oid))
-        except ValueError:
-            pass
         what = _EXTENSION_WORDS.get(what, what)
         message = f"{what} {oid}" if what in _EXTENSION_WORDS.values() else f"{oid}: {what}"
     return _shown(message, 160)
