@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from zfw.tls.names import normal
+
 #: How long a leaf is valid, and how far back it starts.
 LEAF_DAYS = 90
 BACKDATE = datetime.timedelta(days=1)
@@ -229,6 +231,7 @@ class LeafMinter:
     ) -> x509.Certificate:
         """A leaf signed by ``ca`` mirroring ``server`` (None: naming ``name`` only, for a
         server that showed no certificate zfw could read)."""
+        name = normal(name) if name else name
         if server is not None:
             source = server.fingerprint(hashes.SHA256())
             cn, alt = _names(server)

@@ -30,7 +30,7 @@ from OpenSSL import SSL, crypto
 from zfw.addr import is_address
 from zfw.options import choice, field, optional, seconds, text
 from zfw.tls.names import normal
-from zfw.tls.verify import Roots, covers, verify_with
+from zfw.tls.verify import Roots, covers, shown, verify_with
 
 VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
 _HTTP11 = b"http/1.1"
@@ -101,7 +101,7 @@ def _dn(cert: x509.Certificate | None, which: str) -> str:
     if cert is None:
         return "-"
     try:
-        return getattr(cert, which).rfc4514_string()
+        return shown(getattr(cert, which).rfc4514_string(), 200)
     except Exception:  # a hostile certificate
         return "(unreadable)"
 

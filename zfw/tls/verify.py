@@ -78,7 +78,7 @@ def verify_with(
     try:
         return _verify(leaf, list(intermediates), roots, name, at, check_name)
     except Exception as e:  # a hostile certificate may break any parser: refused, not raised
-        return Verdict(False, f"the certificate cannot be used: {_shown(str(e), 120)}")
+        return Verdict(False, f"the certificate cannot be used: {shown(str(e), 120)}")
 
 
 def _verify(
@@ -95,7 +95,7 @@ def _verify(
     try:
         subject = _subject_name(name) if name else _own_name(leaf)
     except ValueError:
-        return Verdict(False, f"{_shown(name or '', 80)} is not a DNS name or an address")
+        return Verdict(False, f"{shown(name or '', 80)} is not a DNS name or an address")
     if subject is None:
         return Verdict(False, "the certificate names no DNS name or address (subjectAltName)")
     naive = at.astimezone(datetime.UTC).replace(tzinfo=None)
@@ -138,7 +138,7 @@ def _diagnose(
         return when
     sans = _san(leaf)
     if name and not _covers(sans, name):
-        return f"name {_shown(name, 80)} not in the certificate's names ({_listed(sans)})"
+        return f"name {shown(name, 80)} not in the certificate's names ({_listed(sans)})"
     usage = _extended_key_usage(leaf) or _key_usage(leaf)
     if usage:
         return usage
@@ -202,7 +202,7 @@ def _verifier_words(message: str) -> str:
             oid = _oid_name(x509.ObjectIdentifier(oid))
         what = _EXTENSION_WORDS.get(what, what)
         message = f"{what} {oid}" if what in _EXTENSION_WORDS.values() else f"{oid}: {what}"
-    return _shown(message, 160)
+    return shown(message, 160)
 
 
 #: cryptography's words for an extension's fault, as a sentence's start.
@@ -225,7 +225,7 @@ def _unreadable(cert: x509.Certificate) -> str | None:
     except Exception as e:  # ValueError mostly; anything a hostile encoding gives
         if "IPv4 or IPv6 address" in str(e):
             return "an IP address (subjectAltName) that is neither 4 nor 16 bytes"
-        return _shown(str(e) or type(e).__name__, 120)
+        return shown(str(e) or type(e).__name__, 120)
     return None
 
 
@@ -280,9 +280,9 @@ def _own_name(leaf: x509.Certificate) -> verification.Subject | None:
 def _listed(sans: list[x509.GeneralName]) -> str:
     if not sans:
         return "none: no subjectAltName, and the common name is not used"
-    shown = [_shown(str(n.value), 60) for n in sans[:_SHOWN_NAMES]]
+    listed = [shown(str(n.value), 60) for n in sans[:_SHOWN_NAMES]]
     more = f", and {len(sans) - _SHOWN_NAMES} more" if len(sans) > _SHOWN_NAMES else ""
-    return ", ".join(shown) + more
+    return ", ".join(listed) + more
 
 
 def _subject(cert: x509.Certificate) -> x509.Name | None:
@@ -297,7 +297,7 @@ def _issuer(cert: x509.Certificate) -> x509.Name:
 
 
 def _dn(name: x509.Name) -> str:
-    return _shown(name.rfc4514_string(), 100) or "(empty name)"
+    return shown(name.rfc4514_string(), 100) or "(empty name)"
 
 
 def _oid_name(oid: x509.ObjectIdentifier) -> str:
@@ -305,7 +305,7 @@ def _oid_name(oid: x509.ObjectIdentifier) -> str:
     return name if name and name != "Unknown OID" else oid.dotted_string
 
 
-def _shown(text: str, limit: int) -> str:
+def shown(text: str, limit: int) -> str:
     """``text`` fit for one log line: control characters escaped, at most ``limit``."""
     safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return safe if len(safe) <= limit else safe[: limit - 3] + "..."
