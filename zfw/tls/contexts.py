@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import ssl
+import warnings
 from collections import OrderedDict
 from typing import Any
 
 import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.utils import CryptographyDeprecationWarning
 from OpenSSL import SSL, crypto
 
 from zfw.addr import is_address
@@ -124,12 +127,21 @@ def load_roots(ca_file: str | None, ca_directory: str | None) -> list[x509.Certi
     for path in files:
         try:
             with open(path, "rb") as f:
-                certs = x509.load_pem_x509_certificates(f.read())
-        except (OSError, ValueError):
+                data = f.read()
+        except OSError:
             continue
-        for cert in certs:
+        for block in _PEM.findall(data):  # one by one: a bad CA does not hide the others
+            try:
+                with warnings.catch_warnings():  # (a system CA with a negative serial)
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    cert = x509.load_pem_x509_certificate(block)
+            except ValueError:
+                continue
             found.setdefault(cert.fingerprint(hashes.SHA256()), cert)
     return list(found.values())
+
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 class ServerSide:
