@@ -99,9 +99,15 @@ def _verify(
     if subject is None:
         return Verdict(False, "the certificate names no DNS name or address (subjectAltName)")
     naive = at.astimezone(datetime.UTC).replace(tzinfo=None)
-    verifier = (
-        verification.PolicyBuilder().store(roots.store).time(naive).build_server_verifier(subject)
-    )
+    try:
+        verifier = (
+            verification.PolicyBuilder()
+            .store(roots.store)
+            .time(naive)
+            .build_server_verifier(subject)
+        )
+    except ValueError:  # such as a_b.example.com: an underscore is no DNS name
+        return Verdict(False, f"{shown(name or '', 80)} is not a DNS name or an address")
     try:
         verifier.verify(leaf, intermediates)
     except verification.VerificationError as e:
