@@ -107,7 +107,9 @@ def _verify(
             .build_server_verifier(subject)
         )
     except ValueError:  # such as a_b.example.com: an underscore is no DNS name
-        return Verdict(False, f"{shown(name or '', 80)} is not a DNS name or an address")
+        if name is None:
+            return Verdict(False, "the certificate's first name is not a DNS name")
+        return Verdict(False, f"{shown(name, 80)} is not a DNS name or an address")
     try:
         verifier.verify(leaf, intermediates)
     except verification.VerificationError as e:
