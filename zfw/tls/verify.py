@@ -5,7 +5,8 @@ inspection. The chain and the name are checked by cryptography's verifier
 (``cryptography.x509.verification``: the Web PKI rules browsers apply, no
 common-name fallback), then what OpenSSL and that verifier leave out and
 browsers check: a keyUsage that does not allow digitalSignature (with (EC)DHE,
-the only key exchanges zfw offers servers, the key signs). Names compare
+the key exchanges zfw offers servers unless ``TlsOptions.ciphers`` says
+otherwise, the key signs). Names compare
 without a trailing dot. A certificate that cannot be parsed is refused, never
 raised. A refusal's ``reason`` says what was wrong in words ("expired on
 2026-01-02", "unknown issuer CN=Foo CA", ...).
