@@ -5,6 +5,7 @@ policy applied on the decrypted stream."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import time
 import pytest
 
 from tests.e2e.helpers import big_file, zfw_in_front
-from tests.e2e.pki import make_pki
+from tests.e2e.pki import hostile_chains, make_pki
 from zfw.lab import CLIENT4, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab
 from zfw.lab.servers import s_client, start_nginx
 
@@ -21,6 +22,8 @@ SIZE = 100 * 2**20
 #: A response of a few records (and of many under Max Fragment Length).
 MID = "".join(f"line {i:04}\n" for i in range(500))
 NAMES_GOOD = "www.example.com bank.example.com blocked.example.com"
+#: openssl s_server's ports (through the untrusted-CA service, and through the strict one).
+S_SERVER_PORTS = (9443, 9444)
 
 POLICY = """
 from zfw.policy import *
@@ -65,6 +68,8 @@ def inspect():
     Service("forward", Forward, router=InbandRouter())
     Listener(SockAddrInet("", 50443), "https", intercept=443)
     Listener(SockAddrInet("", 50843), "strict", intercept=8443)
+    Listener(SockAddrInet("", 50943), "https", intercept=9443)  # openssl s_server
+    Listener(SockAddrInet("", 50944), "strict", intercept=9444)
     Listener(SockAddrInet("", 50444), "offload", intercept=4443)
     Listener(SockAddrInet("192.0.2.1", 3128), "forward", transparent=False)
 """
@@ -94,6 +99,7 @@ def inspect_lab(lab: Lab, tmp_path_factory):
     d = tmp_path_factory.mktemp("inspect")
     os.chmod(d, 0o755)
     make_pki(str(d))
+    hostile = hostile_chains(str(d))
     for ca in ("zfw", "untrusted"):
         made = _zfw("ca", "create", str(d / ca), "--name", f"zfw {ca} CA")
         assert made.returncode == 0, made.stderr
@@ -113,13 +119,27 @@ def inspect_lab(lab: Lab, tmp_path_factory):
                 "good",
                 f"\n        ssl_verify_client on; ssl_client_certificate {d}/origin/ca.pem;",
             ),
+            *((name, cert, "") for cert, name in hostile.items()),
         )
     )
     policy = d / "policy.py"
     policy.write_text(POLICY.format(pki=str(d)))
     nginx = start_nginx(lab, str(d), "listen 127.0.0.1:81;", NGINX.format(d=d, servers=servers))
+    # nginx does not serve a certificate with two subjectAltName extensions: s_server does.
+    s_server = ["openssl", "s_server", "-quiet", "-www", "-cert", str(d / "twosans.pem")]
+    s_server += ["-key", str(d / "twosans.key")]
+    s_servers = [
+        lab.popen(
+            "server",
+            [*s_server, "-accept", str(port)],
+            stdin=subprocess.PIPE,  # (s_server ends at the end of its input)
+            stdout=subprocess.DEVNULL,
+        )
+        for port in S_SERVER_PORTS
+    ]
     time.sleep(0.5)
-    with zfw_in_front(lab, nginx, str(policy), "inspect", "tls.*:4,http.*:4,core.*:3") as z:
+    servers = [nginx, *s_servers]
+    with zfw_in_front(lab, servers, str(policy), "inspect", "tls.*:4,http.*:4,core.*:3") as z:
         yield lab, z, d, digest
 
 
@@ -235,23 +255,64 @@ def test_a_host_the_server_certificate_does_not_name_gets_421(inspect_lab):
     assert proc.returncode == 0 and proc.stdout == "hello inside TLS\n", proc.stderr
 
 
+def counters(lab: Lab) -> dict[str, dict]:
+    """The services' counters, from ``zfw status --json``."""
+    socket = lab.control_socket("inspect")
+    proc = _zfw("status", "--json", "--socket", socket)
+    services = json.loads(proc.stdout)[socket]["services"]
+    return {s: services[s]["proxy"] for s in ("https", "strict") if s in services}
+
+
 @pytest.mark.parametrize(
     ("name", "reason"),
     [
-        ("selfsigned.example.com", "self-signed certificate"),
-        ("expired.example.com", "certificate has expired"),
-        ("wrong.example.com", "does not name wrong.example.com"),
+        ("selfsigned.example.com", "self-signed certificate CN=selfsigned.example.com"),
+        ("expired.example.com", "verify=expired on "),
+        ("wrong.example.com", "name wrong.example.com not in the certificate's names"),
+        # Hostile and broken chains (issue #41).
+        ("twosans.example.com", "cannot be used: two subjectAltName extensions"),
+        ("badip.example.com", "IP address (subjectAltName) that is neither 4 nor 16 bytes"),
+        ("encipher.example.com", "key usage lacks digitalSignature"),
+        ("clientauth.example.com", "extended key usage clientAuth does not allow serverAuth"),
+        ("oldchain.example.com", "intermediate CA CN=old intermediate CA expired on "),
     ],
 )
 def test_a_bad_server_certificate_gets_an_untrusted_leaf_or_a_refusal(inspect_lab, name, reason):
+    """One line with the reason in words, a counter, never a trusted leaf nor a
+    traceback: the untrusted leaf (naming the server) or, without an untrusted CA, a
+    refusal."""
     lab, z, d, _ = inspect_lab
-    assert "zfw untrusted CA" in issuer(lab, d, name)  # never a trusted leaf
-    proc = curl(lab, d, name)
+    port, strict_port = S_SERVER_PORTS if name.startswith("twosans") else (443, 8443)
+    before = counters(lab)
+    start = len(z.lines)
+    proc = curl(lab, d, name, port=port)
     assert proc.returncode == 60, proc.stderr  # curl: the certificate does not verify
-    assert z.wait_for(reason)
-    strict = curl(lab, d, name, port=8443)
+    line = z.wait_for(f"sni={name}", start=start)
+    assert line is not None and reason in line and "leaf=untrusted CA" in line, line
+    strict = curl(lab, d, name, port=strict_port)
     assert strict.returncode != 0 and "zfw" not in strict.stdout
-    assert z.wait_for(f"; refused; sni={name}")  # (no untrusted CA: no session)
+    line = z.wait_for(f"; refused; sni={name}", start=start)  # (no untrusted CA: no session)
+    assert line is not None and reason in line, line
+    # Last: s_client's session holds its server connection until zfw's idle timeout
+    # (s_server serves one connection at a time).
+    got = issuer(lab, d, name, port)
+    assert "zfw untrusted CA" in got, got  # never a trusted leaf
+    after = counters(lab)
+    assert after["https"]["tls_untrusted_leaf"] - before["https"].get("tls_untrusted_leaf", 0) == 2
+    refused = after["strict"]["tls_rejected_server"]
+    assert refused - before.get("strict", {}).get("tls_rejected_server", 0) == 1
+    assert not [ln for ln in z.lines[start:] if "Traceback" in ln or "Unhandled" in ln]
+
+
+def test_a_trailing_dot_name_verifies_and_passes_the_host_check(inspect_lab):
+    lab, z, d, _ = inspect_lab
+    start = len(z.lines)
+    proc = curl(lab, d, "www.example.com.", "-i", "/hello.txt")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("HTTP/1.1 200 "), proc.stdout
+    assert proc.stdout.endswith("hello inside TLS\n")
+    line = z.wait_for("sni=www.example.com", start=start)
+    assert line is not None and "verify=verified" in line and "leaf=trusted CA" in line, line
 
 
 def test_a_bypassed_name_is_tunnelled_blindly(inspect_lab):

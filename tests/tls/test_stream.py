@@ -126,7 +126,7 @@ def test_verification_of_the_chain_and_of_the_name(pki):
     assert "zfw test CA" in result.issuer
     client, _server, _ = connected(pki, name="other.example.com", sni="www.example.com")
     result = verify(client.tls, "www.example.com", check_subject=True)
-    assert not result.ok and "does not name www.example.com" in result.reason
+    assert not result.ok and "name www.example.com not in the certificate" in result.reason
     assert verify(client.tls, "www.example.com", check_subject=False).ok
 
 
@@ -154,7 +154,7 @@ def test_an_unknown_issuer_is_recorded_not_fatal(pki, tmp_path):
     client.start()
     assert up  # the handshake completes: the verdict comes after it
     result = verify(client.tls, "www.example.com", True)
-    assert not result.ok and "unable to get the local issuer certificate" in result.reason
+    assert not result.ok and "unknown issuer" in result.reason
 
 
 def test_garbage_fails_the_handshake_and_aborts_below():

@@ -246,6 +246,8 @@ class EncryptionProxy(Proxy):
         leaf = client_leaf(self.encryption, result, self._name())
         if leaf is not None:
             self.signer = leaf.signer
+            if leaf.signer == "untrusted CA":
+                self.session.stats.count("tls_untrusted_leaf")
         return leaf
 
     def _static_leaf(self) -> Leaf | None:

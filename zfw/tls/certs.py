@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from zfw.tls.names import normal
+
 #: How long a leaf is valid, and how far back it starts.
 LEAF_DAYS = 90
 BACKDATE = datetime.timedelta(days=1)
@@ -180,13 +182,20 @@ def create_ca(
 
 
 def _names(cert: x509.Certificate) -> tuple[str, list[x509.GeneralName]]:
-    """The common name and the subjectAltNames a leaf copies from ``cert``."""
-    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value) if cns else ""
+    """The common name and the subjectAltNames a leaf copies from ``cert``; none of
+    them from a certificate that cannot be parsed (two subjectAltName extensions, an
+    address of 5 bytes, ...): the leaf then names what the client asked for."""
+    try:
+        cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        cn = str(cns[0].value) if cns else ""
+        x509.NameAttribute(NameOID.COMMON_NAME, cn[:64] or "zfw")
+    except Exception:  # a hostile certificate: whatever its parser raises
+        cn = ""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         alt = [n for n in san if isinstance(n, x509.DNSName | x509.IPAddress)]
-    except x509.ExtensionNotFound:
+        x509.SubjectAlternativeName(alt)
+    except Exception:  # ExtensionNotFound, DuplicateExtension, ValueError, ...
         alt = []
     return cn, alt
 
@@ -222,6 +231,7 @@ class LeafMinter:
     ) -> x509.Certificate:
         """A leaf signed by ``ca`` mirroring ``server`` (None: naming ``name`` only, for a
         server that showed no certificate zfw could read)."""
+        name = normal(name) if name else name
         if server is not None:
             source = server.fingerprint(hashes.SHA256())
             cn, alt = _names(server)

@@ -1,10 +1,12 @@
 """pyOpenSSL contexts for TLS inspection, built once and shared.
 
-- :class:`ServerSide`: zfw as the client of servers. One context per verifier
-  holds the trust store (building one per connection costs milliseconds);
-  verification errors are recorded per connection and judged after the
-  handshake, together with the name (service_identity), so that a failed
-  verification can still give the client a leaf from the untrusted CA.
+- :class:`ServerSide`: zfw as the client of servers. One context and one store
+  of trusted roots per verifier (building them per connection costs
+  milliseconds); OpenSSL does not judge the server's certificate: after the
+  handshake :func:`verify` hands the peer's chain to
+  :func:`zfw.tls.verify.verify_with`, so that a failed verification can still
+  give the client a leaf from the untrusted CA. TLS 1.2 key exchange is
+  (EC)DHE only (no RSA key transport, as browsers), so the server's key signs.
 - :class:`ClientSide`: zfw as the server toward clients, one context per leaf
   (kept with the leaf), so that TLS session resumption works per name.
 
@@ -14,34 +16,26 @@ only (HTTP/2 is not proxied).
 
 from __future__ import annotations
 
+import datetime
+import os
+import re
+import ssl
+import warnings
 from collections import OrderedDict
 from typing import Any
 
 import attrs
-import service_identity
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from OpenSSL import SSL
-from service_identity.cryptography import (
-    verify_certificate_hostname,
-    verify_certificate_ip_address,
-)
+from cryptography.utils import CryptographyDeprecationWarning
+from OpenSSL import SSL, crypto
 
 from zfw.addr import is_address
 from zfw.options import choice, field, optional, seconds, text
+from zfw.tls.names import normal
+from zfw.tls.verify import Roots, covers, shown, verify_with
 
 VERSIONS = {"TLSv1.2": SSL.TLS1_2_VERSION, "TLSv1.3": SSL.TLS1_3_VERSION}
-#: OpenSSL's X509_V_ERR codes zfw names in its log (others show their number).
-VERIFY_ERRORS = {
-    2: "unable to get the issuer certificate",
-    9: "certificate is not yet valid",
-    10: "certificate has expired",
-    18: "self-signed certificate",
-    19: "self-signed certificate in the chain",
-    20: "unable to get the local issuer certificate",
-    21: "unable to verify the first certificate",
-    26: "unsuitable certificate purpose",
-}
 _HTTP11 = b"http/1.1"
 
 
@@ -85,30 +79,69 @@ def _base(method: int, options: TlsOptions) -> SSL.Context:
 class Verification:
     """What zfw found of a server's certificate."""
 
-    errors: list[tuple[int, int]] = attrs.Factory(list)  # (depth, X509_V_ERR)
     ok: bool = False
     reason: str = ""
     certificate: x509.Certificate | None = None
     #: The server asked for a client certificate (zfw sends none).
     client_certificate_requested: bool = False
+    #: What the certificate is verified against (the connection's ServerSide's).
+    roots: Roots | None = attrs.field(default=None, repr=False)
 
     @property
     def subject(self) -> str:
-        return self.certificate.subject.rfc4514_string() if self.certificate else "-"
+        return _dn(self.certificate, "subject")
 
     @property
     def issuer(self) -> str:
-        return self.certificate.issuer.rfc4514_string() if self.certificate else "-"
+        return _dn(self.certificate, "issuer")
 
     def covers(self, host: str) -> bool:
         """Whether the certificate names ``host`` (a DNS name or an address)."""
-        return self.certificate is not None and _names(self.certificate, host) is None
+        return self.certificate is not None and covers(self.certificate, host)
 
 
-def _record(conn: SSL.Connection, _cert: Any, errno: int, depth: int, ok: int) -> bool:
-    if not ok:
-        conn.get_app_data().errors.append((depth, errno))
-    return True  # go on: the verdict is made after the handshake
+def _dn(cert: x509.Certificate | None, which: str) -> str:
+    if cert is None:
+        return "-"
+    try:
+        return shown(getattr(cert, which).rfc4514_string(), 200)
+    except Exception:  # a hostile certificate
+        return "(unreadable)"
+
+
+def load_roots(ca_file: str | None, ca_directory: str | None) -> list[x509.Certificate]:
+    """The certificates of ``ca_file`` and of every file in ``ca_directory`` (c_rehash
+    form: the hash links and the files they name count once); neither: the system's
+    store (OpenSSL's default file, else its default directory). Files that hold no
+    PEM certificate are passed over."""
+    if not (ca_file or ca_directory):
+        paths = ssl.get_default_verify_paths()
+        if paths.cafile:
+            ca_file = paths.cafile
+        else:
+            ca_directory = paths.capath
+    found: dict[bytes, x509.Certificate] = {}
+    files = [ca_file] if ca_file else []
+    if ca_directory and os.path.isdir(ca_directory):
+        files += [os.path.join(ca_directory, n) for n in sorted(os.listdir(ca_directory))]
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        for block in _PEM.findall(data):  # one by one: a bad CA does not hide the others
+            try:
+                with warnings.catch_warnings():  # (a system CA with a negative serial)
+                    warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+                    cert = x509.load_pem_x509_certificate(block)
+            except ValueError:
+                continue
+            found.setdefault(cert.fingerprint(hashes.SHA256()), cert)
+    return list(found.values())
+
+
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
 class ServerSide:
@@ -117,61 +150,50 @@ class ServerSide:
 
     def __init__(self, options: TlsOptions, ca_file: str | None, ca_directory: str | None):
         ctx = _base(SSL.TLS_CLIENT_METHOD, options)
-        if ca_file or ca_directory:
-            ctx.load_verify_locations(ca_file, ca_directory)
-        else:
-            ctx.set_default_verify_paths()
-        ctx.set_verify(SSL.VERIFY_PEER, _record)
+        if not options.ciphers:
+            ctx.set_cipher_list(b"DEFAULT:!kRSA")
+        ctx.set_verify(SSL.VERIFY_NONE)  # judged after the handshake, by verify()
         ctx.set_alpn_protos([_HTTP11])
         self.context = ctx
+        self.roots = Roots(load_roots(ca_file, ca_directory))
 
     def connection(self, server_name: str | None) -> SSL.Connection:
         """A client connection that sends ``server_name`` (SNI) unless it is an address."""
         conn = SSL.Connection(self.context, None)
         conn.set_connect_state()
         if server_name and not is_address(server_name):
-            conn.set_tlsext_host_name(server_name.encode("idna"))
-        conn.set_app_data(Verification())
+            conn.set_tlsext_host_name(normal(server_name).encode("idna"))
+        conn.set_app_data(Verification(roots=self.roots))
         return conn
 
 
 def verify(conn: SSL.Connection, name: str | None, check_subject: bool) -> Verification:
-    """The verdict on the server's certificate after the handshake: the chain (as
-    recorded), then ``name`` (SNI, or the address) against its subjectAltNames."""
+    """The verdict on the server's certificate after the handshake: the chain it sent,
+    against the ServerSide's roots, for ``name`` (SNI, or the address; with
+    ``check_subject``), by :func:`zfw.tls.verify.verify_with`."""
     result: Verification = conn.get_app_data()
-    cert = conn.get_peer_certificate(as_cryptography=True)
-    result.certificate = cert
     result.client_certificate_requested = bool(conn.get_client_ca_list())
+    sent = conn.get_peer_cert_chain() or []  # the leaf first
+    cert = _readable(sent[0]) if sent else None
+    result.certificate = cert
     if cert is None:
-        result.reason = "the server sent no certificate"
+        why = "cannot be read" if sent else "was not sent"
+        result.reason = f"the server's certificate {why}"
         return result
-    if result.errors:
-        depth, errno = result.errors[0]
-        what = VERIFY_ERRORS.get(errno, f"verification error {errno}")
-        result.reason = f"{what} (depth {depth})"
-        return result
-    if check_subject and name:
-        mismatch = _names(cert, name)
-        if mismatch is not None:
-            result.reason = f"the certificate does not name {name} ({mismatch})"
-            return result
-    result.ok = True
-    result.reason = "verified"
+    intermediates = [c for c in map(_readable, sent[1:]) if c is not None]
+    at = datetime.datetime.now(datetime.UTC)
+    assert result.roots is not None
+    verdict = verify_with(cert, intermediates, result.roots, name, at, check_name=check_subject)
+    result.ok = verdict.ok
+    result.reason = "verified" if verdict.ok else verdict.reason
     return result
 
 
-def _names(cert: x509.Certificate, name: str) -> str | None:
-    """None if ``cert`` names ``name`` (service_identity's rules), else why not."""
+def _readable(cert: crypto.X509) -> x509.Certificate | None:
     try:
-        if is_address(name):
-            verify_certificate_ip_address(cert, name)
-        else:
-            verify_certificate_hostname(cert, name)
-    except (service_identity.VerificationError, service_identity.CertificateError) as e:
-        return str(e)
-    except ValueError:  # not a name service_identity accepts
-        return "not a valid name"
-    return None
+        return cert.to_cryptography()
+    except Exception:  # a certificate OpenSSL took and cryptography does not
+        return None
 
 
 def _alpn(_conn: SSL.Connection, offered: list[bytes]) -> bytes | object:
