@@ -52,6 +52,15 @@ def test_a_name_not_in_the_certificate_is_named_with_the_certificates_names(pki)
     assert not check(pki, leaf, "192.0.2.1").ok
 
 
+def test_a_wildcard_over_a_whole_tld_names_nothing(pki):
+    leaf, _ = certificate(["*.com"], pki[1])
+    assert check(pki, leaf, "example.com") == Verdict(
+        False, "name example.com is matched only by *.com, a wildcard over a whole TLD"
+    )
+    both, _ = certificate(["*.com", "example.com"], pki[1])
+    assert check(pki, both, "example.com").ok  # named as well by a name of its own
+
+
 def test_no_common_name_fallback(pki):
     leaf, _ = certificate(["www.example.com"], pki[1], san=False)
     verdict = check(pki, leaf)

@@ -119,6 +119,9 @@ def _verify(
     usage = _key_usage(leaf)
     if usage:
         return Verdict(False, usage)
+    wide = _wide_wildcard(leaf, name) if name else None
+    if wide:
+        return Verdict(False, f"name {name} is matched only by {wide}, a wildcard over a whole TLD")
     return Verdict(True, "")
 
 
@@ -261,6 +264,24 @@ def _covers(sans: list[x509.GeneralName], name: str) -> bool:
         elif address is None and _dns_match(normal(san.value), name):
             return True
     return False
+
+
+def _wide_wildcard(leaf: x509.Certificate, name: str) -> str | None:
+    """The wildcard over a whole top-level domain (``*.com``, which browsers refuse and
+    no public CA may issue) that is the certificate's only name for ``name``, or None.
+    zfw has no public suffix list; ``*.co.uk`` and the like are not caught."""
+    sans = _san(leaf)
+    wide = [
+        s
+        for s in sans
+        if isinstance(s, x509.DNSName)
+        and (p := normal(s.value)).startswith("*.")
+        and "." not in p[2:]
+        and _dns_match(p, name)
+    ]
+    if not wide or _covers([s for s in sans if s not in wide], name):
+        return None
+    return str(wide[0].value)
 
 
 def _dns_match(pattern: str, name: str) -> bool:
