@@ -105,6 +105,16 @@ def test_a_request_is_inspected_end_to_end(pki):
     assert "inspect; sni=www.example.com" in h.log() and "leaf=trusted CA" in h.log()
 
 
+def test_the_server_opened_in_advance_is_closed_when_the_client_leaves_first(pki):
+    h, pair = _inspecting(pki, "www.example.com")
+    pair.pump()
+    assert pair.client.failed is None and len(h.servers) == 1
+    h.client.connectionLost(None)  # gone before its first request
+    pair.pump()
+    _server, transport = h.servers[0]
+    assert h.closed and transport.disconnecting
+
+
 def test_a_bypassed_name_reaches_the_server_untouched(pki):
     h, pair = _inspecting(
         pki, "bank.example.com", client_ca=pki["origin_ca"], bypass=["bank.example.com"]

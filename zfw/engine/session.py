@@ -56,6 +56,7 @@ class Session:
         self.started = time.monotonic()
         self._log = log
         self._on_close = on_close
+        self._at_close: list[Callable[[], object]] = []
         self.closed = False
         self._attempts: list[net.Attempt] = []
         #: The counters of the session's service (a proxy adds its own with ``count``).
@@ -186,10 +187,17 @@ class Session:
         client = (plain_host(self.client[0]), self.client[1])
         return decide_server(self.policy, self.service, client, server, czone)
 
+    def at_close(self, release: Callable[[], object]) -> None:
+        """Call ``release`` when the session closes: for what a proxy holds that the
+        proxy it handed the session to may never use (a server opened in advance)."""
+        self._at_close.append(release)
+
     def close(self) -> None:
-        """The session is over: free its slot (once)."""
+        """The session is over: release what was registered, free its slot (once)."""
         if not self.closed:
             self.closed = True
+            for release in self._at_close:
+                release()
             self._on_close(self)
 
 

@@ -287,6 +287,9 @@ class EncryptionProxy(Proxy):
         connect = covers = None
         if self.encryption.server_tls:
             connect = self._connect
+            # The proxy inside may end before it asks for a server (the client left
+            # first): the verified server opened in advance must not outlive the session.
+            self.session.at_close(self._release_first_server)
             if self.encryption.verifier.check_subject and self.verification is not None:
                 covers = self.verification.covers
         self.hand_over(self.inner, client, Handover(connect=connect, covers=covers))
@@ -310,6 +313,11 @@ class EncryptionProxy(Proxy):
             on_failed(Failure(ConnectionError(f"server certificate: {result.reason}")))
 
         return self._open(ready, lambda reason: on_failed(Failure(ConnectionError(reason))))
+
+    def _release_first_server(self) -> None:
+        first, self.server_tls = self.server_tls, None
+        if first is not None and not first.lost:
+            first.close()
 
     # --- endings -----------------------------------------------------------------------
 
