@@ -37,15 +37,26 @@ class Backend(Protocol):
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]: ...
 
 
+def _no_bridge(ruleset: Ruleset) -> None:
+    """The iptables backend cannot divert bridged frames here (no ebtables broute)."""
+    if ruleset.bridge is not None:
+        raise ZfwError(
+            f"bridge {ruleset.bridge.device}: bridged mode needs the nft backend "
+            "(--backend nft); the iptables backend cannot divert bridged traffic"
+        )
+
+
 class Iptables:
-    """The legacy xtables backend."""
+    """The legacy xtables backend (routed mode only)."""
 
     name = "iptables"
 
     def text(self, ruleset: Ruleset, routing: bool = True) -> str:
+        _no_bridge(ruleset)
         return full_text(ruleset, routing)
 
     def apply(self, ruleset: Ruleset, netns: str | None) -> None:
+        _no_bridge(ruleset)
         legacy.run_workers("apply", ruleset, netns)
 
     def snapshot(self, netns: str | None) -> dict[int, str]:
@@ -71,6 +82,7 @@ class Iptables:
         )
 
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]:
+        _no_bridge(ruleset)
         return legacy.diff_lines(ruleset, netns)
 
 

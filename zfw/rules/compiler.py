@@ -39,7 +39,7 @@ from collections.abc import Iterable
 
 from zfw.model import Listener, Policy, PortRange, Service
 from zfw.routing import TproxyRouting
-from zfw.rules.model import Chain, Match, Rule, Ruleset, Table
+from zfw.rules.model import BridgeRules, Chain, Match, Rule, Ruleset, Table
 from zfw.zones import INBOUND, OUTBOUND, IPNetwork, Zone
 
 ANY = {4: "0.0.0.0", 6: "::"}
@@ -143,7 +143,26 @@ def compile_policy(policy: Policy, instances: Iterable[str] | None = None) -> Ru
         )
         tables.append((family, _filter(policy, family, nets, plain, services, out_ok, mark)))
     routing = TproxyRouting(pf.tproxy_mark, pf.tproxy_mask, pf.route_table)
-    return Ruleset(tuple(tables), routing)
+    return Ruleset(tuple(tables), routing, _bridge(policy))
+
+
+def _bridge(policy: Policy) -> BridgeRules | None:
+    """The bridge part: every TCP segment on the bridge's ports goes up to the IP stack
+    above (TPROXY to the listeners, the socket match for zfw's own connections and FTP
+    data channels, the rest dropped there: nothing is forwarded), other bridged frames
+    are dropped but for what the policy lets bridge."""
+    b = policy.bridge
+    if b is None:
+        return None
+    allowed = tuple((t.protocol, ",".join(str(p) for p in t.ports)) for t in b.bridge_traffic)
+    return BridgeRules(
+        b.device,
+        b.client_ports,
+        b.server_ports,
+        b.mac,
+        allowed,
+        policy.packet_filter.log_prefix,
+    )
 
 
 def closed_ruleset(routing: TproxyRouting, log_prefix: str = "zfw") -> Ruleset:
