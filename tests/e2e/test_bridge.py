@@ -227,7 +227,7 @@ def test_what_no_service_takes_is_dropped_unless_named(bridged):
 def test_other_tables_and_a_second_bridge_are_left_alone(bridged, tmp_path):
     lab = bridged.lab
     lab.run("fw", ["ip", "link", "add", "br1", "type", "bridge"])
-    other = "table bridge other {\n\tchain forward {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\tcounter\n\t}\n}\n"
+    other = "table bridge other {\n\tchain forward {\n\t\ttype filter hook forward priority 10; policy accept;\n\t\tip saddr 203.0.113.9 drop\n\t}\n}\n"
     lab.run("fw", ["nft", "-f", "-"], input=other)
     try:
         before = bridged.nft("list", "table", "bridge", "other").stdout
@@ -275,3 +275,14 @@ def _passive_opens(bridged: Bridged) -> int:
     lines = bridged.lab.run("server", ["cat", "/proc/net/snmp"]).stdout.splitlines()
     tcp = [ln.split() for ln in lines if ln.startswith("Tcp:")]
     return int(tcp[1][tcp[0].index("PassiveOpens")])
+
+
+def test_a_policy_that_does_not_load_leaves_the_bridge_part_in_force(bridged, tmp_path):
+    before = bridged.nft("list", "table", "bridge", "zfw").stdout
+    broken = tmp_path / "broken.py"
+    broken.write_text("from zfw.policy import *\nInetZone(\n")
+    state = ["--state-dir", str(tmp_path / "state")]  # no last good ruleset recorded there
+    proc = bridged.rules("apply", str(broken), "--backend", "nft", *state, check=False)
+    assert proc.returncode != 0 and "kept zfw's rules" in proc.stderr, proc.stderr
+    assert bridged.nft("list", "table", "bridge", "zfw").stdout == before
+    assert bridged.tcp(SERVER4, 22) == "TimeoutError"

@@ -26,7 +26,9 @@ filter (per family)::
 :func:`closed_ruleset` is what ``zfw rules apply`` loads when the policy does
 not load and no last good ruleset was recorded: ``FORWARD -j ZFWFWD``,
 ``ZFWFWD -g ZFWDROP`` (log and drop) and nothing else; the host's own traffic
-(INPUT, OUTPUT) is left to other tools, so that an administrator can log in.
+(INPUT, OUTPUT) is left to other tools, so that an administrator can log in. A
+bridge part loaded already (nft backend) is kept: it hands TCP to the IP stack,
+which then drops it, and drops the rest.
 
 Zone semantics come from :class:`~zfw.zones.ZoneTable` itself (most specific
 zone, ``admin_parent`` inheritance, umbrella, ``"*"``), the same code the
@@ -178,7 +180,7 @@ def closed_ruleset(routing: TproxyRouting, log_prefix: str = "zfw") -> Ruleset:
         ),
     )
     mangle = Table("mangle", ())
-    return Ruleset(tuple((f, t) for f in (4, 6) for t in (mangle, filter_)), routing)
+    return Ruleset(tuple((f, t) for f in (4, 6) for t in (mangle, filter_)), routing, closed=True)
 
 
 def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Table:

@@ -118,6 +118,10 @@ class Ruleset:
     tables: tuple[tuple[int, Table], ...]
     routing: TproxyRouting
     bridge: BridgeRules | None = None
+    #: The closed ruleset (:func:`~zfw.rules.compiler.closed_ruleset`): a bridge part
+    #: loaded already stays (it drops what it does not hand to the IP stack, and the
+    #: IP stack, without TPROXY, drops the rest), lest the bridge forward everything.
+    closed: bool = False
 
     def family(self, family: int) -> tuple[Table, ...]:
         """The tables of one family."""
@@ -191,4 +195,4 @@ def ruleset_from_data(data: dict) -> Ruleset:
         )
     except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"not a ruleset: {e!r}") from None
-    return Ruleset(tables, routing, bridge)
+    return Ruleset(tables, routing, bridge, bool(data.get("closed", False)))

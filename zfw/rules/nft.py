@@ -72,6 +72,8 @@ class NftTable:
 
     chains: tuple[NftChain, ...]
     bridge: BridgeRules | None = None
+    #: Leave a loaded bridge part as it is (the closed ruleset).
+    keep_bridge: bool = False
 
     def chain(self, name: str) -> NftChain:
         """A chain by name."""
@@ -245,7 +247,7 @@ def build(ruleset: Ruleset) -> NftTable:
             only = 4 if 4 in by_family else 6
             rules = tuple(NftRule(r.rule, None if _own_family(r.rule) else only) for r in rules)
         out.append(NftChain(name, _compact(rules), BASE.get(name)))
-    return NftTable(tuple(out), ruleset.bridge)
+    return NftTable(tuple(out), ruleset.bridge, ruleset.closed)
 
 
 # --- text ------------------------------------------------------------------------------
@@ -369,6 +371,7 @@ def replace_script(table: NftTable | None, name: str = TABLE, bridged: bool = Fa
     table has a bridge part or ``bridged``: one is loaded; or removes them, for None) in
     one transaction: nft -f applies a whole script or nothing."""
     script = f"table inet {name}\ndelete table inet {name}\n"
-    if bridged or (table is not None and table.bridge is not None):
+    keep = table is not None and table.keep_bridge and table.bridge is None
+    if (bridged and not keep) or (table is not None and table.bridge is not None):
         script += remove_script(name)
     return script + (table_text(table, name) if table is not None else "")
