@@ -57,22 +57,19 @@ def check(table: NftTable, netns: str | None = None) -> None:
 def snapshot(netns: str | None = None) -> str | None:
     """zfw's tables as nft lists them now (the bridge part after the inet table), or
     None when there is none."""
-    if not present(netns):
-        return None
-    text = _nft(["list", "table", "inet", TABLE], netns)
-    if _bridged(netns):
-        text += _nft(["list", "table", "bridge", TABLE], netns)
-    return text
+    loaded = tables(netns)
+    text = "".join(
+        _nft(["list", "table", family, TABLE], netns)
+        for family in ("inet", "bridge")
+        if f"{family} {TABLE}" in loaded
+    )
+    return text or None
 
 
 def present(netns: str | None = None) -> bool:
-    """Whether zfw's table is loaded."""
-    if not available():
-        return False
-    proc = subprocess.run(
-        [*_prefix(netns), "nft", "list", "table", "inet", TABLE], capture_output=True, text=True
-    )
-    return proc.returncode == 0
+    """Whether zfw's table (or its bridge part) is loaded."""
+    loaded = tables(netns)
+    return f"inet {TABLE}" in loaded or f"bridge {TABLE}" in loaded
 
 
 def restore(saved: str | None, netns: str | None = None) -> None:
