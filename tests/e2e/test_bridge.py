@@ -286,3 +286,18 @@ def test_a_policy_that_does_not_load_leaves_the_bridge_part_in_force(bridged, tm
     assert proc.returncode != 0 and "kept zfw's rules" in proc.stderr, proc.stderr
     assert bridged.nft("list", "table", "bridge", "zfw").stdout == before
     assert bridged.tcp(SERVER4, 22) == "TimeoutError"
+
+
+def test_start_refuses_a_bridge_unlike_the_policys_in_one_line(bridged, tmp_path):
+    other = tmp_path / "other_mac.py"
+    other.write_text(Path(POLICY).read_text().replace("02:00:00:00:00:01", "02:00:00:00:00:02"))
+    cmd = bridged.lab.zfw_command(str(other), "main")
+    cmd[cmd.index("--control-socket") + 1] = str(tmp_path / "ctl.sock")
+    proc = bridged.lab.run("fw", cmd, check=False, timeout=60)
+    out = (proc.stdout + proc.stderr).strip()
+    assert proc.returncode != 0
+    assert out.splitlines()[-1] == (
+        "zfw: bridge br0: its MAC address is 02:00:00:00:00:01, the policy says "
+        "02:00:00:00:00:02 (ip link set br0 address 02:00:00:00:00:02)"
+    ), out
+    assert "Traceback" not in out
