@@ -12,7 +12,7 @@ from zfw.cli import main
 from zfw.errors import ZfwError
 from zfw.loader import load_policy
 from zfw.model import Bridge as BridgeValue
-from zfw.rules import backends
+from zfw.rules import backends, nftables
 from zfw.rules.compiler import compile_policy
 from zfw.rules.model import ruleset_from_data, ruleset_to_data
 
@@ -45,6 +45,9 @@ def test_a_bridged_policy_compiles_to_a_bridge_part(tmp_path):
     assert "table bridge zfw {" in text and "udp dport 5000-5010 accept" in text
     with pytest.raises(ZfwError, match="bridged mode needs the nft backend"):
         backends.Iptables().apply(ruleset, None)
+    if nftables.available():  # auto: only nft can load a bridged policy
+        backend, why = backends.choose("auto", None, ruleset)
+        assert (backend.name, why) == ("nft", "auto: the policy is bridged")
 
 
 @pytest.mark.parametrize(

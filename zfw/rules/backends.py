@@ -122,11 +122,16 @@ def get(name: str) -> Backend:
     return Nft() if name == "nft" else Iptables()
 
 
-def choose(requested: str, netns: str | None = None) -> tuple[Backend, str]:
-    """The backend to use and, for ``auto``, why: nft when the host's ``iptables`` is
-    the nf_tables variant or nft tables are loaded, else iptables."""
+def choose(
+    requested: str, netns: str | None = None, ruleset: Ruleset | None = None
+) -> tuple[Backend, str]:
+    """The backend to use and, for ``auto``, why: nft for a bridged ``ruleset`` (only
+    nft can load it) or when the host's ``iptables`` is the nf_tables variant or nft
+    tables are loaded, else iptables."""
     if requested != "auto":
         return get(requested), ""
+    if ruleset is not None and ruleset.bridge is not None and nftables.available():
+        return Nft(), "auto: the policy is bridged"
     if not nftables.available():
         return Iptables(), "auto: no nft command"
     if nftables.tables(netns):
