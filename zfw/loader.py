@@ -27,6 +27,7 @@ import attrs
 from zfw.addr import binds_clash
 from zfw.errors import PolicyError
 from zfw.model import (
+    Bridge,
     InbandRouter,
     Instance,
     InstanceOptions,
@@ -72,6 +73,7 @@ class PolicyBuilder:
     zones: list[Zone] = attrs.Factory(list)
     local_services: list[LocalService] = attrs.Factory(list)
     packet_filter: PacketFilterOptions | None = None
+    bridge: Bridge | None = None
     instance: _InstanceBuilder | None = None
     including: bool = False
     warnings: list[str] = attrs.Factory(list)
@@ -128,6 +130,14 @@ class PolicyBuilder:
         if self.packet_filter is not None:
             raise PolicyError("PacketFilter() is given twice")
         self.packet_filter = options
+
+    def set_bridge(self, bridge: Bridge) -> None:
+        """Record the bridge (once, at module level)."""
+        if self.instance is not None or self.including:
+            raise PolicyError("Bridge() belongs at module level of the policy file")
+        if self.bridge is not None:
+            raise PolicyError("Bridge() is given twice: zfw runs one bridge")
+        self.bridge = bridge
 
     def current_instance(self, what: str) -> _InstanceBuilder:
         """The instance being declared; ``what`` names the caller for errors."""
@@ -438,6 +448,7 @@ def _finish(
         instances=MappingProxyType(instances),
         local_services=tuple(builder.local_services),
         packet_filter=builder.packet_filter or PacketFilterOptions(),
+        bridge=builder.bridge,
         instance_name=chosen,
         warnings=tuple(builder.warnings),
         files=tuple(sorted(builder.files)),

@@ -190,6 +190,8 @@ class Policy:
     files: tuple[str, ...] = attrs.field(default=(), eq=False)
     #: Other files the policy names (certificates, CAs), for ``zfw check --as-user``.
     named_files: tuple[NamedFile, ...] = attrs.field(default=(), eq=False)
+    #: The bridge the firewall is (None: it routes).
+    bridge: Bridge | None = None
 
     @property
     def instance(self) -> Instance:
@@ -216,3 +218,35 @@ class Policy:
         return self.zones.permits(client, service, OUTBOUND) and self.zones.permits(
             server, service, INBOUND
         )
+
+
+@attrs.frozen
+class BridgeTraffic:
+    """Traffic let bridge between the ports as it is (not proxied): ``ping`` (ICMP and
+    ICMPv6 echo), ``icmp`` (all of ICMP and ICMPv6), or ``tcp``/``udp`` to ``ports``
+    from the client side (and its replies from the server side)."""
+
+    protocol: str
+    ports: tuple[PortRange, ...] = ()
+
+    def __str__(self) -> str:
+        return self.protocol + "".join(f"/{p}" for p in self.ports).replace(":", "-")
+
+
+@attrs.frozen
+class Bridge:
+    """The firewall as a bridge: ``device`` bridges ``client_ports`` to ``server_ports``;
+    ``mac`` and ``addresses`` are its own (ARP, neighbour discovery, management)."""
+
+    device: str
+    client_ports: tuple[str, ...]
+    server_ports: tuple[str, ...]
+    mac: str
+    addresses: tuple[str, ...]
+    bridge_traffic: tuple[BridgeTraffic, ...] = ()
+    location: Location | None = attrs.field(default=None, eq=False, repr=False)
+
+    @property
+    def ports(self) -> tuple[str, ...]:
+        """Every member port."""
+        return (*self.client_ports, *self.server_ports)

@@ -13,8 +13,10 @@ runs with only its import line changed::
 
 from __future__ import annotations
 
+import ipaddress as _ipaddress
 from collections.abc import Iterable
 
+from zfw import bridge as _bridge
 from zfw import loader
 from zfw.addr import SockAddrInet
 from zfw.errors import PolicyError
@@ -49,6 +51,7 @@ from zfw.http.policy import (
     HTTP_RSP_POLICY,
     HTTP_RSP_REJECT,
 )
+from zfw.model import Bridge as _Bridge
 from zfw.model import (
     DirectedRouter,
     InbandRouter,
@@ -70,6 +73,7 @@ from zfw.model import (
 from zfw.model import (
     Service as _Service,
 )
+from zfw.options import argument, arguments
 from zfw.proxy.base import Proxy
 from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.ftp import FtpProxy, FtpProxyAnonRO, FtpProxyAnonRW, FtpProxyRO, FtpProxyRW
@@ -129,6 +133,7 @@ __all__ = [
     "POP3_REQ_ACCEPT",
     "POP3_REQ_POLICY",
     "POP3_REQ_REJECT",
+    "Bridge",
     "ClientOnlyEncryption",
     "DirectedRouter",
     "DynamicCertificate",
@@ -425,6 +430,50 @@ def PacketFilter(
     opts = _PacketFilterOptions(tproxy_mark, tproxy_mask, route_table, log_prefix, quic)
     b.set_packet_filter(opts)
     return opts
+
+
+@arguments(
+    device=argument(_bridge.ifname(), "the bridge device"),
+    client_ports=argument(_bridge.ifnames(), "its ports on the clients' side"),
+    server_ports=argument(_bridge.ifnames(), "its ports on the servers' side"),
+    mac=argument(_bridge.mac(), "the bridge's own MAC address (set it: ip link set ... address)"),
+    addresses=argument(
+        _bridge.interfaces(), "the bridge's own addresses in the bridged subnet (ARP, ND)"
+    ),
+    bridge_traffic=argument(
+        _bridge.traffic(), "what bridges as it is; everything else no proxy takes is dropped"
+    ),
+)
+class Bridge:
+    """Run the firewall as a bridge (module level, once): the services' TCP between
+    ``client_ports`` and ``server_ports`` goes to the proxies, the rest is dropped but
+    for ARP, neighbour discovery, MLD, DHCP and ``bridge_traffic``."""
+
+    def __init__(
+        self,
+        device: str,
+        client_ports: Iterable[str],
+        server_ports: Iterable[str],
+        mac: str,
+        addresses: Iterable[str],
+        bridge_traffic: Iterable[str] = (),
+    ):
+        b = loader.current_builder("Bridge")
+        both = set(client_ports) & set(server_ports)
+        if both:
+            raise PolicyError(f"Bridge: {sorted(both)[0]} is both a client and a server port")
+        if device in {*client_ports, *server_ports}:
+            raise PolicyError(f"Bridge: {device} is the bridge and one of its ports")
+        self.value = _Bridge(
+            device,
+            tuple(client_ports),
+            tuple(server_ports),
+            mac.lower(),
+            tuple(str(_ipaddress.ip_interface(a)) for a in addresses),
+            tuple(_bridge.parse_traffic(t) for t in bridge_traffic),
+            b.location(),
+        )
+        b.set_bridge(self.value)
 
 
 def include_zones(path: str) -> None:

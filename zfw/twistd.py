@@ -20,6 +20,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from zfw import net, systemd, twisted_compat
+from zfw.bridge import kernel_problem
 from zfw.control.client import RUN_DIR, socket_path
 from zfw.control.controller import Controller
 from zfw.control.server import ControlFactory, listen_control
@@ -315,6 +316,10 @@ def load_readable(path: str, instance: str, output: Any) -> Policy:
     """The policy, loaded (printing to ``output``) and, when zfw runs as a user other
     than root (a unit's ``User=``), checked to name only files that user can read."""
     policy = load_policy(path, instance, output=output)
+    if policy.bridge is not None:  # the kernel must be set up for it (one line if not)
+        problem = kernel_problem(policy.bridge)
+        if problem:
+            raise ZfwError(problem)
     if os.geteuid() != 0:
         denied = unreadable(policy, User.current())
         if denied:

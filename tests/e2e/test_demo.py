@@ -35,3 +35,24 @@ def test_demo_runs_and_every_step_does_what_it_says(lab: Lab) -> None:
     ]
     assert "session end: closed by both sides" in out  # the plug sessions end cleanly
     assert out.rstrip().endswith("== lab torn down")
+
+
+def test_bridged_demo_runs_and_every_step_does_what_it_says(lab: Lab) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "zfw.lab.demo_bridge"], capture_output=True, text=True, timeout=300
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in out + proc.stderr
+    got = [line.split("client got: ", 1)[1] for line in out.splitlines() if "client got: " in line]
+    assert got == [
+        "hello from the web server [HTTP 200]",
+        "hello from the web server [HTTP 200]",
+        "hello from the FTP server [HTTP 226]",
+        "hello from the FTP server [HTTP 226]",
+        "an answer",
+        "an answer",
+        "no answer: dropped",
+    ]
+    assert '192.0.2.10 "GET / HTTP/1.1" 200' in out  # the server saw the client's address
+    assert out.rstrip().endswith("== lab torn down")

@@ -7,19 +7,23 @@ import os
 import sys
 
 from zfw.lab import NODES, Lab, LabError
+from zfw.lab.bridge import BridgeLab
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lab", description="zfw's network-namespace lab")
     p.add_argument("--name", default="zfwlab", help="namespace prefix (default zfwlab)")
     sub = p.add_subparsers(dest="action", required=True)
-    sub.add_parser("up", help="create client, fw and server namespaces")
+    up = sub.add_parser("up", help="create client, fw and server namespaces")
+    up.add_argument(
+        "--bridge", action="store_true", help="the firewall bridges one subnet (zfw.lab.bridge)"
+    )
     sub.add_parser("down", help="remove them and what runs in them")
     e = sub.add_parser("exec", help="run a command in one of them")
     e.add_argument("node", choices=NODES)
     e.add_argument("command", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
-    lab = Lab(a.name)
+    lab = BridgeLab(a.name) if getattr(a, "bridge", False) else Lab(a.name)
     try:
         if a.action == "up":
             lab.up()

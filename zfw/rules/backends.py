@@ -37,15 +37,26 @@ class Backend(Protocol):
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]: ...
 
 
+def _no_bridge(ruleset: Ruleset) -> None:
+    """The iptables backend cannot divert bridged frames here (no ebtables broute)."""
+    if ruleset.bridge is not None:
+        raise ZfwError(
+            f"bridge {ruleset.bridge.device}: bridged mode needs the nft backend "
+            "(--backend nft); the iptables backend cannot divert bridged traffic"
+        )
+
+
 class Iptables:
-    """The legacy xtables backend."""
+    """The legacy xtables backend (routed mode only)."""
 
     name = "iptables"
 
     def text(self, ruleset: Ruleset, routing: bool = True) -> str:
+        _no_bridge(ruleset)
         return full_text(ruleset, routing)
 
     def apply(self, ruleset: Ruleset, netns: str | None) -> None:
+        _no_bridge(ruleset)
         legacy.run_workers("apply", ruleset, netns)
 
     def snapshot(self, netns: str | None) -> dict[int, str]:
@@ -71,6 +82,7 @@ class Iptables:
         )
 
     def diff(self, ruleset: Ruleset, netns: str | None) -> list[str]:
+        _no_bridge(ruleset)
         return legacy.diff_lines(ruleset, netns)
 
 
@@ -110,11 +122,16 @@ def get(name: str) -> Backend:
     return Nft() if name == "nft" else Iptables()
 
 
-def choose(requested: str, netns: str | None = None) -> tuple[Backend, str]:
-    """The backend to use and, for ``auto``, why: nft when the host's ``iptables`` is
-    the nf_tables variant or nft tables are loaded, else iptables."""
+def choose(
+    requested: str, netns: str | None = None, ruleset: Ruleset | None = None
+) -> tuple[Backend, str]:
+    """The backend to use and, for ``auto``, why: nft for a bridged ``ruleset`` (only
+    nft can load it) or when the host's ``iptables`` is the nf_tables variant or nft
+    tables are loaded, else iptables."""
     if requested != "auto":
         return get(requested), ""
+    if ruleset is not None and ruleset.bridge is not None and nftables.available():
+        return Nft(), "auto: the policy is bridged"
     if not nftables.available():
         return Iptables(), "auto: no nft command"
     if nftables.tables(netns):

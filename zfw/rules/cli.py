@@ -32,8 +32,8 @@ def _ruleset(args: argparse.Namespace, narrow: bool = False) -> Ruleset:
     return compile_policy(policy, instances)
 
 
-def _backend(args: argparse.Namespace) -> backends.Backend:
-    backend, why = backends.choose(args.backend, args.netns)
+def _backend(args: argparse.Namespace, ruleset: Ruleset | None = None) -> backends.Backend:
+    backend, why = backends.choose(args.backend, args.netns, ruleset)
     if why:
         print(f"backend: {backend.name} ({why})", file=sys.stderr)
     return backend
@@ -139,19 +139,20 @@ def _record(args: argparse.Namespace, ruleset: Ruleset, backend: backends.Backen
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    backend, _why = backends.choose(args.backend, args.netns)
     if args.closed:
         ruleset = _closed(args.netns)
     elif args.policy:
         ruleset = _ruleset(args, narrow=True)
     else:
         raise ZfwError("rules show needs a policy file (or --closed)")
+    backend, _why = backends.choose(args.backend, args.netns, ruleset)
     print(backend.text(ruleset, routing=not args.closed), end="")
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    lines = _backend(args).diff(_ruleset(args), args.netns)
+    ruleset = _ruleset(args)
+    lines = _backend(args, ruleset).diff(ruleset, args.netns)
     print("\n".join(lines) if lines else "no difference: the loaded rules are the policy's")
     return 1 if lines else 0
 
@@ -169,6 +170,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         ruleset = _ruleset(args)
     except Exception as e:  # also the policy's own code failing in a way the loader missed
         return _fall_back(args, backend, _failure(e))
+    if ruleset.bridge is not None and backend.name != "nft" and args.backend == "auto":
+        backend = _backend(args, ruleset)
     _refuse_lockout(args, ruleset)
     try:
         _install(args, ruleset, backend)
@@ -221,7 +224,7 @@ def _fall_back(args: argparse.Namespace, backend: backends.Backend, reason: str)
 
 def cmd_try(args: argparse.Namespace) -> int:
     ruleset = _ruleset(args)
-    backend = _backend(args)
+    backend = _backend(args, ruleset)
     saved = backend.snapshot(args.netns)
     os.makedirs(STATE_DIR, exist_ok=True)
     confirm = _confirm_path(args.netns)

@@ -26,7 +26,9 @@ filter (per family)::
 :func:`closed_ruleset` is what ``zfw rules apply`` loads when the policy does
 not load and no last good ruleset was recorded: ``FORWARD -j ZFWFWD``,
 ``ZFWFWD -g ZFWDROP`` (log and drop) and nothing else; the host's own traffic
-(INPUT, OUTPUT) is left to other tools, so that an administrator can log in.
+(INPUT, OUTPUT) is left to other tools, so that an administrator can log in. A
+bridge part loaded already (nft backend) is kept: it hands TCP to the IP stack,
+which then drops it, and drops the rest.
 
 Zone semantics come from :class:`~zfw.zones.ZoneTable` itself (most specific
 zone, ``admin_parent`` inheritance, umbrella, ``"*"``), the same code the
@@ -39,7 +41,7 @@ from collections.abc import Iterable
 
 from zfw.model import Listener, Policy, PortRange, Service
 from zfw.routing import TproxyRouting
-from zfw.rules.model import Chain, Match, Rule, Ruleset, Table
+from zfw.rules.model import BridgeRules, Chain, Match, Rule, Ruleset, Table
 from zfw.zones import INBOUND, OUTBOUND, IPNetwork, Zone
 
 ANY = {4: "0.0.0.0", 6: "::"}
@@ -143,7 +145,26 @@ def compile_policy(policy: Policy, instances: Iterable[str] | None = None) -> Ru
         )
         tables.append((family, _filter(policy, family, nets, plain, services, out_ok, mark)))
     routing = TproxyRouting(pf.tproxy_mark, pf.tproxy_mask, pf.route_table)
-    return Ruleset(tuple(tables), routing)
+    return Ruleset(tuple(tables), routing, _bridge(policy))
+
+
+def _bridge(policy: Policy) -> BridgeRules | None:
+    """The bridge part: every TCP segment on the bridge's ports goes up to the IP stack
+    above (TPROXY to the listeners, the socket match for zfw's own connections and FTP
+    data channels, the rest dropped there: nothing is forwarded), other bridged frames
+    are dropped but for what the policy lets bridge."""
+    b = policy.bridge
+    if b is None:
+        return None
+    allowed = tuple((t.protocol, ",".join(str(p) for p in t.ports)) for t in b.bridge_traffic)
+    return BridgeRules(
+        b.device,
+        b.client_ports,
+        b.server_ports,
+        b.mac,
+        allowed,
+        policy.packet_filter.log_prefix,
+    )
 
 
 def closed_ruleset(routing: TproxyRouting, log_prefix: str = "zfw") -> Ruleset:
@@ -159,7 +180,7 @@ def closed_ruleset(routing: TproxyRouting, log_prefix: str = "zfw") -> Ruleset:
         ),
     )
     mangle = Table("mangle", ())
-    return Ruleset(tuple((f, t) for f in (4, 6) for t in (mangle, filter_)), routing)
+    return Ruleset(tuple((f, t) for f in (4, 6) for t in (mangle, filter_)), routing, closed=True)
 
 
 def _mangle(policy, family, nets, parents, listeners, out_ok, in_ok, mark) -> Table:

@@ -97,11 +97,31 @@ class Table:
 
 
 @attrs.frozen
+class BridgeRules:
+    """The bridge part (nft backend only): TCP arriving on ``ports`` goes up to the
+    firewall's IP stack (``mac``: the bridge's own), bridged frames are dropped; but
+    for ``allowed`` (``(protocol, ports)``: ``ping``, ``icmp``, ``tcp``/``udp`` to ports
+    from a client port, their replies from a server port)."""
+
+    device: str
+    client_ports: tuple[str, ...]
+    server_ports: tuple[str, ...]
+    mac: str
+    allowed: tuple[tuple[str, str], ...] = ()
+    log_prefix: str = "zfw"
+
+
+@attrs.frozen
 class Ruleset:
-    """Everything the packet filter needs, per family (4 and 6)."""
+    """Everything the packet filter needs, per family (4 and 6), and the bridge part."""
 
     tables: tuple[tuple[int, Table], ...]
     routing: TproxyRouting
+    bridge: BridgeRules | None = None
+    #: The closed ruleset (:func:`~zfw.rules.compiler.closed_ruleset`): a bridge part
+    #: loaded already stays (it drops what it does not hand to the IP stack, and the
+    #: IP stack, without TPROXY, drops the rest), lest the bridge forward everything.
+    closed: bool = False
 
     def family(self, family: int) -> tuple[Table, ...]:
         """The tables of one family."""
@@ -160,6 +180,19 @@ def ruleset_from_data(data: dict) -> Ruleset:
         )
         r = data["routing"]
         routing = TproxyRouting(int(r["mark"]), int(r["mask"]), int(r["table"]), int(r["priority"]))
-    except (KeyError, TypeError, AttributeError) as e:
+        b = data.get("bridge")
+        bridge = (
+            BridgeRules(
+                str(b["device"]),
+                tuple(map(str, b["client_ports"])),
+                tuple(map(str, b["server_ports"])),
+                str(b["mac"]),
+                tuple((str(p), str(v)) for p, v in b["allowed"]),
+                str(b["log_prefix"]),
+            )
+            if b
+            else None
+        )
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise ValueError(f"not a ruleset: {e!r}") from None
-    return Ruleset(tables, routing)
+    return Ruleset(tables, routing, bridge, bool(data.get("closed", False)))

@@ -21,7 +21,8 @@ from collections.abc import Sequence
 
 import attrs
 
-from zfw.rules.model import Match, Rule, Ruleset
+from zfw.rules.model import BridgeRules, Match, Rule, Ruleset
+from zfw.rules.nftbridge import bridge_text, remove_script
 
 TABLE = "zfw"
 #: Base chains: name -> (hook, priority), as the iptables tables they stand for.
@@ -67,9 +68,12 @@ class NftChain:
 
 @attrs.frozen
 class NftTable:
-    """``table inet zfw``."""
+    """``table inet zfw``, and the bridge part (``table bridge zfw``) if any."""
 
     chains: tuple[NftChain, ...]
+    bridge: BridgeRules | None = None
+    #: Leave a loaded bridge part as it is (the closed ruleset).
+    keep_bridge: bool = False
 
     def chain(self, name: str) -> NftChain:
         """A chain by name."""
@@ -243,7 +247,7 @@ def build(ruleset: Ruleset) -> NftTable:
             only = 4 if 4 in by_family else 6
             rules = tuple(NftRule(r.rule, None if _own_family(r.rule) else only) for r in rules)
         out.append(NftChain(name, _compact(rules), BASE.get(name)))
-    return NftTable(tuple(out))
+    return NftTable(tuple(out), ruleset.bridge, ruleset.closed)
 
 
 # --- text ------------------------------------------------------------------------------
@@ -358,11 +362,16 @@ def table_text(table: NftTable, name: str = TABLE) -> str:
         lines += [f"\t\t{rule_text(r)}" for r in c.rules]
         lines.append("\t}")
     lines.append("}")
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return text + (bridge_text(table.bridge, name) if table.bridge is not None else "")
 
 
-def replace_script(table: NftTable | None, name: str = TABLE) -> str:
-    """An nft script that replaces zfw's table (or removes it, for None) in one
-    transaction: nft -f applies a whole script or nothing."""
+def replace_script(table: NftTable | None, name: str = TABLE, bridged: bool = False) -> str:
+    """An nft script that replaces zfw's tables (``inet``, and ``bridge`` when the new
+    table has a bridge part or ``bridged``: one is loaded; or removes them, for None) in
+    one transaction: nft -f applies a whole script or nothing."""
     script = f"table inet {name}\ndelete table inet {name}\n"
+    keep = table is not None and table.keep_bridge and table.bridge is None
+    if (bridged and not keep) or (table is not None and table.bridge is not None):
+        script += remove_script(name)
     return script + (table_text(table, name) if table is not None else "")

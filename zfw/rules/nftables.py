@@ -15,6 +15,7 @@ import subprocess
 
 from zfw.errors import ZfwError
 from zfw.rules.nft import TABLE, NftTable, replace_script, table_text
+from zfw.rules.nftbridge import remove_script
 
 
 def _prefix(netns: str | None) -> list[str]:
@@ -38,42 +39,50 @@ def _nft(args: list[str], netns: str | None, script: str | None = None) -> str:
     return proc.stdout
 
 
+def _bridged(netns: str | None) -> bool:
+    """Whether zfw's bridge table is loaded."""
+    return f"bridge {TABLE}" in tables(netns)
+
+
 def apply(table: NftTable, netns: str | None = None) -> None:
-    """Replace zfw's table with ``table`` in one transaction."""
-    _nft(["-f", "-"], netns, replace_script(table))
+    """Replace zfw's tables with ``table`` in one transaction."""
+    _nft(["-f", "-"], netns, replace_script(table, bridged=_bridged(netns)))
 
 
 def check(table: NftTable, netns: str | None = None) -> None:
     """Have nft check the script without applying it (``nft -c``)."""
-    _nft(["-c", "-f", "-"], netns, replace_script(table))
+    _nft(["-c", "-f", "-"], netns, replace_script(table, bridged=_bridged(netns)))
 
 
 def snapshot(netns: str | None = None) -> str | None:
-    """zfw's table as nft lists it now, or None when there is none."""
-    if not present(netns):
-        return None
-    return _nft(["list", "table", "inet", TABLE], netns)
+    """zfw's tables as nft lists them now (the bridge part after the inet table), or
+    None when there is none."""
+    loaded = tables(netns)
+    text = "".join(
+        _nft(["list", "table", family, TABLE], netns)
+        for family in ("inet", "bridge")
+        if f"{family} {TABLE}" in loaded
+    )
+    return text or None
 
 
 def present(netns: str | None = None) -> bool:
-    """Whether zfw's table is loaded."""
-    if not available():
-        return False
-    proc = subprocess.run(
-        [*_prefix(netns), "nft", "list", "table", "inet", TABLE], capture_output=True, text=True
-    )
-    return proc.returncode == 0
+    """Whether zfw's table (or its bridge part) is loaded."""
+    loaded = tables(netns)
+    return f"inet {TABLE}" in loaded or f"bridge {TABLE}" in loaded
 
 
 def restore(saved: str | None, netns: str | None = None) -> None:
     """Put back a :func:`snapshot` (None: no table) in one transaction."""
-    script = f"table inet {TABLE}\ndelete table inet {TABLE}\n" + (saved or "")
-    _nft(["-f", "-"], netns, script)
+    script = f"table inet {TABLE}\ndelete table inet {TABLE}\n"
+    if _bridged(netns) or (saved and f"table bridge {TABLE} " in saved):
+        script += remove_script(TABLE)
+    _nft(["-f", "-"], netns, script + (saved or ""))
 
 
 def flush(netns: str | None = None) -> None:
-    """Remove zfw's table (and nothing else)."""
-    _nft(["-f", "-"], netns, f"table inet {TABLE}\ndelete table inet {TABLE}\n")
+    """Remove zfw's tables (and nothing else)."""
+    _nft(["-f", "-"], netns, replace_script(None, bridged=_bridged(netns)))
 
 
 def tables(netns: str | None = None) -> list[str]:
@@ -90,8 +99,11 @@ def canonical(table: NftTable) -> str:
     """``table`` as nft would list it once loaded: loaded into a network namespace of
     its own that exists only for this (nothing reaches the host's)."""
     script = replace_script(table)
+    listing = f"nft list table inet {TABLE}"
+    if table.bridge is not None:
+        listing += f" && nft list table bridge {TABLE}"
     proc = subprocess.run(
-        ["unshare", "--net", "sh", "-c", f"nft -f - && nft list table inet {TABLE}"],
+        ["unshare", "--net", "sh", "-c", f"nft -f - && {listing}"],
         input=script,
         capture_output=True,
         text=True,
