@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -213,17 +214,6 @@ class Engine:
             )
             transport.abortConnection()
             return
-        refused = self.sessions.refuse_reason(service)
-        if refused:
-            stats.refused_limit += 1
-            self.log(
-                "core.session",
-                1,
-                f"refused {net.fmt_addr(*client)}: {refused}",
-                service=service.name,
-            )
-            transport.abortConnection()
-            return
         refused = self.sessions.client_refuse_reason(
             service, client[0], self.reactor.seconds(), decision.client_zone
         )
@@ -235,6 +225,22 @@ class Engine:
                 "core.session",
                 1,
                 f"refused {client[0]} for service {service.name!r}: {refused}",
+            )
+            transport.abortConnection()
+            return
+        refusal = self.sessions.make_room(service, client[0], time.monotonic(), self._evict)
+        if refusal is not None:
+            if refusal.kind == "fair":
+                stats.refused_fair += 1
+            else:
+                stats.refused_limit += 1
+            # Every one counted; one line per address and service every 10 s (the next
+            # says how many were left out).
+            self.log.limited(
+                f"{refusal.kind}:{service.name}:{client[0]}",
+                "core.session",
+                1,
+                f"refused {net.fmt_addr(*client)} for service {service.name!r}: {refusal.reason}",
             )
             transport.abortConnection()
             return
@@ -274,6 +280,19 @@ class Engine:
             ep.silence()  # a half-started proxy must not hear of the close it caused
             transport.abortConnection()
             session.close()
+
+    def _evict(self, session: Session, why: str) -> None:
+        """Close ``session`` to make room for another address (zfw.engine.fair)."""
+        session.stats.evicted += 1
+        state = session.proxy.state() if session.proxy is not None else ""
+        session.log(
+            "core.session",
+            1,
+            f"closed to make room: {why}; {net.fmt_addr(*session.client)} holds the most "
+            f"sessions" + (f" ({state})" if state else ""),
+        )
+        session.abort()
+        session.close()
 
     def _closed(self, session: Session) -> None:
         session.stats.finished(session)
