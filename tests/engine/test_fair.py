@@ -128,3 +128,11 @@ def test_an_idle_session_yields_after_yield_idle():
     s = _from(table, web, "a", opening=False)
     assert not table.may_yield(s, s.started + 9.0)
     assert table.may_yield(s, s.started + 10.0)
+
+
+def test_over_a_lowered_limit_nobody_is_admitted():
+    pool: Pool[int] = Pool()
+    for i in range(12):
+        pool.add("a", i)
+    refusal, victim = make_room(pool, "x", 10, 0.1, "b", lambda _: True)
+    assert victim is None and refusal.kind == "limit"

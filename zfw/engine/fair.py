@@ -113,6 +113,8 @@ def make_room(
     ``limit``), and the session to close first to make room for it (None: none)."""
     if pool.total < threshold(limit, headroom):
         return None, None
+    if pool.total > limit:  # (a reload lowered it): nobody until enough have ended
+        return Refusal("limit", f"{what} limit of {limit} sessions reached"), None
     held = pool.count(address)
     if held and held >= pool.top:
         full = "at" if pool.total >= limit else "near"

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from zfw import net
 from zfw.engine.decision import Address, Decision, decide_server, plain_host
 from zfw.engine.endpoint import ConnectFactory, Endpoint
-from zfw.engine.fair import Pool, Refusal, make_room
+from zfw.engine.fair import Pool, Refusal, make_room, threshold
 from zfw.engine.idle import IdleWatch
 from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
@@ -230,12 +230,13 @@ class SessionTable:
         ``evict`` (with the reason) first, which must close them."""
         opts = self.options
         pools = (
-            (self.pool, f"instance {self.instance!r}", opts.max_sessions),
-            (self.services.get(service.name), f"service {service.name!r}", service.max_sessions),
+            (self.pool, opts.max_sessions, None),
+            (self.services.get(service.name), service.max_sessions, service.name),
         )
-        for pool, what, limit in pools:
-            if pool is None:
-                continue
+        for pool, limit, name in pools:
+            if pool is None or pool.total < threshold(limit, opts.headroom):
+                continue  # the common case: room, nothing more to do
+            what = f"instance {self.instance!r}" if name is None else f"service {name!r}"
             refusal, victim = make_room(
                 pool, what, limit, opts.headroom, address, lambda s: self.may_yield(s, now)
             )
