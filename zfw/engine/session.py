@@ -243,7 +243,8 @@ class SessionTable:
             if refusal is not None:
                 return refusal
             if victim is not None:
-                evict(victim, f"{what} is near its limit of {limit}: {address} needs room")
+                full = "at" if pool.total >= limit else "near"
+                evict(victim, f"{what} is {full} its limit of {limit}: {address} needs room")
                 if not victim.closed:  # (evict must close it; never count it twice)
                     victim.close()
         return None
