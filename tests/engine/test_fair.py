@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zfw.engine.fair import SCAN, Pool, make_room, threshold
+from zfw.engine.fair import SCAN, Pool, client_key, make_room, threshold
 from zfw.engine.session import Session, SessionTable
 from zfw.model import InstanceOptions, Service
 from zfw.proxy.plug import PlugProxy
@@ -136,3 +136,21 @@ def test_over_a_lowered_limit_nobody_is_admitted():
         pool.add("a", i)
     refusal, victim = make_room(pool, "x", 10, 0.1, "b", lambda _: True)
     assert victim is None and refusal.kind == "limit"
+
+
+def test_an_ipv6_client_counts_as_its_64():
+    assert client_key("192.0.2.7") == "192.0.2.7"
+    assert client_key("2001:db8:1::2") == client_key("2001:db8:1:0:ffff::9") == "2001:db8:1::/64"
+    assert client_key("2001:db8:1:1::2") == "2001:db8:1:1::/64"
+    assert client_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_key("fe80::1%eth0") == "fe80::/64"
+
+
+def test_sessions_from_one_64_are_one_client():
+    table = SessionTable("inst", InstanceOptions())
+    web = Service("web", PlugProxy, max_sessions_per_client=2)
+    _from(table, web, "2001:db8:1::2", opening=False)
+    _from(table, web, "2001:db8:1::3", opening=False)
+    assert table.client_refuse_reason(web, "2001:db8:1::/64", 0.0) == (
+        "2 sessions of this address running (max_sessions_per_client)"
+    )

@@ -13,6 +13,7 @@ from zfw import net
 from zfw.addr import binds_clash
 from zfw.engine.decision import decide
 from zfw.engine.endpoint import Endpoint
+from zfw.engine.fair import client_key
 from zfw.engine.idle import IdleWatch
 from zfw.engine.session import Session, SessionTable
 from zfw.errors import NetError
@@ -214,21 +215,22 @@ class Engine:
             )
             transport.abortConnection()
             return
+        who = client_key(client[0])  # (IPv6: the /64)
         refused = self.sessions.client_refuse_reason(
-            service, client[0], self.reactor.seconds(), decision.client_zone
+            service, who, self.reactor.seconds(), decision.client_zone
         )
         if refused:
             stats.refused_client += 1
             # One line per address and service every 10 s, however fast it tries.
             self.log.limited(
-                f"client:{service.name}:{client[0]}",
+                f"client:{service.name}:{who}",
                 "core.session",
                 1,
-                f"refused {client[0]} for service {service.name!r}: {refused}",
+                f"refused {who} for service {service.name!r}: {refused}",
             )
             transport.abortConnection()
             return
-        refusal = self.sessions.make_room(service, client[0], time.monotonic(), self._evict)
+        refusal = self.sessions.make_room(service, who, time.monotonic(), self._evict)
         if refusal is not None:
             if refusal.kind == "fair":
                 stats.refused_fair += 1
@@ -237,7 +239,7 @@ class Engine:
             # Every one counted; one line per address and service every 10 s (the next
             # says how many were left out).
             self.log.limited(
-                f"{refusal.kind}:{service.name}:{client[0]}",
+                f"{refusal.kind}:{service.name}:{who}",
                 "core.session",
                 1,
                 f"refused {net.fmt_addr(*client)} for service {service.name!r}: {refusal.reason}",

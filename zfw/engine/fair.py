@@ -11,6 +11,7 @@ while there is room. Pure bookkeeping, no Twisted: the engine acts on the answer
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
@@ -20,6 +21,20 @@ T = TypeVar("T")
 #: Sessions of the busiest address looked at per admission at most; those looked at
 #: and kept go to the back, so that the next admission looks at others.
 SCAN = 64
+
+
+def client_key(host: str) -> str:
+    """Whom a client address counts as: itself (IPv4), its /64 (IPv6: one host commonly
+    has a whole /64 to take addresses from), the IPv4 address of an IPv4-mapped one."""
+    if ":" not in host:
+        return host
+    try:
+        ip = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return f"{ipaddress.IPv6Address(int(ip) >> 64 << 64)}/64"
 
 
 def threshold(limit: int, headroom: float) -> int:

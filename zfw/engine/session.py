@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from zfw import net
 from zfw.engine.decision import Address, Decision, decide_server, plain_host
 from zfw.engine.endpoint import ConnectFactory, Endpoint
-from zfw.engine.fair import Pool, Refusal, make_room, threshold
+from zfw.engine.fair import Pool, Refusal, client_key, make_room, threshold
 from zfw.engine.idle import IdleWatch
 from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
@@ -68,6 +68,9 @@ class Session:
         #: What the encryption layer found (version, cipher, verification), for the
         #: proxy inside: None when the session is not decrypted.
         self.tls: dict[str, object] | None = None
+        #: Whom the session counts for near a limit and in per-client caps: the client's
+        #: address (IPv6: its /64).
+        self.who = client_key(client[0])
         #: (bytes moved, when first seen so): whether it is idle, near a limit.
         self.yield_mark: tuple[int, float] = (0, self.started)
 
@@ -305,7 +308,7 @@ class SessionTable:
     def add(self, session: Session) -> None:
         """Count a new session."""
         self.active.add(session)
-        address = session.client[0]
+        address = session.who
         self.pool.add(address, session)
         name = session.service.name
         pool = self.services.get(name)
@@ -316,7 +319,7 @@ class SessionTable:
     def remove(self, session: Session) -> None:
         """Forget a finished session."""
         self.active.discard(session)
-        address = session.client[0]
+        address = session.who
         self.pool.remove(address, session)
         name = session.service.name
         pool = self.services[name]
