@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Callable, Iterator
+from itertools import islice
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -98,7 +99,7 @@ class Pool(Generic[T]):
         """Up to :data:`SCAN` of ``address``'s sessions, oldest (or longest unlooked-at)
         first; each one the caller does not close goes to the back."""
         held = self._by_address.get(address, {})
-        for item in list(held)[:SCAN]:
+        for item in list(islice(held, SCAN)):
             yield item
             if item in held:  # kept: the next scan starts past it
                 del held[item]
