@@ -21,6 +21,17 @@ InetZone('net', '0.0.0.0/0', inbound_services=['*'])
 # names, a part of its message)
 CASES = [
     (
+        "headroom out of range",
+        ZONES
+        + """
+def i():
+    InstanceOptions(headroom=1)
+    Service('web', HttpProxy)
+""",
+        6,
+        "InstanceOptions: headroom must be a number from 0 to 0.9, not 1",
+    ),
+    (
         "config raises",
         ZONES
         + """

@@ -67,7 +67,7 @@ def test_instances_routers_and_options(write_policy):
             Listener(SockAddrInet('', port), 'plug', intercept=[7, (8000, 8080), '9000:9001'])
 
         def first():
-            InstanceOptions(max_sessions=50, shutdown_grace=2)
+            InstanceOptions(max_sessions=50, shutdown_grace=2, headroom=0.25, yield_idle=3)
             Service('plug', PlugProxy, max_sessions=5)
             Service('fixed', PlugProxy, router=DirectedRouter(SockAddrInet('198.51.100.2', 7)))
             _helper(40000)
@@ -82,6 +82,8 @@ def test_instances_routers_and_options(write_policy):
     assert sorted(policy.instances) == ["first", "second"]
     first = policy.instance
     assert first.options.max_sessions == 50 and first.options.shutdown_grace == 2.0
+    assert first.options.headroom == 0.25 and first.options.yield_idle == 3.0
+    assert first.services["plug"].max_new_sessions_per_client is None  # no fixed cap
     assert first.services["plug"].max_sessions == 5
     assert first.services["fixed"].router == DirectedRouter(SockAddrInet("198.51.100.2", 7))
     assert first.listeners[0].intercept == (

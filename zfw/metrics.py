@@ -42,6 +42,11 @@ class InstanceCollector:
         refused = CounterMetricFamily(
             "zfw_sessions_refused", "Sessions refused", labels=[*labels, "reason"]
         )
+        evicted = CounterMetricFamily(
+            "zfw_sessions_evicted",
+            "Sessions closed to make room for other client addresses near a limit",
+            labels=labels,
+        )
         failures = CounterMetricFamily(
             "zfw_connect_failures", "Connections to servers that failed", labels=labels
         )
@@ -67,6 +72,7 @@ class InstanceCollector:
             total.add_metric(lv, c["sessions_total"])
             for reason, n in c["refused"].items():  # type: ignore[union-attr]
                 refused.add_metric([*lv, reason], n)
+            evicted.add_metric(lv, c["evicted"])
             failures.add_metric(lv, c["connect_failures"])
             traffic.add_metric([*lv, "client"], c["bytes_from_client"])
             traffic.add_metric([*lv, "server"], c["bytes_from_server"])
@@ -74,7 +80,7 @@ class InstanceCollector:
                 rate.add_metric([*lv, window], r)
             for event, n in c["proxy"].items():  # type: ignore[union-attr]
                 proxy.add_metric([*lv, event], n)
-        yield from (running, limit, total, refused, failures, traffic, rate, proxy)
+        yield from (running, limit, total, refused, evicted, failures, traffic, rate, proxy)
 
 
 class MetricsResource(Resource):

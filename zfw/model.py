@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from zfw.addr import SockAddrInet
-from zfw.options import REQUIRED, Kind, boolean, field, optional, port
+from zfw.options import REQUIRED, Kind, boolean, field, integer, number, optional, port, seconds
 from zfw.policyfiles import NamedFile
 from zfw.zones import INBOUND, OUTBOUND, Location, Zone, ZoneTable
 
@@ -88,23 +88,16 @@ class Service:
     router: Router = TransparentRouter()
     max_sessions: int = 1000
     location: Location | None = attrs.field(default=None, eq=False, repr=False)
-    #: Sessions one client address may hold at once (None: a tenth of max_sessions),
-    #: so that one address cannot take the service from everybody else.
+    #: Sessions one client address may hold at once (None: no fixed cap; near the
+    #: limit the busiest address yields, zfw.engine.fair).
     max_sessions_per_client: int | None = None
-    #: New sessions a second one client address may open (a burst of as many).
-    max_new_sessions_per_client: float = 100.0
+    #: New sessions a second one client address may open (a burst of as many; None: any).
+    max_new_sessions_per_client: float | None = None
     #: The encryption policy (zfw.tls.encryption), None: the proxy sees the bytes as sent.
     encryption: Any = attrs.field(default=None, eq=False)
     #: The proxy the engine starts first, when it is not ``proxy_class`` itself (the
     #: encryption layer, which starts ``proxy_class`` on the plaintext).
     layer: type | None = attrs.field(default=None, eq=False)
-
-    @property
-    def client_limit(self) -> int:
-        """Sessions one client address may hold at once."""
-        if self.max_sessions_per_client is not None:
-            return self.max_sessions_per_client
-        return max(1, self.max_sessions // 10)
 
 
 @attrs.frozen
@@ -146,8 +139,22 @@ class LocalService:
 class InstanceOptions:
     """Limits of one running instance."""
 
-    max_sessions: int = 10000
-    shutdown_grace: float = 30.0
+    max_sessions: int = field(integer(1), 10000, "sessions at once across the instance")
+    shutdown_grace: float = field(
+        seconds(), 30.0, "seconds running sessions get on SIGTERM before they are aborted"
+    )
+    headroom: float = field(
+        number(0, 0.9),
+        0.1,
+        "share of each limit (the instance's, a service's) kept for the addresses other "
+        "than the busiest: from there on, the busiest address yields",
+    )
+    yield_idle: float = field(
+        seconds(),
+        10.0,
+        "near a limit, a session of the busiest address that moved no byte for this "
+        "long may be closed to make room (one still opening always may)",
+    )
 
 
 @attrs.frozen

@@ -1,7 +1,8 @@
 """The option tables of the docs, generated from the declarations (:mod:`zfw.options`).
 
-A table sits between marker comments that name a class of ``zfw.policy`` (and a
-group of its options, when not the main one)::
+A table sits between marker comments that name a class of ``zfw.policy`` (or, for
+what the policy declares with a function, of ``zfw.model``: ``InstanceOptions``) and
+a group of its options, when not the main one::
 
     <!-- options: HttpProxy inband -->
     ...
@@ -18,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from zfw import policy
+from zfw import model, policy
 from zfw.options import declared
 
 _TABLE = re.compile(r"(<!-- options: (\w+)(?: (\w+))? -->\n)(.*?)(<!-- /options -->)", re.S)
@@ -28,7 +29,9 @@ def table(class_name: str, group: str = "") -> str:
     """The Markdown table of ``class_name``'s options of ``group``."""
     cls = getattr(policy, class_name, None)
     if not isinstance(cls, type):
-        raise ValueError(f"{class_name} is not a class of zfw.policy")
+        cls = getattr(model, class_name, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"{class_name} is not a class of zfw.policy or zfw.model")
     rows = ["| option | value | default | what |", "|---|---|---|---|"]
     for opt in declared(cls).values():
         if opt.group == group:

@@ -266,7 +266,7 @@ def Service(
     router: TransparentRouter | DirectedRouter | InbandRouter | None = None,
     max_sessions: int = 1000,
     max_sessions_per_client: int | None = None,
-    max_new_sessions_per_client: float = 100.0,
+    max_new_sessions_per_client: float | None = None,
     encryption: _Encryption | None = None,
 ) -> _Service:
     """Declare a service of the current instance: a proxy class and a router.
@@ -274,9 +274,10 @@ def Service(
     ``encryption``: a TwoSidedEncryption, ClientOnlyEncryption or ServerOnlyEncryption
     (docs/tls.md); the proxy then sees the plaintext.
 
-    ``max_sessions_per_client`` (default: a tenth of ``max_sessions``) and
-    ``max_new_sessions_per_client`` (per second, default 100) bound what one client
-    address may take, so that the service keeps answering the others."""
+    ``max_sessions_per_client`` and ``max_new_sessions_per_client`` (per second) are
+    fixed caps for each client address (default: none); without them one address may
+    take what the others leave, and near ``max_sessions`` the busiest address yields
+    (``InstanceOptions(headroom=...)``)."""
     b = loader.current_builder("Service")
     inst = b.current_instance("Service")
     if not isinstance(name, str) or not name:
@@ -317,7 +318,7 @@ def Service(
         max_sessions,
         b.location(),
         max_sessions_per_client,
-        float(max_new_sessions_per_client),
+        None if max_new_sessions_per_client is None else float(max_new_sessions_per_client),
         encryption,
         EncryptionProxy if encryption is not None and not proxy_class.starttls else None,
     )
@@ -390,8 +391,18 @@ def LocalService(
     return svc
 
 
-def InstanceOptions(max_sessions: int = 10000, shutdown_grace: float = 30.0) -> _InstanceOptions:
-    """Set limits of the current instance (inside its function)."""
+def InstanceOptions(
+    max_sessions: int = 10000,
+    shutdown_grace: float = 30.0,
+    headroom: float = 0.1,
+    yield_idle: float = 10.0,
+) -> _InstanceOptions:
+    """Set limits of the current instance (inside its function).
+
+    ``headroom``: the share of each limit (the instance's ``max_sessions``, each
+    service's) kept for the addresses other than the busiest one; from there on the
+    address holding the most sessions yields (docs/policy.md). ``yield_idle``: seconds
+    without traffic after which such a session may be closed to make room."""
     b = loader.current_builder("InstanceOptions")
     inst = b.current_instance("InstanceOptions")
     if inst.options is not None:
@@ -399,7 +410,10 @@ def InstanceOptions(max_sessions: int = 10000, shutdown_grace: float = 30.0) -> 
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise PolicyError("InstanceOptions: max_sessions must be a positive integer")
     _positive(shutdown_grace, "InstanceOptions: shutdown_grace")
-    inst.options = _InstanceOptions(max_sessions, float(shutdown_grace))
+    _positive(yield_idle, "InstanceOptions: yield_idle")
+    inst.options = _InstanceOptions(
+        max_sessions, float(shutdown_grace), headroom, float(yield_idle)
+    )
     return inst.options
 
 

@@ -35,6 +35,9 @@ class ServiceStats:
         self.refused_zone = 0
         self.refused_limit = 0
         self.refused_client = 0
+        self.refused_fair = 0
+        #: Sessions closed to make room for other addresses near a limit.
+        self.evicted = 0
         self.refused_proxy = 0
         self.connect_failures = 0
         #: Bytes of finished sessions: from the client, from the server(s).
@@ -80,8 +83,10 @@ class ServiceStats:
                 "zone": self.refused_zone,
                 "limit": self.refused_limit,
                 "client": self.refused_client,
+                "fair": self.refused_fair,
                 "proxy": self.refused_proxy,
             },
+            "evicted": self.evicted,
             "connect_failures": self.connect_failures,
             "bytes_from_client": from_client,
             "bytes_from_server": from_server,

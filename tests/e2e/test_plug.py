@@ -123,7 +123,9 @@ def test_500_sessions_then_the_501st_is_refused(plug_lab, servers, zfw):
             "client", plug_lab.tool("client", "hold", SERVER4, "7", "1")[4:], input=""
         )
         assert "open 0" in extra.stdout and "failed 1" in extra.stdout
-        assert zfw.wait_for("service limit of 500 sessions reached")
+        assert zfw.wait_for(
+            f"{CLIENT4} holds the most sessions (500) of service 'echo', at its limit of 500"
+        )
         out, _ = hold.communicate("", timeout=60)
         assert "alive 500" in out
     finally:

@@ -13,20 +13,28 @@ def _session(table, svc):
     return s
 
 
+def _never(session, why):
+    raise AssertionError(f"nothing should have to yield: {why}")
+
+
 def test_limits_per_service_and_instance():
-    table = SessionTable("inst", InstanceOptions(max_sessions=3))
+    table = SessionTable("inst", InstanceOptions(max_sessions=3, headroom=0))
     a = Service("a", PlugProxy, max_sessions=2)
     b = Service("b", PlugProxy)
     s1 = _session(table, a)
     assert s1.id == "inst/a:1"
     _session(table, a)
-    assert table.refuse_reason(a) == "service limit of 2 sessions reached"
-    assert table.refuse_reason(b) is None
+    refusal = table.make_room(a, "a", 0.0, _never)
+    assert refusal.kind == "fair"  # the only address holds the most
+    assert refusal.reason == "a holds the most sessions (2) of service 'a', at its limit of 2"
+    assert table.make_room(b, "a", 0.0, _never) is None
     _session(table, b)
-    assert table.refuse_reason(b) == "instance limit of 3 sessions reached"
+    assert table.make_room(b, "a", 0.0, _never).reason.endswith(
+        "instance 'inst', at its limit of 3"
+    )
     s1.close()
     s1.close()  # twice is harmless
-    assert table.refuse_reason(a) is None and table.per_service["a"] == 1
+    assert table.make_room(a, "a", 0.0, _never) is None and table.running("a") == 1
 
 
 def test_when_empty_fires_after_the_last_session():
@@ -50,10 +58,9 @@ def _from(table, svc, address):
     return s
 
 
-def test_one_address_gets_a_tenth_of_a_service_by_default():
+def test_a_fixed_cap_per_address_is_honoured_exactly():
     table = SessionTable("inst", InstanceOptions())
-    web = Service("web", PlugProxy, max_sessions=50)
-    assert web.client_limit == 5
+    web = Service("web", PlugProxy, max_sessions=50, max_sessions_per_client=5)
     held = [_from(table, web, "192.0.2.9") for _ in range(5)]
     reason = table.client_refuse_reason(web, "192.0.2.9", 0.0)
     assert reason == "5 sessions of this address running (max_sessions_per_client)"
@@ -62,7 +69,19 @@ def test_one_address_gets_a_tenth_of_a_service_by_default():
     assert table.client_refuse_reason(web, "192.0.2.9", 0.0) is None
     for s in held[1:]:
         s.close()
-    assert not table.per_client
+    assert not table.services and not table.pool.total
+
+
+def test_no_cap_per_address_by_default():
+    table = SessionTable("inst", InstanceOptions())
+    web = Service("web", PlugProxy)
+    for _ in range(899):  # up to the headroom (a tenth of 1,000) nothing is asked
+        assert table.client_refuse_reason(web, "a", 0.0) is None
+        assert table.make_room(web, "a", 0.0, _never) is None
+        _from(table, web, "a")
+    assert table.make_room(web, "a", 0.0, _never) is None
+    _from(table, web, "a")
+    assert table.make_room(web, "a", 0.0, _never).kind == "fair"  # 900: near the limit
 
 
 def test_new_sessions_a_second_per_address():

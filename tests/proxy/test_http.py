@@ -657,3 +657,18 @@ def test_a_policy_function_cannot_smuggle_fields_through_the_view(field):
     h.connect()
     h.reply(OK)
     assert h.to_client().startswith(b"HTTP/1.1 500 ")
+
+
+def test_a_session_may_yield_between_requests_only():
+    """Near a limit (zfw.engine.fair) the busiest address's sessions that are reading a
+    request head, or idle between requests, may be closed to make room."""
+    h = Harness()
+    assert h.proxy.may_yield()  # no head yet
+    h.send(b"GET /a HTTP/1.1\r\nHost: www.exa")
+    assert h.proxy.may_yield()  # a head still arriving (slowloris)
+    h.send(b"mple\r\n\r\n")
+    h.connect()
+    assert not h.proxy.may_yield()  # a request in progress
+    h.reply(OK)
+    assert h.to_client().endswith(b"hi")
+    assert h.proxy.may_yield()  # idle on a kept connection

@@ -77,3 +77,15 @@ def test_a_refused_connection_closes_the_client_and_the_session():
     failed(Failure(Refused()))
     assert h.ct.disconnecting and h.closed
     assert "connecting to the server failed" in h.log()
+
+
+def test_a_session_may_yield_until_the_server_has_spoken():
+    """Near a limit (zfw.engine.fair): still opening, nothing from the server yet."""
+    h = PlugHarness(PlugProxy, SERVER)
+    h.client.dataReceived(b"SSH-2.0-client\r\n")
+    assert h.proxy.may_yield()
+    h.connect()
+    h.proxy.session.track(h.servers[-1][0])  # (as Session.connect_server does)
+    assert h.proxy.may_yield()
+    h.reply(b"SSH-2.0-server\r\n")
+    assert not h.proxy.may_yield()

@@ -49,7 +49,8 @@ def _status(args: argparse.Namespace) -> int:
             print(
                 f"  service {svc}: {c['sessions_running']}/{c['limit']} running, "
                 f"{c['sessions_total']} total, refused zone {r['zone']} limit {r['limit']} "
-                f"client {r['client']} proxy {r['proxy']}, "
+                f"client {r['client']} fair {r['fair']} proxy {r['proxy']}, "
+                f"evicted {c['evicted']}, "
                 f"connect failures {c['connect_failures']}, "
                 f"bytes in {c['bytes_from_client']} out {c['bytes_from_server']}, "
                 f"rate {rates['1m']}/{rates['5m']}/{rates['15m']} per s"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -12,6 +13,7 @@ from zfw import net
 from zfw.addr import binds_clash
 from zfw.engine.decision import decide
 from zfw.engine.endpoint import Endpoint
+from zfw.engine.fair import client_key
 from zfw.engine.idle import IdleWatch
 from zfw.engine.session import Session, SessionTable
 from zfw.errors import NetError
@@ -213,28 +215,34 @@ class Engine:
             )
             transport.abortConnection()
             return
-        refused = self.sessions.refuse_reason(service)
-        if refused:
-            stats.refused_limit += 1
-            self.log(
-                "core.session",
-                1,
-                f"refused {net.fmt_addr(*client)}: {refused}",
-                service=service.name,
-            )
-            transport.abortConnection()
-            return
+        who = client_key(client[0])  # (IPv6: the /64)
         refused = self.sessions.client_refuse_reason(
-            service, client[0], self.reactor.seconds(), decision.client_zone
+            service, who, self.reactor.seconds(), decision.client_zone
         )
         if refused:
             stats.refused_client += 1
             # One line per address and service every 10 s, however fast it tries.
             self.log.limited(
-                f"client:{service.name}:{client[0]}",
+                f"client:{service.name}:{who}",
                 "core.session",
                 1,
-                f"refused {client[0]} for service {service.name!r}: {refused}",
+                f"refused {who} for service {service.name!r}: {refused}",
+            )
+            transport.abortConnection()
+            return
+        refusal = self.sessions.make_room(service, who, time.monotonic(), self._evict)
+        if refusal is not None:
+            if refusal.kind == "fair":
+                stats.refused_fair += 1
+            else:
+                stats.refused_limit += 1
+            # Every one counted; one line per address and service every 10 s (the next
+            # says how many were left out).
+            self.log.limited(
+                f"{refusal.kind}:{service.name}:{who}",
+                "core.session",
+                1,
+                f"refused {net.fmt_addr(*client)} for service {service.name!r}: {refusal.reason}",
             )
             transport.abortConnection()
             return
@@ -274,6 +282,19 @@ class Engine:
             ep.silence()  # a half-started proxy must not hear of the close it caused
             transport.abortConnection()
             session.close()
+
+    def _evict(self, session: Session, why: str) -> None:
+        """Close ``session`` to make room for another address (zfw.engine.fair)."""
+        session.stats.evicted += 1
+        state = session.proxy.state() if session.proxy is not None else ""
+        session.log(
+            "core.session",
+            1,
+            f"closed to make room: {why}; {net.fmt_addr(*session.client)} holds the most "
+            f"sessions" + (f" ({state})" if state else ""),
+        )
+        session.abort()
+        session.close()
 
     def _closed(self, session: Session) -> None:
         session.stats.finished(session)

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from zfw import net
 from zfw.engine.decision import Address, Decision, decide_server, plain_host
 from zfw.engine.endpoint import ConnectFactory, Endpoint
+from zfw.engine.fair import Pool, Refusal, client_key, make_room, threshold
 from zfw.engine.idle import IdleWatch
 from zfw.log import LineWriter, Log
 from zfw.model import InstanceOptions, Listener, Policy, Service
@@ -68,6 +69,11 @@ class Session:
         #: What the encryption layer found (version, cipher, verification), for the
         #: proxy inside: None when the session is not decrypted.
         self.tls: dict[str, object] | None = None
+        #: Whom the session counts for near a limit and in per-client caps: the client's
+        #: address (IPv6: its /64).
+        self.who = client_key(client[0])
+        #: (bytes moved, when first seen so): whether it is idle, near a limit.
+        self.yield_mark: tuple[int, float] = (0, self.started)
 
     def track(self, ep: Endpoint) -> Endpoint:
         """Count ``ep``'s bytes as this session's (the engine and connect_server do it
@@ -206,44 +212,86 @@ MAX_RATE_ENTRIES = 100_000
 
 
 class SessionTable:
-    """Counts sessions per service, per client address of a service and per instance,
-    and hands out ids."""
+    """Counts sessions per instance, per service and per client address of each (the
+    pools of :mod:`zfw.engine.fair`), makes room near their limits, and hands out ids."""
 
     def __init__(self, instance: str, options: InstanceOptions):
         self.instance = instance
         self.options = options
         self.active: set[Session] = set()
-        self.per_service: dict[str, int] = {}
-        #: (service, client address) -> sessions running.
-        self.per_client: dict[tuple[str, str], int] = {}
+        #: The instance's sessions by client address.
+        self.pool: Pool[Session] = Pool()
+        #: Each service's sessions by client address.
+        self.services: dict[str, Pool[Session]] = {}
         #: (service, client address) -> (tokens, when): new sessions a second.
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
         self._serial = 0
         self._drained: list[Deferred[None]] = []
 
-    def refuse_reason(self, service: Service) -> str | None:
-        """Why a new session of ``service`` must be refused now, or None."""
-        if len(self.active) >= self.options.max_sessions:
-            return f"instance limit of {self.options.max_sessions} sessions reached"
-        if self.per_service.get(service.name, 0) >= service.max_sessions:
-            return f"service limit of {service.max_sessions} sessions reached"
+    def running(self, service: str) -> int:
+        """Sessions of ``service`` running."""
+        pool = self.services.get(service)
+        return pool.total if pool is not None else 0
+
+    def make_room(
+        self, service: Service, address: str, now: float, evict: Callable[[Session, str], None]
+    ) -> Refusal | None:
+        """Whether a session of ``service`` from ``address`` may start (None) or why not.
+        Near a limit, sessions of the busiest address that may yield are handed to
+        ``evict`` (with the reason) first, which must close them."""
+        opts = self.options
+        pools = (
+            (self.pool, opts.max_sessions, None),
+            (self.services.get(service.name), service.max_sessions, service.name),
+        )
+        for pool, limit, name in pools:
+            if pool is None or pool.total < threshold(limit, opts.headroom):
+                continue  # the common case: room, nothing more to do
+            what = f"instance {self.instance!r}" if name is None else f"service {name!r}"
+            refusal, victim = make_room(
+                pool, what, limit, opts.headroom, address, lambda s: self.may_yield(s, now)
+            )
+            if refusal is not None:
+                return refusal
+            if victim is not None:
+                full = "at" if pool.total >= limit else "near"
+                evict(victim, f"{what} is {full} its limit of {limit}: {address} needs room")
+                if not victim.closed:  # (evict must close it; never count it twice)
+                    victim.close()
         return None
+
+    def may_yield(self, session: Session, now: float) -> bool:
+        """Whether ``session`` may be closed to make room: its proxy says so (it is still
+        opening: a handshake, its first bytes), or it moved no byte for ``yield_idle``
+        seconds (counted from when it was last looked at while moving)."""
+        proxy = session.proxy
+        if proxy is not None and proxy.may_yield():
+            return True
+        moved = sum(session.traffic())
+        seen, since = session.yield_mark
+        if moved != seen:
+            session.yield_mark = (moved, now)
+            return False
+        return now - since >= self.options.yield_idle
 
     def client_refuse_reason(
         self, service: Service, address: str, now: float, zone: Any = None
     ) -> str | None:
-        """Why a new session of ``service`` from ``address`` (in ``zone``) must be refused:
-        the address holds its share of the service already, or opens sessions too fast."""
-        limit = service.client_limit
+        """Why a new session of ``service`` from ``address`` (in ``zone``) must be refused
+        by a fixed per-client cap (``max_sessions_per_client``,
+        ``max_new_sessions_per_client``: none unless the policy sets them)."""
+        limit = service.max_sessions_per_client
         rate = service.max_new_sessions_per_client
         if zone is not None:
-            if zone.max_sessions_per_client is not None:
-                limit = min(limit, zone.max_sessions_per_client)
-            if zone.max_new_sessions_per_client is not None:
-                rate = min(rate, zone.max_new_sessions_per_client)
+            limit = _lower(limit, zone.max_sessions_per_client)
+            rate = _lower(rate, zone.max_new_sessions_per_client)
+        if limit is not None:
+            pool = self.services.get(service.name)
+            if pool is not None and pool.count(address) >= limit:
+                return f"{limit} sessions of this address running (max_sessions_per_client)"
+        if rate is None:
+            return None
         key = (service.name, address)
-        if self.per_client.get(key, 0) >= limit:
-            return f"{limit} sessions of this address running (max_sessions_per_client)"
         tokens, when = self._buckets.get(key, (rate, now))
         tokens = min(rate, tokens + (now - when) * rate)
         if tokens < 1:
@@ -268,21 +316,24 @@ class SessionTable:
     def add(self, session: Session) -> None:
         """Count a new session."""
         self.active.add(session)
+        address = session.who
+        self.pool.add(address, session)
         name = session.service.name
-        self.per_service[name] = self.per_service.get(name, 0) + 1
-        key = (name, session.client[0])
-        self.per_client[key] = self.per_client.get(key, 0) + 1
+        pool = self.services.get(name)
+        if pool is None:
+            pool = self.services[name] = Pool()
+        pool.add(address, session)
 
     def remove(self, session: Session) -> None:
         """Forget a finished session."""
         self.active.discard(session)
-        self.per_service[session.service.name] -= 1
-        key = (session.service.name, session.client[0])
-        left = self.per_client[key] - 1
-        if left:
-            self.per_client[key] = left
-        else:
-            del self.per_client[key]
+        address = session.who
+        self.pool.remove(address, session)
+        name = session.service.name
+        pool = self.services[name]
+        pool.remove(address, session)
+        if not pool.total:
+            del self.services[name]
         if not self.active:
             waiting, self._drained = self._drained, []
             for d in waiting:
@@ -296,6 +347,11 @@ class SessionTable:
         else:
             self._drained.append(d)
         return d
+
+
+def _lower(a: Any, b: Any) -> Any:
+    """The lower of two optional limits (None: none)."""
+    return b if a is None else a if b is None else min(a, b)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep

@@ -11,6 +11,10 @@
   keeps them open until stdin closes; prints ``open N`` / ``failed N``.
 - ``slowloris HOST PORT COUNT [--source ADDR]``: connections that dribble a request
   head one header line at a time and never end it, until stdin closes.
+- ``burst HOST PORT COUNT [--source ADDR] [--tls NAME] [--path P]``: COUNT clients at
+  once, each connecting (a TLS handshake with NAME), asking for P and reading the
+  answer; all held open until every one is done; prints ``{"ok": N, "failed": N,
+  "errors": {...}}``.
 """
 
 from __future__ import annotations
@@ -182,6 +186,60 @@ async def _slowloris(host: str, port: int, count: int, source: str | None, every
     print(f"still open {alive}", flush=True)
 
 
+def _burst(host: str, port: int, count: int, source: str | None, tls: str | None, path: str):
+    """``count`` clients in threads, started together, each with one request; the
+    connections stay open until all are done, so that they run at once."""
+    import resource
+    import ssl
+    import threading
+    from collections import Counter
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    start = threading.Barrier(count)
+    done = threading.Barrier(count)
+    errors: Counter[str] = Counter()
+    ok = []
+    lock = threading.Lock()
+
+    def client() -> None:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.settimeout(60)
+        start.wait()
+        try:
+            if source:
+                s.bind((source, 0))
+            s.connect((host, port))
+            if tls:
+                s = ctx.wrap_socket(s, server_hostname=tls)
+            name = tls or host
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {name}\r\n\r\n".encode())
+            reply = s.recv(CHUNK)
+            if not reply.startswith(b"HTTP/1.1 200"):
+                raise OSError(f"answer {reply[:20]!r}")
+            with lock:
+                ok.append(1)
+        except (OSError, ValueError) as e:
+            with lock:
+                errors[type(e).__name__ + ": " + str(e)[:60]] += 1
+        finally:
+            try:
+                done.wait()
+            finally:
+                s.close()
+
+    threads = [threading.Thread(target=client) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"ok": len(ok), "failed": sum(errors.values()), "errors": errors}))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="zfw.lab.tools")
     sub = p.add_subparsers(dest="tool", required=True)
@@ -206,6 +264,13 @@ def main(argv: list[str] | None = None) -> None:
     sl.add_argument("count", type=int)
     sl.add_argument("--source")
     sl.add_argument("--every", type=float, default=0.5)
+    bu = sub.add_parser("burst")
+    bu.add_argument("host")
+    bu.add_argument("port", type=int)
+    bu.add_argument("count", type=int)
+    bu.add_argument("--source")
+    bu.add_argument("--tls")
+    bu.add_argument("--path", default="/")
     a = p.parse_args(argv)
     if a.tool == "whoami":
         asyncio.run(_serve(_whoami, a.port))
@@ -219,6 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         _hold(a.host, a.port, a.count, a.source)
     elif a.tool == "slowloris":
         asyncio.run(_slowloris(a.host, a.port, a.count, a.source, a.every))
+    elif a.tool == "burst":
+        _burst(a.host, a.port, a.count, a.source, a.tls, a.path)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,13 @@ class Proxy(Declared):
         progress, an FTP transfer ...); empty when there is nothing to say."""
         return ""
 
+    def may_yield(self) -> bool:
+        """Whether, near a limit, the session may be closed to make room for another
+        client address (zfw.engine.fair): while it is still opening, nothing having
+        come from a server yet (a handshake, the first bytes). A session idle for
+        ``InstanceOptions(yield_idle=...)`` may yield whatever this says."""
+        return self.session.traffic()[1] == 0
+
     def log(self, kind: str, level: int, message: str, **fields: object) -> None:
         """Log under ``<log_tag>.<kind>`` with the session id."""
         self.session.log(f"{self.log_tag}.{kind}", level, message, **fields)

@@ -13,14 +13,9 @@ class QuickPlug(PlugProxy):
 
 
 def lab():
+    InstanceOptions(headroom=0)  # one address may fill a service; at the limit it yields
     Service("whoami", PlugProxy)
-    Service(
-        "echo",
-        PlugProxy,
-        max_sessions=500,
-        max_sessions_per_client=500,
-        max_new_sessions_per_client=10000,
-    )
+    Service("echo", PlugProxy, max_sessions=500)
     Service("sink", PlugProxy)
     Service("quick", QuickPlug)
     Listener(SockAddrInet("", 50022), "whoami", intercept=22)

@@ -462,6 +462,11 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         for line in lines:
             self.log("head", HEAD_LEVEL, f"{what}: {line}")
 
+    def may_yield(self) -> bool:
+        """Between requests (reading the first or the next request head), not while
+        an upgraded connection is relayed."""
+        return self.tx is None and self._upgraded is None
+
     def state(self) -> str:
         """The request in progress (``GET /big.bin: body``), or idle between requests."""
         tx = self.tx
