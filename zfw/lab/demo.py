@@ -13,7 +13,17 @@ import sys
 import tempfile
 import time
 
-from zfw.lab import CLIENT4, CLIENT4_OTHER, CLIENT6, FW_CLIENT4, SERVER4, SERVER6, Lab, LabError
+from zfw.lab import (
+    CLIENT4,
+    CLIENT4_OTHER,
+    CLIENT6,
+    FW_CLIENT4,
+    SERVER4,
+    SERVER6,
+    Lab,
+    LabError,
+    ZfwProcess,
+)
 from zfw.lab.servers import s_client, self_signed_cert, start_nginx
 
 POLICY = os.path.join(os.path.dirname(__file__), "..", "gallery", "policies", "three_zones.py")
@@ -202,13 +212,10 @@ def main() -> int:
         if web is not None:
             web.kill()
             web.wait()
-            say("== the web server's log (peer address, request, status, Via header):")
-            try:
-                with open(f"{web_dir}/access.log") as f:
-                    for line in f:
-                        say(f"  {line.rstrip()}")
-            except OSError:
-                pass
+            show_file(
+                "the web server's log (peer address, request, status, Via header)",
+                f"{web_dir}/access.log",
+            )
         if ftp is not None:
             ftp.kill()
             ftp.wait()
@@ -227,13 +234,29 @@ def main() -> int:
             for line in out.splitlines():
                 say(f"  {line}")
         if zfw is not None:
-            say("== zfw's log:")
-            for line in zfw.lines:
-                if " zfw/" in line:
-                    say("  " + line.split(": ", 1)[1])
+            show_zfw_log(zfw)
         lab.down()
         say("== lab torn down")
     return 0
+
+
+def show_file(what: str, path: str) -> None:
+    """Say ``what`` and the lines of ``path`` (nothing when it was never written)."""
+    say(f"== {what}:")
+    try:
+        with open(path) as f:
+            for line in f:
+                say(f"  {line.rstrip()}")
+    except OSError:
+        pass
+
+
+def show_zfw_log(zfw: ZfwProcess) -> None:
+    """Say what zfw logged about its sessions."""
+    say("== zfw's log:")
+    for line in zfw.lines:
+        if " zfw/" in line:
+            say("  " + line.split(": ", 1)[1])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,15 @@ from zfw.lab.bridge import (
     SERVER_PORT,
     BridgeLab,
 )
-from zfw.lab.demo import CLIENT, curl, say, start_ftp_server, start_web_server
+from zfw.lab.demo import (
+    CLIENT,
+    curl,
+    say,
+    show_file,
+    show_zfw_log,
+    start_ftp_server,
+    start_web_server,
+)
 
 POLICY = f"""
 from zfw.policy import *
@@ -95,18 +103,9 @@ def main() -> int:
             p.kill()
             p.wait()
         if web_dir:
-            say("== the web server's log (the client's own address):")
-            try:
-                with open(f"{web_dir}/access.log") as f:
-                    for line in f:
-                        say(f"  {line.rstrip()}")
-            except OSError:
-                pass
+            show_file("the web server's log (the client's own address)", f"{web_dir}/access.log")
         if zfw is not None:
-            say("== zfw's log:")
-            for line in zfw.lines:
-                if " zfw/" in line:
-                    say("  " + line.split(": ", 1)[1])
+            show_zfw_log(zfw)
         lab.down()
         say("== lab torn down")
     return 0
