@@ -37,12 +37,21 @@ from zfw.tls.stream import TlsStream
 
 
 class _Ready:
-    """A connection attempt that has already succeeded (the first server stream)."""
+    """A connection attempt that has already succeeded: the first server stream,
+    passed on at the next turn of the reactor unless cancelled first."""
 
     pending = False
 
+    def __init__(self, stream: TlsStream, call: Any) -> None:
+        self.stream = stream
+        self.call = call  # the DelayedCall that passes the stream on
+
     def cancel(self) -> None:
-        pass
+        """Not passed on after all: the stream is closed."""
+        if self.call.active():
+            self.call.cancel()
+            if not self.stream.lost:
+                self.stream.close()
 
 
 class _TlsAttempt:
@@ -300,8 +309,7 @@ class EncryptionProxy(Proxy):
         first, self.server_tls = self.server_tls, None
         if first is not None and not first.lost:
             first.on_eof = first.on_lost = lambda *_a: None
-            self.session.reactor.callLater(0, on_connected, first)
-            return _Ready()
+            return _Ready(first, self.session.reactor.callLater(0, on_connected, first))
 
         def ready(tls: TlsStream) -> None:
             # A server that verified at first must verify again: the client trusts it now.
