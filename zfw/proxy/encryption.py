@@ -115,7 +115,9 @@ class EncryptionProxy(Proxy):
             self._connect_first()
             return
         self._reader = ClientHelloReader(self.max_hello_size)
-        self._first: bytes | None = b""  # held until they tell TLS from another protocol
+        #: The first bytes, held until they tell TLS from another protocol
+        #: (``pass_through``); never in a CONNECT tunnel, which passes nothing through.
+        self._first: bytes | None = b"" if handover is None else None
         client.on_data = self._hello_data
         if handover is not None and handover.pending:
             self._hello_data(handover.pending)

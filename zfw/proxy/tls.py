@@ -85,6 +85,9 @@ class TlsTunnelProxy(Proxy):
         Handed over a CONNECT tunnel, it starts with the ``pending`` bytes (of the
         hello) and connects with the handover's ``connect`` if there is one (through
         a parent proxy: :class:`~zfw.proxy.parent.ParentTunnel`)."""
+        # Taking over a CONNECT tunnel (or the bypass path's hello) it never passes
+        # another protocol through: that would skip the name lists (docs/policy.md).
+        sniff = handover is None
         handover = handover or Handover()
         pending = handover.pending
         self.client = client
@@ -96,7 +99,9 @@ class TlsTunnelProxy(Proxy):
         self._attempt: Any = None
         self._relay: Relay | None = None
         self._server_first: ServerFirstReader | None = None  # tells the chosen version
-        self._first: bytes | None = b""  # held until they tell TLS from another protocol
+        #: The first bytes, held until they tell TLS from another protocol
+        #: (``pass_through``); None once they have, or when not asked.
+        self._first: bytes | None = b"" if sniff else None
         client.on_data = self._hello_data
         client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
         client.on_lost = lambda _ep, _r: self._refuse(
