@@ -243,3 +243,18 @@ def test_a_connect_tunnel_still_takes_tls():
     h.send(HELLO)
     h.connect()
     assert h.to_server() == HELLO
+
+
+def test_first_bytes_are_held_until_they_decide():
+    from zfw.proxy.passthrough import FirstBytes
+    from zfw.tls.sniff import not_tls
+
+    first = FirstBytes(not_tls, True)
+    assert first.feed(b"\x16") == (b"", None) and first.held == b"\x16"
+    assert first.feed(b"\x03\x01") == (b"\x16\x03\x01", None) and not first.deciding
+    assert first.feed(b"more") == (b"more", None)
+    other = FirstBytes(not_tls, True)
+    data, why = other.feed(SSH)
+    assert data == SSH and why is not None and why.startswith("the first bytes are")
+    off = FirstBytes(not_tls, False)
+    assert not off.deciding and off.feed(SSH) == (SSH, None) and off.take() == b""

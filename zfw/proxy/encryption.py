@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
-from zfw.proxy.passthrough import not_protocol, tunnel
+from zfw.proxy.passthrough import FirstBytes, not_protocol, tunnel
 from zfw.proxy.tls import BypassTunnel
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
@@ -115,9 +115,9 @@ class EncryptionProxy(Proxy):
             self._connect_first()
             return
         self._reader = ClientHelloReader(self.max_hello_size)
-        #: The first bytes, held until they tell TLS from another protocol
-        #: (``pass_through``); never in a CONNECT tunnel, which passes nothing through.
-        self._first: bytes | None = b"" if handover is None else None
+        #: The first bytes, held until they tell TLS from another (``pass_through``);
+        #: never in a CONNECT tunnel, which passes nothing through.
+        self._first = FirstBytes(not_tls, handover is None)
         client.on_data = self._hello_data
         if handover is not None and handover.pending:
             self._hello_data(handover.pending)
@@ -129,17 +129,13 @@ class EncryptionProxy(Proxy):
     # --- the ClientHello ---------------------------------------------------------------
 
     def _hello_data(self, data: bytes) -> None:
-        if self._first is not None:
-            first = self._first + data
-            decided, why = not_tls(first)
-            if not decided:
-                self._first = first
-                return
-            self._first = None
+        if self._first.deciding:
+            data, why = self._first.feed(data)
             if why is not None:
-                self._not_tls(why, first)
+                self._not_tls(why, data)
                 return
-            data = first
+            if not data:
+                return
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:
