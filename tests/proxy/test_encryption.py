@@ -6,6 +6,7 @@ import pytest
 
 from tests.proxy.harness import ProxyHarness
 from tests.proxy.test_tls import _record, _server_hello, _tls13_hello
+from zfw.proxy.base import Proxy
 from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.http import HttpProxy
 from zfw.tls.certs import create_ca
@@ -141,3 +142,65 @@ def test_a_server_that_fails_verification_gets_the_untrusted_leaf(pki):
     assert "certificate verify failed" in (pair.client.failed or "")
     assert _issuer(pair.client) == "zfw untrusted CA"
     assert "leaf=untrusted CA" in h.log() and "expired" in h.log()
+
+
+class BrokenHttp(HttpProxy):
+    def config(self):
+        raise RuntimeError("broken policy")
+
+
+def test_an_inner_proxy_whose_config_fails_ends_the_session(pki):
+    """The inner proxy's config() first runs once both sides are up: its failure is
+    one line, and the client, the verified server stream and the session end."""
+    from tests.proxy.tls_memory import TlsPair, client_connection, server_connection
+    from zfw.tls.encryption import ServerCertificateVerifier
+
+    enc = TwoSidedEncryption(
+        DynamicCertificate(trusted_ca=pki["zfw_ca"], untrusted_ca=pki["zfw_untrusted"]),
+        ServerCertificateVerifier(ca_file=pki["origin_ca"]),
+    )
+    h = ProxyHarness(EncryptionProxy, DEST, encryption=enc, inner_proxy=BrokenHttp)
+    d = pki["dir"]
+    pair = TlsPair(
+        h,
+        client_connection(pki["zfw_ca"][0], "www.example.com"),
+        lambda: server_connection(f"{d}/good.pem", f"{d}/good.key"),
+    )
+    pair.pump()
+    _server, transport = h.servers[0]
+    assert h.closed and h.ct.disconnecting and transport.disconnecting
+    assert h.proxy.session.stats.proxy["policy_failures"] == 1
+    assert "BrokenHttp config() raised RuntimeError: broken policy; refused" in h.log()
+
+
+class Holder(Proxy):
+    """An inner proxy that only keeps what it is handed."""
+
+    def start(self, client, handover=None):
+        self.handover = handover
+
+
+def test_the_first_server_given_up_before_it_is_passed_on_is_closed(pki):
+    from tests.proxy.tls_memory import TlsPair, client_connection, server_connection
+    from zfw.tls.encryption import ServerCertificateVerifier
+
+    enc = TwoSidedEncryption(
+        DynamicCertificate(trusted_ca=pki["zfw_ca"]),
+        ServerCertificateVerifier(ca_file=pki["origin_ca"]),
+    )
+    h = ProxyHarness(EncryptionProxy, DEST, encryption=enc, inner_proxy=Holder)
+    d = pki["dir"]
+    pair = TlsPair(
+        h,
+        client_connection(pki["zfw_ca"][0], "www.example.com"),
+        lambda: server_connection(f"{d}/good.pem", f"{d}/good.key"),
+    )
+    pair.pump()
+    inner = h.proxy.session.proxy
+    assert isinstance(inner, Holder)
+    got = []
+    attempt = inner.handover.connect(5, got.append, got.append)
+    attempt.cancel()
+    h.clock.advance(0)
+    _server, transport = h.servers[0]
+    assert got == [] and transport.disconnecting

@@ -348,3 +348,26 @@ def test_connect_encryption_must_be_two_sided_and_not_through_a_parent(tmp_path)
         with pytest.raises(OptionError) as info:
             Harness(**attrs)
         assert reason in str(info.value)
+
+
+class BadPlug(PlugProxy):
+    def config(self):
+        raise RuntimeError("broken policy")
+
+
+class WrongOption(PlugProxy):
+    def config(self):
+        self.timeout = "soon"
+
+
+@pytest.mark.parametrize("proxy_class", [BadPlug, WrongOption])
+def test_a_connect_proxy_whose_config_fails_closes_the_session(proxy_class):
+    """One line naming the policy, the client and the opened server aborted, the
+    session closed: no traceback, no stuck client."""
+    h = Harness(connect_proxy=proxy_class)
+    h.send(b"CONNECT 198.51.100.2:443 HTTP/1.1\r\nHost: 198.51.100.2:443\r\n\r\n")
+    st = h.connect()  # PlugProxy needs the server first
+    assert h.closed and h.ct.disconnecting and st.disconnecting
+    assert h.proxy.session.stats.proxy["policy_failures"] == 1
+    (line,) = [x for x in h.log().splitlines() if "core.policy" in x]
+    assert f"{__file__}:" in line and line.endswith("; refused")

@@ -10,6 +10,7 @@ import pytest
 from tests.proxy.harness import ProxyHarness
 from zfw.errors import PolicyError
 from zfw.options import OptionError
+from zfw.proxy.base import Handover
 from zfw.proxy.encryption import EncryptionProxy
 from zfw.proxy.http import HttpProxy
 from zfw.proxy.plug import PlugProxy
@@ -202,3 +203,58 @@ def test_an_encryption_policy_takes_refuse_or_tunnel_and_offload_has_no_choice()
         TwoSidedEncryption(leaf, pass_through="plug")
     with pytest.raises(PolicyError, match="pass_through"):
         ClientOnlyEncryption(object.__new__(StaticCertificate), pass_through="tunnel")
+
+
+def connect_tunnel(proxy_class, pending=b"", **attrs):
+    """``proxy_class`` taking over a CONNECT tunnel, as HttpProxyNonTransparent hands it."""
+    return ProxyHarness(
+        proxy_class, ("198.51.100.2", 443), handover=Handover(pending=pending), **attrs
+    )
+
+
+@pytest.mark.parametrize("early", [True, False])
+def test_a_connect_tunnel_never_passes_another_protocol_through(early):
+    """Inside CONNECT, pass_through="tunnel" would carry anything to any allowed
+    host:port past the name lists: what is not TLS is a violation there."""
+    h = connect_tunnel(
+        TlsTunnelProxy, SSH if early else b"", pass_through="tunnel", allowed_names=["a.example"]
+    )
+    if not early:
+        h.send(SSH)
+    assert h.proxy.session.proxy is None and not h.pending and h.closed
+    assert counters(h) == {"tls_violations": 1}
+
+
+def test_inspecting_a_connect_tunnel_never_passes_another_protocol_through():
+    h = ProxyHarness(
+        EncryptionProxy,
+        ("198.51.100.2", 443),
+        handover=Handover(),
+        encryption=_Plain("tunnel"),
+        inner_proxy=HttpProxy,
+    )
+    h.send(SSH)
+    assert h.proxy.session.proxy is None and not h.pending and h.closed
+    assert counters(h) == {"tls_violations": 1}
+
+
+def test_a_connect_tunnel_still_takes_tls():
+    h = connect_tunnel(TlsTunnelProxy, pass_through="tunnel", allowed_names=["curl.example"])
+    h.send(HELLO)
+    h.connect()
+    assert h.to_server() == HELLO
+
+
+def test_first_bytes_are_held_until_they_decide():
+    from zfw.proxy.passthrough import FirstBytes
+    from zfw.tls.sniff import not_tls
+
+    first = FirstBytes(not_tls, True)
+    assert first.feed(b"\x16") == (b"", None) and first.held == b"\x16"
+    assert first.feed(b"\x03\x01") == (b"\x16\x03\x01", None) and not first.deciding
+    assert first.feed(b"more") == (b"more", None)
+    other = FirstBytes(not_tls, True)
+    data, why = other.feed(SSH)
+    assert data == SSH and why is not None and why.startswith("the first bytes are")
+    off = FirstBytes(not_tls, False)
+    assert not off.deciding and off.feed(SSH) == (SSH, None) and off.take() == b""

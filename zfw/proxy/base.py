@@ -114,14 +114,28 @@ class Proxy(Declared):
 
     def hand_over(
         self, proxy_class: type[Proxy], client: Stream, handover: Handover, **attributes: Any
-    ) -> Proxy:
+    ) -> Proxy | None:
         """Make ``proxy_class`` the session's proxy and start it on ``client``; this
         proxy must have let go of the client's events and of the session first.
-        ``attributes`` are set on the new proxy after its ``config()``."""
-        proxy = proxy_class(self.session)
-        proxy.configure()
-        for name, value in attributes.items():
-            setattr(proxy, name, value)
+        ``attributes`` are set on the new proxy after its ``config()``.
+
+        When the policy's ``config()`` raises (or sets a wrong option), one line names
+        it, the client and the handed-over server are aborted, the session closes, and
+        the result is None: the caller stops there."""
+        try:
+            proxy = proxy_class(self.session)
+            proxy.configure()
+            for name, value in attributes.items():
+                setattr(proxy, name, value)
+        except Exception as e:  # policy code in config() may raise anything
+            self.session.policy_failed(f"{proxy_class.__name__} config()", e)
+            for stream in (client, handover.server):
+                if stream is not None:
+                    stream.silence()  # no proxy is left to hear of it
+                    if not stream.lost:
+                        stream.abort()
+            self.session.close()
+            return None
         self.session.proxy = proxy
         proxy.start(client, handover)
         return proxy

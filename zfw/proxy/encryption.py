@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from zfw.engine.session import describe_failure
 from zfw.options import instance_of, option, optional, size, subclass_of
 from zfw.proxy.base import Handover, Proxy
-from zfw.proxy.passthrough import not_protocol, tunnel
+from zfw.proxy.passthrough import FirstBytes, not_protocol, tunnel
 from zfw.proxy.tls import BypassTunnel
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation
@@ -37,12 +37,21 @@ from zfw.tls.stream import TlsStream
 
 
 class _Ready:
-    """A connection attempt that has already succeeded (the first server stream)."""
+    """A connection attempt that has already succeeded: the first server stream,
+    passed on at the next turn of the reactor unless cancelled first."""
 
     pending = False
 
+    def __init__(self, stream: TlsStream, call: Any) -> None:
+        self.stream = stream
+        self.call = call  # the DelayedCall that passes the stream on
+
     def cancel(self) -> None:
-        pass
+        """Not passed on after all: the stream is closed."""
+        if self.call.active():
+            self.call.cancel()
+            if not self.stream.lost:
+                self.stream.close()
 
 
 class _TlsAttempt:
@@ -106,7 +115,9 @@ class EncryptionProxy(Proxy):
             self._connect_first()
             return
         self._reader = ClientHelloReader(self.max_hello_size)
-        self._first: bytes | None = b""  # held until they tell TLS from another protocol
+        #: The first bytes, held until they tell TLS from another (``pass_through``);
+        #: never in a CONNECT tunnel, which passes nothing through.
+        self._first = FirstBytes(not_tls, handover is None)
         client.on_data = self._hello_data
         if handover is not None and handover.pending:
             self._hello_data(handover.pending)
@@ -118,17 +129,13 @@ class EncryptionProxy(Proxy):
     # --- the ClientHello ---------------------------------------------------------------
 
     def _hello_data(self, data: bytes) -> None:
-        if self._first is not None:
-            first = self._first + data
-            decided, why = not_tls(first)
-            if not decided:
-                self._first = first
-                return
-            self._first = None
+        if self._first.deciding:
+            data, why = self._first.feed(data)
             if why is not None:
-                self._not_tls(why, first)
+                self._not_tls(why, data)
                 return
-            data = first
+            if not data:
+                return
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:
@@ -300,8 +307,7 @@ class EncryptionProxy(Proxy):
         first, self.server_tls = self.server_tls, None
         if first is not None and not first.lost:
             first.on_eof = first.on_lost = lambda *_a: None
-            self.session.reactor.callLater(0, on_connected, first)
-            return _Ready()
+            return _Ready(first, self.session.reactor.callLater(0, on_connected, first))
 
         def ready(tls: TlsStream) -> None:
             # A server that verified at first must verify again: the client trusts it now.

@@ -33,6 +33,40 @@ def pass_through_option(protocol: str) -> Any:
     )
 
 
+class FirstBytes:
+    """A client's first bytes, held until ``sniff`` (:func:`zfw.http.sniff.not_http`,
+    :func:`zfw.tls.sniff.not_tls`) tells its protocol from another; ``active``
+    False: nothing is judged (a proxy that never passes another protocol through)."""
+
+    def __init__(self, sniff: Callable[[bytes], tuple[bool, str | None]], active: bool):
+        self.sniff = sniff
+        self.held: bytes | None = b"" if active else None
+
+    @property
+    def deciding(self) -> bool:
+        """Whether the first bytes are still to be judged."""
+        return self.held is not None
+
+    def feed(self, data: bytes) -> tuple[bytes, str | None]:
+        """``data`` judged with what is held: ``(b"", None)`` while undecided (held);
+        ``(bytes, None)`` the protocol, to go on with; ``(bytes, why)`` another
+        protocol. Once decided, ``(data, None)``."""
+        if self.held is None:
+            return data, None
+        first = self.held + data
+        decided, why = self.sniff(first)
+        if not decided:
+            self.held = first
+            return b"", None
+        self.held = None
+        return first, why
+
+    def take(self) -> bytes:
+        """What is held, undecided (at the client's end); nothing is judged after."""
+        held, self.held = self.held or b"", None
+        return held
+
+
 def not_protocol(proxy: Proxy, protocol: str, why: str, action: str) -> bool:
     """Log and count that the client does not speak ``protocol`` (``why``); whether
     ``action`` (a ``pass_through`` value) says to tunnel it."""

@@ -19,7 +19,7 @@ from zfw.addr import is_address
 from zfw.engine.session import describe_failure
 from zfw.options import boolean, names, option, seconds, size
 from zfw.proxy.base import Handover, Proxy
-from zfw.proxy.passthrough import not_protocol, pass_through_option, tunnel
+from zfw.proxy.passthrough import FirstBytes, not_protocol, pass_through_option, tunnel
 from zfw.proxy.relay import Relay
 from zfw.stream import Stream
 from zfw.tls.clienthello import ClientHello, ClientHelloReader, TlsViolation, version_name
@@ -85,6 +85,9 @@ class TlsTunnelProxy(Proxy):
         Handed over a CONNECT tunnel, it starts with the ``pending`` bytes (of the
         hello) and connects with the handover's ``connect`` if there is one (through
         a parent proxy: :class:`~zfw.proxy.parent.ParentTunnel`)."""
+        # Taking over a CONNECT tunnel (or the bypass path's hello) it never passes
+        # another protocol through: that would skip the name lists (docs/policy.md).
+        sniff = handover is None
         handover = handover or Handover()
         pending = handover.pending
         self.client = client
@@ -96,7 +99,8 @@ class TlsTunnelProxy(Proxy):
         self._attempt: Any = None
         self._relay: Relay | None = None
         self._server_first: ServerFirstReader | None = None  # tells the chosen version
-        self._first: bytes | None = b""  # held until they tell TLS from another protocol
+        #: The first bytes, held until they tell TLS from another (``pass_through``).
+        self._first = FirstBytes(not_tls, sniff)
         client.on_data = self._hello_data
         client.on_eof = lambda _ep: self._refuse("client closed before its ClientHello", "client")
         client.on_lost = lambda _ep, _r: self._refuse(
@@ -116,17 +120,13 @@ class TlsTunnelProxy(Proxy):
         self._violation(f"no complete ClientHello within {self.hello_timeout:g} s")
 
     def _hello_data(self, data: bytes) -> None:
-        if self._first is not None:
-            first = self._first + data
-            decided, why = not_tls(first)
-            if not decided:
-                self._first = first
-                return
-            self._first = None
+        if self._first.deciding:
+            data, why = self._first.feed(data)
             if why is not None:
-                self._not_tls(why, first)
+                self._not_tls(why, data)
                 return
-            data = first
+            if not data:
+                return
         try:
             hello = self._reader.feed(data)
         except TlsViolation as e:

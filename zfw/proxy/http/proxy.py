@@ -69,7 +69,7 @@ from zfw.proxy.http.messages import (
 )
 from zfw.proxy.http.responses import ServerSide
 from zfw.proxy.http.tables import PolicyTables
-from zfw.proxy.passthrough import not_protocol, pass_through_option, tunnel
+from zfw.proxy.passthrough import FirstBytes, not_protocol, pass_through_option, tunnel
 from zfw.proxy.plug import PlugProxy
 from zfw.proxy.relay import Relay
 from zfw.proxy.valve import Valve
@@ -258,8 +258,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         self._covers = handover.covers if handover is not None else None
         self._covered_host: bytes | None = None  # the last Host it named
         #: The first bytes of a transparent session, held until they tell HTTP from
-        #: another protocol (``pass_through``); None once they have.
-        self._first: bytes | None = None if handover is not None or self.nontransparent else b""
+        #: another protocol (``pass_through``).
+        self._first = FirstBytes(not_http, handover is None and not self.nontransparent)
         client.on_data = self._from_client
         client.on_eof = self._client_eof
         client.on_lost = self._client_lost
@@ -287,7 +287,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
     # --- from the client -------------------------------------------------------------------
 
     def _from_client(self, data: bytes) -> None:
-        if self._first is not None:
+        if self._first.deciding:
             data = self._not_http(data)
             if not data:
                 return
@@ -329,12 +329,7 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         """Before the first request: hold the first bytes until they tell HTTP from
         another protocol, which ``pass_through`` refuses or tunnels; what the parser
         gets now (nothing while they are held, or once tunnelled)."""
-        first = self._first + data  # type: ignore[operator]
-        decided, why = not_http(first)
-        if not decided:
-            self._first = first
-            return b""
-        self._first = None
+        first, why = self._first.feed(data)
         if why is None:
             return first
         if not_protocol(self, "HTTP", why, self.pass_through):
@@ -345,8 +340,8 @@ class HttpProxy(InbandRouting, PolicyTables, ServerSide, Endings, Proxy):
         return b""
 
     def _client_eof(self, _ep: Stream) -> None:
-        if self._first:  # one token and the end: the parser's to refuse
-            first, self._first = self._first, None
+        if self._first.held:  # one token and the end: the parser's to refuse
+            first = self._first.take()
             self._from_client(first)
             if self.closing:
                 return
