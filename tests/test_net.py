@@ -188,7 +188,7 @@ def test_only_transparent_listeners_forged_sources_and_ftp_need_the_capability(w
         "plain": None,
         "tproxy": "listener 127.0.0.1:40001 is transparent",
         "forging": "service 'c' connects from the client's address (forge_addr)",
-        "ftp": "service 'd' is FTP, whose data channels listen transparently",
+        "ftp": "service 'd' is FtpProxy, whose data channels listen transparently",
     }
 
 

@@ -121,3 +121,25 @@ def test_with_nothing_loadable_forwarding_is_switched_off(env, capsys):
     assert "the closed ruleset failed too (refused the closed ruleset)" in err
     assert err.endswith("no rules of zfw's could be loaded: forwarding switched off\n")
     assert backend.loaded is None and switched == [False]
+
+
+def test_a_lock_out_refusal_falls_back_too(env, monkeypatch, capsys):
+    backend, switched, policy, _apply, tmp = env
+    monkeypatch.setattr(cli, "lockout_reason", lambda ruleset: "it would cut this SSH session")
+    args = ["rules", "apply", str(policy), "--state-dir", str(tmp / "state"), "--forwarding"]
+    assert main(args) == 1  # on the host: no --netns, no --force
+    err = capsys.readouterr().err
+    assert err.startswith("zfw rules apply: refusing to apply: it would cut this SSH session")
+    assert err.endswith("; applied the closed ruleset: nothing is forwarded (fake)\n")
+    assert backend.loaded == "closed" and switched == [True]
+
+
+def test_a_lock_out_refusal_keeps_the_last_good_ruleset(env, monkeypatch, capsys):
+    backend, _switched, policy, _apply, tmp = env
+    args = ["rules", "apply", str(policy), "--state-dir", str(tmp / "state")]
+    assert main(args) == 0 and backend.loaded == "policy"
+    backend.loaded = None
+    monkeypatch.setattr(cli, "lockout_reason", lambda ruleset: "it would cut this SSH session")
+    assert main(args) == 1
+    assert "; kept the last good ruleset of " in capsys.readouterr().err
+    assert backend.loaded == "policy"

@@ -43,16 +43,15 @@ def listen_keys(listener: Listener) -> list[ListenKey]:
 def transparency_needed(instance: Instance) -> str | None:
     """What in ``instance`` needs transparent sockets (IP_TRANSPARENT, so CAP_NET_ADMIN),
     or None: plain listeners connecting from zfw's own address need no capability."""
-    from zfw.proxy.ftp import FtpProxy  # (its data channels listen transparently)
-
     for lst in instance.listeners:
         if lst.tproxy:
             return f"listener {lst.address} is transparent"
     for svc in instance.services.values():
         if getattr(svc.router, "forge_addr", False):
             return f"service {svc.name!r} connects from the client's address (forge_addr)"
-        if issubclass(svc.proxy_class, FtpProxy):
-            return f"service {svc.name!r} is FTP, whose data channels listen transparently"
+        if svc.proxy_class.transparent_data:
+            name = svc.proxy_class.__name__
+            return f"service {svc.name!r} is {name}, whose data channels listen transparently"
     return None
 
 

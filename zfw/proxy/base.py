@@ -75,6 +75,8 @@ class Proxy(Declared):
     #: Its policy tables (``self.request`` ...), each with its declared shape, held to
     #: it at ``zfw check`` (:mod:`zfw.policytable`).
     table_specs: ClassVar[tuple[TableSpec, ...]] = ()
+    #: Whether it listens transparently itself (FTP data channels): needs CAP_NET_ADMIN.
+    transparent_data: ClassVar[bool] = False
 
     def __init__(self, session: Session):
         self.session = session

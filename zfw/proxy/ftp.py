@@ -90,6 +90,7 @@ class FtpProxy(Transfers, Proxy):
     default_ports: ClassVar[tuple[int, ...]] = (21,)
     __option_checks__ = (ordered("data_port_min", "data_port_max"),)
     table_specs: ClassVar[tuple[TableSpec, ...]] = TABLES
+    transparent_data: ClassVar[bool] = True
     request: dict[str, Any] = option(
         table(), MappingProxyType({}), 'commands; `"*"` is any other', "tables"
     )

@@ -163,8 +163,9 @@ def _failure(e: Exception) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    """Apply the policy's rules; when it does not load (or its rules cannot be
-    applied), the last good ruleset or else the closed one, and exit 1."""
+    """Apply the policy's rules; when it does not load, its rules would lock out the
+    SSH session this runs in, or they cannot be applied: the last good ruleset or else
+    the closed one, and exit 1."""
     backend = _backend(args)
     try:
         ruleset = _ruleset(args)
@@ -172,7 +173,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         return _fall_back(args, backend, _failure(e))
     if ruleset.bridge is not None and backend.name != "nft" and args.backend == "auto":
         backend = _backend(args, ruleset)
-    _refuse_lockout(args, ruleset)
+    try:
+        _refuse_lockout(args, ruleset)
+    except ZfwError as e:  # the closed ruleset leaves SSH (INPUT) alone
+        return _fall_back(args, backend, str(e))
     try:
         _install(args, ruleset, backend)
     except Exception as e:  # the backend or the kernel refused; tell, never a traceback

@@ -9,7 +9,8 @@
     FORWARD (forward, filter)
         from the bridge's ports: jump ZFWBR
     ZFWBR
-        ARP, ICMPv6 neighbour and router discovery, MLD, DHCP: accept
+        ARP, ICMPv6 neighbour and router discovery, MLD: accept
+        DHCP, DHCPv6 (only client port to server port, and back): accept
         what the policy lets bridge: accept
         log and drop
 
@@ -79,7 +80,10 @@ def bridge_text(b: BridgeRules, name: str = TABLE) -> str:
     zfwbr = [
         "ether type arp accept",
         f"icmpv6 type {{ {', '.join(ND)} }} accept",
-        "udp dport { 67, 68, 546, 547 } accept",
+        "udp sport 68 udp dport 67 accept",
+        "udp sport 67 udp dport 68 accept",
+        "udp sport 546 udp dport 547 accept",
+        "udp sport 547 udp dport 546 accept",
         *_allowed(b),
         f'log prefix "{b.log_prefix} bridge drop: " drop',
     ]
