@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -249,3 +249,88 @@ def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user(mon
         )
     finally:
         shutil.rmtree(etc)
+
+
+class FakeReactor:
+    def __init__(self) -> None:
+        self.called: list[tuple[object, ...]] = []
+
+    def callFromThread(self, f, *args) -> None:
+        self.called.append((f, *args))
+
+
+def as_nobody(call: Callable[[], object]) -> str:
+    """``call()`` in a forked child that has become user nobody (no capabilities left):
+    ``ok``, or the exception it raised as ``Name: text``. (A fork, not a new Python: the
+    interpreter may live where nobody cannot read it.)"""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            try:
+                call()
+                result = "ok"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
+            os.write(write, result.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        result = f.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+@contextmanager
+def shared_dir() -> Iterator[Path]:
+    """A directory others may enter (pytest's tmp_path is 0700), removed after."""
+    import shutil
+    import tempfile
+
+    etc = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(etc, 0o755)
+        yield etc
+    finally:
+        shutil.rmtree(etc)
+
+
+def test_a_policy_needing_a_capability_it_lacks_is_refused_at_start_and_reload():
+    from zfw.twistd import load_digested
+
+    with shared_dir() as etc:
+        path = etc / "policy.py"
+        path.write_text(
+            "from zfw.policy import *\n"
+            "def i():\n"
+            "    Service('f', FtpProxy, router=DirectedRouter(SockAddrInet('127.0.0.1', 21)))\n"
+            "    Listener(SockAddrInet('127.0.0.1', 50021), 'f', transparent=False)\n"
+        )
+        os.chmod(path, 0o644)
+        # load_digested is what a start and a reload (off the reactor) load with.
+        refused = as_nobody(lambda: load_digested(str(path), "i", print))
+        assert refused.startswith("NetError: ") and "service 'f' is FTP" in refused
+
+
+def test_a_policy_file_unreadable_for_the_digest_is_one_line(tmp_path, monkeypatch):
+    import io
+
+    import pytest
+
+    from zfw import twistd
+    from zfw.errors import PolicyError
+
+    args = policy(tmp_path, free_port(), free_port())
+
+    def denied(_policy: object) -> str:
+        raise PermissionError(13, "Permission denied", args[1])
+
+    monkeypatch.setattr(twistd, "policy_digest", denied)
+    with pytest.raises(PolicyError) as e:
+        twistd.ZfwService(args[1], "plain", Log(LogSpec(), io.StringIO()), reactor=FakeReactor())
+    assert str(e.value) == f"{args[1]}: cannot read {args[1]}: Permission denied"

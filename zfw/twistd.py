@@ -96,11 +96,7 @@ class ZfwService(Service):
         self.instance = instance
         self.log = log
         self.reactor = reactor
-        self.policy = load_readable(policy_path, instance, self._printed)
-        why = transparency_needed(self.policy.instance)
-        if why:
-            net.check_capability(why)
-        self.policy_hash = policy_digest(self.policy)
+        self.policy, self.policy_hash = load_digested(policy_path, instance, self._printed)
         self.loaded_at = time.time()
         self.started_monotonic = time.monotonic()
         self.reloads = 0
@@ -347,9 +343,12 @@ def policy_digest(policy: Policy) -> str:
 
 
 def load_digested(path: str, instance: str, output: Any) -> tuple[Policy, str]:
-    """The policy (:func:`load_readable`) and its :func:`policy_digest` (both read files:
-    off the reactor)."""
+    """The policy (:func:`load_readable`), checked to get the capability it needs, and
+    its :func:`policy_digest`: at start, and for a reload (off the reactor: they read files)."""
     policy = load_readable(path, instance, output)
+    why = transparency_needed(policy.instance)
+    if why:
+        net.check_capability(why)  # refused now, not session by session
     try:
         return policy, policy_digest(policy)
     except OSError as e:
