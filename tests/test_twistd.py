@@ -198,7 +198,11 @@ def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
         args = [*policy(tmp_path, listen, target), "--instance", "plain"]
         path = tmp_path / "policy.py"
         path.write_text(
-            path.read_text() + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+            path.read_text().replace("PlugProxy,", "Echo,")
+            + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+            "class Echo(PlugProxy):\n"
+            "    def config(self):\n"
+            "        print('session', 7)\n"
         )
         with zfw_run([*args, "--log-file", str(log)]) as proc:
             wait_for(log, "started from")
@@ -206,13 +210,17 @@ def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
             proc.send_signal(signal.SIGHUP)
             wait_for(log, "policy reloaded")
             assert runs.read_text() == "run\nrun\n"
+            # At run time, after a reload: a print in config() reaches the log too.
+            assert echo_through(listen) == b"ping\n"
+            line = wait_for(log, "the policy printed: session 7")
+            assert line.endswith(f"core.policy(3): {path}:10: the policy printed: session 7")
         out = proc.stdout.read()
-    printed = [ln for ln in log.read_text().splitlines() if "the policy printed" in ln]
+    printed = [ln for ln in log.read_text().splitlines() if "the policy printed: loaded" in ln]
     assert len(printed) == 2
     assert all(
         ln.endswith(f"core.policy(3): {path}:7: the policy printed: loaded 42") for ln in printed
     )
-    assert "loaded 42" not in out
+    assert "loaded 42" not in out and "session 7" not in out
 
 
 class FakeReactor:
@@ -221,6 +229,33 @@ class FakeReactor:
 
     def callFromThread(self, f, *args) -> None:
         self.called.append((f, *args))
+
+
+def test_policy_output_holds_while_loading_then_logs_from_any_thread_rate_limited(monkeypatch):
+    import io
+
+    from zfw import log as zfw_log
+    from zfw.twistd import PolicyOutput
+
+    out = io.StringIO()
+    reactor = FakeReactor()
+    printed = PolicyOutput(Log(LogSpec(), out, program="t"), reactor)
+    printed("p.py:3", "one")
+    printed("p.py:3", "two")
+    assert out.getvalue() == ""  # held while the policy loads
+    printed.loaded()
+    assert out.getvalue().count("p.py:3: the policy printed:") == 2  # all of the load's
+    monkeypatch.setattr(zfw_log.time, "monotonic", lambda: 1000.0)  # no clock in the test
+    printed("p.py:9", "session")  # at run time, on the reactor thread: logged now
+    printed("p.py:9", "session")  # the same line again at once: left out
+    assert out.getvalue().count("p.py:9: the policy printed: session") == 1
+    worker = threading.Thread(target=printed, args=("p.py:12", "decided"))
+    worker.start()
+    worker.join()
+    assert "decided" not in out.getvalue() and len(reactor.called) == 1
+    f, *args = reactor.called[0]
+    f(*args)  # the reactor runs it on its own thread
+    assert "p.py:12: the policy printed: decided" in out.getvalue()
 
 
 def as_nobody(call: Callable[[], object]) -> str:
