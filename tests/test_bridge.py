@@ -3,6 +3,7 @@ compiled bridge part, the iptables backend's refusal and the kernel check at sta
 
 from __future__ import annotations
 
+import ipaddress
 import os
 
 import pytest
@@ -102,3 +103,19 @@ def test_the_kernel_check(tmp_path):
     assert "ip link set br0 address" in kernel_problem(BRIDGE, str(tmp_path / "mac"))
     _sysfs(tmp_path / "port", master="br9")
     assert "eth0 is not a port of it" in kernel_problem(BRIDGE, str(tmp_path / "port"))
+
+
+def test_a_netlink_error_reading_the_addresses_is_one_line(tmp_path):
+    from pyroute2 import NetlinkError
+
+    def denied(dev: str) -> set:
+        raise NetlinkError(1, "Operation not permitted")
+
+    _sysfs(tmp_path)
+    problem = kernel_problem(BRIDGE, str(tmp_path), addresses=denied)
+    assert problem == "bridge br0: cannot read its addresses: (1, 'Operation not permitted')"
+    got = {ipaddress.ip_interface("192.0.2.1/24")}
+    assert kernel_problem(BRIDGE, str(tmp_path), addresses=lambda dev: got) is None
+    assert "does not have its address 192.0.2.1/24" in kernel_problem(
+        BRIDGE, str(tmp_path), addresses=lambda dev: set()
+    )

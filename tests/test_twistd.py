@@ -7,11 +7,12 @@ import os
 import re
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -197,7 +198,11 @@ def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
         args = [*policy(tmp_path, listen, target), "--instance", "plain"]
         path = tmp_path / "policy.py"
         path.write_text(
-            path.read_text() + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+            path.read_text().replace("PlugProxy,", "Echo,")
+            + f"open({str(runs)!r}, 'a').write('run\\n')\nprint('loaded', 42)\n"
+            "class Echo(PlugProxy):\n"
+            "    def config(self):\n"
+            "        print('session', 7)\n"
         )
         with zfw_run([*args, "--log-file", str(log)]) as proc:
             wait_for(log, "started from")
@@ -205,28 +210,116 @@ def test_the_policy_runs_once_per_start_and_prints_to_the_log(tmp_path):
             proc.send_signal(signal.SIGHUP)
             wait_for(log, "policy reloaded")
             assert runs.read_text() == "run\nrun\n"
+            # At run time, after a reload: a print in config() reaches the log too.
+            assert echo_through(listen) == b"ping\n"
+            line = wait_for(log, "the policy printed: session 7")
+            assert line.endswith(f"core.policy(3): {path}:10: the policy printed: session 7")
         out = proc.stdout.read()
-    printed = [ln for ln in log.read_text().splitlines() if "the policy printed" in ln]
+    printed = [ln for ln in log.read_text().splitlines() if "the policy printed: loaded" in ln]
     assert len(printed) == 2
     assert all(
         ln.endswith(f"core.policy(3): {path}:7: the policy printed: loaded 42") for ln in printed
     )
-    assert "loaded 42" not in out
+    assert "loaded 42" not in out and "session 7" not in out
 
 
-def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user(monkeypatch):
+class FakeReactor:
+    def __init__(self) -> None:
+        self.called: list[tuple[object, ...]] = []
+
+    def callFromThread(self, f, *args) -> None:
+        self.called.append((f, *args))
+
+
+def test_policy_output_holds_while_loading_then_logs_from_any_thread_rate_limited(monkeypatch):
+    import io
+
+    from zfw import log as zfw_log
+    from zfw.twistd import PolicyOutput
+
+    out = io.StringIO()
+    reactor = FakeReactor()
+    printed = PolicyOutput(Log(LogSpec(), out, program="t"), reactor)
+    printed("p.py:3", "one")
+    printed("p.py:3", "two")
+    assert out.getvalue() == ""  # held while the policy loads
+    printed.loaded()
+    assert out.getvalue().count("p.py:3: the policy printed:") == 2  # all of the load's
+    monkeypatch.setattr(zfw_log.time, "monotonic", lambda: 1000.0)  # no clock in the test
+    printed("p.py:9", "session")  # at run time, on the reactor thread: logged now
+    printed("p.py:9", "session")  # the same line again at once: left out
+    assert out.getvalue().count("p.py:9: the policy printed: session") == 1
+    worker = threading.Thread(target=printed, args=("p.py:12", "decided"))
+    worker.start()
+    worker.join()
+    assert "decided" not in out.getvalue() and len(reactor.called) == 1
+    f, *args = reactor.called[0]
+    f(*args)  # the reactor runs it on its own thread
+    assert "p.py:12: the policy printed: decided" in out.getvalue()
+
+
+def as_nobody(call: Callable[[], object]) -> str:
+    """``call()`` in a forked child that has become user nobody (no capabilities left):
+    ``ok``, or the exception it raised as ``Name: text``. (A fork, not a new Python: the
+    interpreter may live where nobody cannot read it.)"""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            os.setgroups([])
+            os.setresgid(65534, 65534, 65534)
+            os.setresuid(65534, 65534, 65534)
+            try:
+                call()
+                result = "ok"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
+            os.write(write, result.encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        result = f.read().decode()
+    os.waitpid(pid, 0)
+    return result
+
+
+def grant(path: Path, uid: int, perm: int) -> None:
+    """A POSIX ACL giving ``uid`` ``perm`` (rwx bits) on ``path``: the xattr ``setfacl``
+    writes (no package needed), the owner, group and others keeping their mode bits."""
+    mode = os.stat(path).st_mode
+    entries = [  # (tag, perm, id), in the order the kernel wants
+        (0x01, (mode >> 6) & 7, 0xFFFFFFFF),  # the owner
+        (0x02, perm, uid),  # the named user
+        (0x04, (mode >> 3) & 7, 0xFFFFFFFF),  # the owning group
+        (0x10, ((mode >> 3) & 7) | perm, 0xFFFFFFFF),  # the mask
+        (0x20, mode & 7, 0xFFFFFFFF),  # others
+    ]
+    acl = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(path, "system.posix_acl_access", acl)
+
+
+@contextmanager
+def shared_dir() -> Iterator[Path]:
+    """A directory others may enter (pytest's tmp_path is 0700), removed after."""
     import shutil
     import tempfile
 
-    import pytest
+    etc = Path(tempfile.mkdtemp())
+    try:
+        os.chmod(etc, 0o755)
+        yield etc
+    finally:
+        shutil.rmtree(etc)
 
-    from zfw.errors import ZfwError
+
+def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user():
+    from zfw.policyfiles import User, unreadable
     from zfw.tls.certs import create_ca
     from zfw.twistd import load_readable
 
-    etc = Path(tempfile.mkdtemp())  # others may enter it (pytest's tmp_path is 0700)
-    try:
-        os.chmod(etc, 0o755)
+    with shared_dir() as etc:
         create_ca(str(etc / "ca"), "zfw test CA")  # ca/ 0700, ca.key 0600: root's alone
         path = etc / "policy.py"
         path.write_text(
@@ -238,14 +331,54 @@ def test_a_policy_naming_a_file_the_user_cannot_read_is_refused_as_that_user(mon
             "    Listener(SockAddrInet('', 50443), 's', intercept=443)\n"
         )
         os.chmod(path, 0o644)
-        assert load_readable(str(path), "i", print).instance_name == "i"  # as root
-        with monkeypatch.context() as m:
-            m.setattr(os, "geteuid", lambda: 65534)  # as a start or a reload as nobody sees it
-            with pytest.raises(ZfwError) as e:
-                load_readable(str(path), "i", print)
-        assert str(e.value) == (
-            f"{path}:4: user nobody cannot read {etc}/ca/ca.pem "
-            f"({etc}/ca: mode 0700, owner root:root) (and 1 more)"
+        policy = load_readable(str(path), "i", print)  # as root
+        assert policy.instance_name == "i"
+
+        def load() -> object:
+            return load_readable(str(path), "i", print)
+
+        # A start or a reload as nobody: refused in one line (the loader reads the CA).
+        assert as_nobody(load) == f"PolicyError: {path}:4: {etc}/ca/ca.pem: Permission denied"
+        # POSIX ACLs that let nobody in: the kernel says so, and zfw believes it.
+        grant(etc / "ca", 65534, 1)
+        for name in ("ca.pem", "ca.key"):
+            grant(etc / "ca" / name, 65534, 4)
+        assert as_nobody(load) == "ok"
+        # zfw check --as-user judges another user by the mode bits alone.
+        assert len(unreadable(policy, User.named("nobody"))) == 2
+
+
+def test_a_policy_needing_a_capability_it_lacks_is_refused_at_start_and_reload():
+    from zfw.twistd import load_digested
+
+    with shared_dir() as etc:
+        path = etc / "policy.py"
+        path.write_text(
+            "from zfw.policy import *\n"
+            "def i():\n"
+            "    Service('f', FtpProxy, router=DirectedRouter(SockAddrInet('127.0.0.1', 21)))\n"
+            "    Listener(SockAddrInet('127.0.0.1', 50021), 'f', transparent=False)\n"
         )
-    finally:
-        shutil.rmtree(etc)
+        os.chmod(path, 0o644)
+        # load_digested is what a start and a reload (off the reactor) load with.
+        refused = as_nobody(lambda: load_digested(str(path), "i", print))
+        assert refused.startswith("NetError: ") and "service 'f' is FTP" in refused
+
+
+def test_a_policy_file_unreadable_for_the_digest_is_one_line(tmp_path, monkeypatch):
+    import io
+
+    import pytest
+
+    from zfw import twistd
+    from zfw.errors import PolicyError
+
+    args = policy(tmp_path, free_port(), free_port())
+
+    def denied(_policy: object) -> str:
+        raise PermissionError(13, "Permission denied", args[1])
+
+    monkeypatch.setattr(twistd, "policy_digest", denied)
+    with pytest.raises(PolicyError) as e:
+        twistd.ZfwService(args[1], "plain", Log(LogSpec(), io.StringIO()), reactor=FakeReactor())
+    assert str(e.value) == f"{args[1]}: cannot read {args[1]}: Permission denied"

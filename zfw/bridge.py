@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Callable
 
 from zfw.model import Bridge, BridgeTraffic, PortRange
 from zfw.options import Kind
@@ -137,10 +138,16 @@ def _addresses(dev: str) -> set[ipaddress.IPv4Interface | ipaddress.IPv6Interfac
         }
 
 
-def kernel_problem(bridge: Bridge, root: str = "/") -> str | None:
+def kernel_problem(
+    bridge: Bridge,
+    root: str = "/",
+    addresses: Callable[[str], set[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]
+    | None = None,
+) -> str | None:
     """What keeps this namespace from running ``bridge``, as one line, or None.
 
-    Reads ``/sys/class/net`` and ``/proc/sys`` (of the namespace zfw runs in)."""
+    Reads ``/sys/class/net`` and ``/proc/sys`` (of the namespace zfw runs in) and, with
+    ``root`` ``/``, the device's addresses by netlink (or by ``addresses``, given)."""
     net = os.path.join(root, "sys/class/net")
     dev = bridge.device
     if not os.path.isdir(os.path.join(net, dev, "bridge")):
@@ -155,8 +162,13 @@ def kernel_problem(bridge: Bridge, root: str = "/") -> str | None:
             f"bridge {dev}: its MAC address is {have or 'unknown'}, the policy says "
             f"{bridge.mac} (ip link set {dev} address {bridge.mac})"
         )
-    if root == "/":
-        have_addrs = _addresses(dev)
+    if addresses is None and root == "/":
+        addresses = _addresses
+    if addresses is not None:
+        try:
+            have_addrs = addresses(dev)
+        except Exception as e:  # pyroute2's NetlinkError, or OSError: one line, no traceback
+            return f"bridge {dev}: cannot read its addresses: {e}"
         for want in bridge.addresses:
             if ipaddress.ip_interface(want) not in have_addrs:
                 return (

@@ -183,8 +183,9 @@ def load_policy(
 
     Raises :class:`PolicyError` (``file:line: message``) for any mistake; a
     policy is either loaded whole or not at all. Policy code that runs longer
-    than ``time_limit`` seconds is interrupted where it is (only when loading
-    on the main thread: the limit is a SIGALRM timer). What the policy prints
+    than ``time_limit`` seconds is interrupted where it is (a SIGALRM timer on
+    the main thread, elsewhere an exception raised in the loading thread:
+    :func:`_deadline`). What the policy prints
     goes to ``output`` (default: standard error). Relative paths the policy
     names (certificates, CAs) start from the policy file's directory.
     """

@@ -81,6 +81,8 @@ class User:
     name: str
     uid: int
     gids: frozenset[int]
+    #: This process itself: the kernel answers (ACLs, CAP_DAC_* count), not the mode bits.
+    process: bool = False
 
     @classmethod
     def named(cls, name: str) -> User:
@@ -100,10 +102,14 @@ class User:
             name = pwd.getpwuid(uid).pw_name
         except KeyError:
             name = str(uid)
-        return cls(name, uid, frozenset({os.getegid(), *os.getgroups()}))
+        return cls(name, uid, frozenset({os.getegid(), *os.getgroups()}), process=True)
 
-    def may(self, st: os.stat_result, bits: int) -> bool:
-        """Whether the mode bits of ``st`` grant ``bits`` (an ``rwx`` mask, 0-7) to this user."""
+    def may(self, path: str, st: os.stat_result, bits: int) -> bool:
+        """Whether this user may ``bits`` (an ``rwx`` mask, 0-7) ``path`` (whose stat is
+        ``st``): by its mode bits, or for this process by asking the kernel."""
+        if self.process:
+            mode = (bits & 4 and os.R_OK) | (bits & 2 and os.W_OK) | (bits & 1 and os.X_OK)
+            return os.access(path, mode, effective_ids=True)
         if self.uid == 0:  # (execute still needs one x bit, but no named path needs it)
             return True
         if st.st_uid == self.uid:
@@ -127,13 +133,12 @@ def _describe(path: str, st: os.stat_result) -> str:
 
 
 def denied(path: str, need: str, user: User) -> str | None:
-    """Why ``user`` cannot ``need`` ``path`` (by the mode bits of it and of every
-    directory above it), or None."""
+    """Why ``user`` cannot ``need`` ``path`` (it or a directory above it), or None."""
     parts = os.path.abspath(path).split(os.sep)
     for i in range(1, len(parts)):
         above = os.sep.join(parts[:i]) or os.sep
         st = os.stat(above)
-        if not user.may(st, 1):
+        if not user.may(above, st, 1):
             return f"({above}: {_describe(above, st)})"
     try:
         st = os.stat(path)
@@ -141,12 +146,12 @@ def denied(path: str, need: str, user: User) -> str | None:
         if need == WRITE:  # made at start: its directory must be writable
             parent = os.path.dirname(os.path.abspath(path))
             pst = os.stat(parent)
-            return None if user.may(pst, 3) else f"({parent}: {_describe(parent, pst)})"
+            return None if user.may(parent, pst, 3) else f"({parent}: {_describe(parent, pst)})"
         return "(no such file)"
     bits = {READ: 4, LIST: 5, WRITE: 7}[need]
     if stat.S_ISDIR(st.st_mode) != (need != READ):
         return None  # the loader says what is wrong with a directory named as a file
-    return None if user.may(st, bits) else f"({_describe(path, st)})"
+    return None if user.may(path, st, bits) else f"({_describe(path, st)})"
 
 
 def unreadable(policy: Policy, user: User) -> list[str]:

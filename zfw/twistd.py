@@ -9,6 +9,7 @@ import os
 import resource
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -74,6 +75,42 @@ class Options(usage.Options):
             self["metrics"] = parse_hostport(self["metrics"], "--metrics")
 
 
+class PolicyOutput:
+    """Where a policy's ``print()`` goes (the loader's ``output``), for as long as its
+    functions live: held while the policy loads, then each line to the log, on the
+    reactor thread; the lines printed at run time (config(), decide() ...) at most once
+    per :data:`PRINT_EVERY` seconds per policy line, so that a print per session cannot
+    flood the log."""
+
+    def __init__(self, log: Log, reactor: Any):
+        self.log = log
+        self.reactor = reactor
+        self._held: list[tuple[Any, str]] | None = []
+        self._thread = threading.get_ident()  # the reactor's (zfw starts on it)
+
+    def __call__(self, where: Any, line: str) -> None:
+        if self._held is not None:  # loading, in one thread: logged once it is done
+            self._held.append((where, line))
+        elif threading.get_ident() == self._thread:
+            self._at_run_time(where, line)
+        else:
+            self.reactor.callFromThread(self._at_run_time, where, line)
+
+    def loaded(self) -> None:
+        """The load is over (on the reactor thread): log what it printed, every line."""
+        held, self._held = self._held or [], None
+        for where, line in held:
+            self.log("core.policy", 3, f"{where}: the policy printed: {line}")
+
+    def _at_run_time(self, where: Any, line: str) -> None:
+        message = f"{where}: the policy printed: {line}"
+        self.log.limited(f"print {where}", "core.policy", 3, message, every=PRINT_EVERY)
+
+
+#: At run time, a policy line's prints reach the log at most once in this many seconds.
+PRINT_EVERY = 10.0
+
+
 class ZfwService(Service):
     """Runs one instance; SIGHUP reloads the policy, stop drains the sessions."""
 
@@ -96,11 +133,9 @@ class ZfwService(Service):
         self.instance = instance
         self.log = log
         self.reactor = reactor
-        self.policy = load_readable(policy_path, instance, self._printed)
-        why = transparency_needed(self.policy.instance)
-        if why:
-            net.check_capability(why)
-        self.policy_hash = policy_digest(self.policy)
+        printed = PolicyOutput(log, reactor)
+        self.policy, self.policy_hash = load_digested(policy_path, instance, printed)
+        printed.loaded()
         self.loaded_at = time.time()
         self.started_monotonic = time.monotonic()
         self.reloads = 0
@@ -113,10 +148,6 @@ class ZfwService(Service):
         self._control_open = False
         self._reloading: Deferred[str | None] | None = None
         self.draining = False
-
-    def _printed(self, where: Any, line: str) -> None:
-        """A line the policy printed while it loaded: to the log (never to stdout)."""
-        self.log("core.policy", 3, f"{where}: the policy printed: {line}")
 
     def setServiceParent(self, parent: Any) -> None:
         # twistd asks the application for an ILogObserver when it starts logging: be it,
@@ -203,19 +234,18 @@ class ZfwService(Service):
             self._reloading.addBoth(lambda r: (self.reload().chainDeferred(waiting), r)[1])
             return waiting
         systemd.notify(systemd.reloading_state())
-        printed: list[tuple[Any, str]] = []  # logged on the reactor thread, once loaded
+        printed = PolicyOutput(self.log, self.reactor)
         d = deferToThreadPool(
             self.reactor,
             self.reactor.getThreadPool(),
             load_digested,
             self.policy_path,
             self.instance,
-            lambda where, line: printed.append((where, line)),
+            printed,
         )
 
         def log_printed(result: Any) -> Any:
-            for where, line in printed:
-                self._printed(where, line)
+            printed.loaded()
             return result
 
         d.addBoth(log_printed)
@@ -347,9 +377,12 @@ def policy_digest(policy: Policy) -> str:
 
 
 def load_digested(path: str, instance: str, output: Any) -> tuple[Policy, str]:
-    """The policy (:func:`load_readable`) and its :func:`policy_digest` (both read files:
-    off the reactor)."""
+    """The policy (:func:`load_readable`), checked to get the capability it needs, and
+    its :func:`policy_digest`: at start, and for a reload (off the reactor: they read files)."""
     policy = load_readable(path, instance, output)
+    why = transparency_needed(policy.instance)
+    if why:
+        net.check_capability(why)  # refused now, not session by session
     try:
         return policy, policy_digest(policy)
     except OSError as e:

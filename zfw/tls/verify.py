@@ -1,7 +1,9 @@
 """The one verdict on a server's certificate: pure and synchronous, no I/O.
 
-:func:`verify_server` is what zfw uses for every server certificate under
-inspection. The chain and the name are checked by cryptography's verifier
+:func:`verify_with` is what zfw uses for every server certificate under
+inspection (through :func:`zfw.tls.contexts.verify`, with the roots made into a
+store once); :func:`verify_server` is the same for a list of roots. The chain
+and the name are checked by cryptography's verifier
 (``cryptography.x509.verification``: the Web PKI rules browsers apply, no
 common-name fallback), then what OpenSSL and that verifier leave out and
 browsers check: a keyUsage that does not allow digitalSignature (with (EC)DHE,
