@@ -362,7 +362,7 @@ def test_a_policy_needing_a_capability_it_lacks_is_refused_at_start_and_reload()
         os.chmod(path, 0o644)
         # load_digested is what a start and a reload (off the reactor) load with.
         refused = as_nobody(lambda: load_digested(str(path), "i", print))
-        assert refused.startswith("NetError: ") and "service 'f' is FTP" in refused
+        assert refused.startswith("NetError: ") and "service 'f' is FtpProxy" in refused
 
 
 def test_a_policy_file_unreadable_for_the_digest_is_one_line(tmp_path, monkeypatch):
