@@ -148,6 +148,8 @@ class InstanceOptions:
 
     max_sessions: int = 10000
     shutdown_grace: float = 30.0
+    #: Worker processes sharing the listeners (1: the instance is one process).
+    workers: int = 1
 
 
 @attrs.frozen

@@ -375,8 +375,10 @@ def LocalService(
     return svc
 
 
-def InstanceOptions(max_sessions: int = 10000, shutdown_grace: float = 30.0) -> _InstanceOptions:
-    """Set limits of the current instance (inside its function)."""
+def InstanceOptions(
+    max_sessions: int = 10000, shutdown_grace: float = 30.0, workers: int = 1
+) -> _InstanceOptions:
+    """Set limits and the worker processes of the current instance (inside its function)."""
     b = loader.current_builder("InstanceOptions")
     inst = b.current_instance("InstanceOptions")
     if inst.options is not None:
@@ -384,7 +386,9 @@ def InstanceOptions(max_sessions: int = 10000, shutdown_grace: float = 30.0) -> 
     if not isinstance(max_sessions, int) or max_sessions < 1:
         raise PolicyError("InstanceOptions: max_sessions must be a positive integer")
     _positive(shutdown_grace, "InstanceOptions: shutdown_grace")
-    inst.options = _InstanceOptions(max_sessions, float(shutdown_grace))
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 1 <= workers <= 256:
+        raise PolicyError("InstanceOptions: workers must be an integer from 1 to 256")
+    inst.options = _InstanceOptions(max_sessions, float(shutdown_grace), workers)
     return inst.options
 
 
