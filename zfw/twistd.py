@@ -391,8 +391,14 @@ def make_service(options: Options) -> ZfwService:
     }
     try:
         if options["worker-id"] is not None:
-            kw.update(apply_rules=False, metrics=None, worker_id=int(options["worker-id"]))
-            return ZfwService(options["policy"], options["instance"], open_log(options), **kw)
+            from zfw.workers.limits import worker_policy
+
+            worker = int(options["worker-id"])
+            kw.update(apply_rules=False, metrics=None, worker_id=worker)
+            service = ZfwService(options["policy"], options["instance"], open_log(options), **kw)
+            workers = int(options["workers"] or 1)
+            service.policy = worker_policy(service.policy, worker, workers)
+            return service
         log = open_log(options)
         service = ZfwService(options["policy"], options["instance"], log, **kw)
         from zfw.workers.supervisor import Supervisor, worker_argv, worker_count
@@ -402,6 +408,6 @@ def make_service(options: Options) -> ZfwService:
             return service
         if kw["control_socket"] is None:
             raise ZfwError("several workers need the control socket (not --control-socket none)")
-        return Supervisor.taking_over(service, workers, worker_argv(options))
+        return Supervisor.taking_over(service, workers, worker_argv(options, workers))
     except ZfwError as e:
         raise SystemExit(str(e) if isinstance(e, PolicyError) else f"zfw: {e}") from None

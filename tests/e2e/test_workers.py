@@ -163,3 +163,66 @@ def test_reloads_under_load_lose_no_connection(plug_lab, zfw2):
     assert set(results) == {"ok"} and results["ok"] >= 50, results
     status = ask(plug_lab, "status")
     assert status["policy"]["reloads"] == 5 and len(status["workers"]) == 2
+
+
+LIMITED = """
+from zfw.policy import *
+
+InetZone("lan", ["192.0.2.0/25", "2001:db8:1::/64"], outbound_services=["*"])
+InetZone("servers", ["198.51.100.0/24", "2001:db8:2::/64"], inbound_services=["*"])
+
+
+def lab():
+    InstanceOptions(workers=2)
+    Service("echo", PlugProxy, max_sessions=10, max_sessions_per_client=10)
+    Listener(SockAddrInet("", 50007), "echo", intercept=7)
+"""
+
+
+@pytest.fixture
+def limited(plug_lab: Lab, tmp_path):
+    policy = tmp_path / "limited.py"
+    policy.write_text(LIMITED)
+    z = plug_lab.start_zfw(str(policy), "lab", "--log-spec", "core.*:4")
+    assert z.wait_for("with 2 workers", 30), "\n".join(z.lines[-20:])
+    yield z, policy
+    z.stop()
+
+
+def test_max_sessions_of_a_service_holds_across_workers(plug_lab, limited):
+    """InstanceOptions(workers=2) in the policy; each worker holds half of the 10."""
+    z, _policy = limited
+    start = len(z.lines)
+    holder = plug_lab.popen("client", [sys.executable, "-c", ECHOES, SERVER4, "30", "60"])
+    try:
+        assert holder.stdout is not None
+        lines = [holder.stdout.readline().strip() for _ in range(31)]
+        assert lines[-1] == "holding"
+        served = lines.count("ok")
+        status = ask(plug_lab, "status")
+        echo = status["services"]["echo"]
+        assert echo["limit"] == 10 and echo["sessions_running"] == served
+        assert 0 < served <= 10, lines
+        assert sum(echo["refused"].values()) == 30 - served, echo["refused"]
+        assert [w["sessions"] for w in status["workers"]] == [5, 5] or served < 10
+        assert z.wait_for("refused 192.0.2.2", 5, start)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_reload_whose_listener_cannot_open_is_refused(plug_lab, limited):
+    _z, policy = limited
+    taken = plug_lab.popen("fw", [sys.executable, "-m", "zfw.lab.tools", "echo", "50099"])
+    try:
+        assert taken.stdout is not None and taken.stdout.readline().strip() == "ready"
+        policy.write_text(LIMITED + '    Listener(SockAddrInet("0.0.0.0", 50099), "echo")\n')
+        answer = ask(plug_lab, "reload")
+        assert not answer["ok"]
+        assert answer["error"].startswith(f"{policy}:") and "50099" in answer["error"]
+        assert "Address already in use" in answer["error"]
+        assert echoes(plug_lab, 10) == {"ok": 10}  # the running generation serves on
+        assert ask(plug_lab, "status")["policy"]["reloads"] == 0
+    finally:
+        taken.kill()
+        taken.wait()

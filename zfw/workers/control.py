@@ -18,17 +18,16 @@ if TYPE_CHECKING:
     from zfw.workers.supervisor import Supervisor
 
 
-
 def summed(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
-    """``into`` plus ``more``: numbers added, dicts recursed, ``limit`` (alike in every
-    worker) and anything else kept as in ``into``."""
+    """``into`` plus ``more``: numbers added, dicts recursed, anything else kept as in
+    ``into``."""
     for key, value in more.items():
         have = into.get(key)
         if key not in into:
             into[key] = value
         elif isinstance(value, dict) and isinstance(have, dict):
             summed(have, value)
-        elif key != "limit" and isinstance(value, int | float) and isinstance(have, int | float):
+        elif isinstance(value, int | float) and isinstance(have, int | float):
             into[key] = round(have + value, 3) if isinstance(value, float) else have + value
     return into
 
@@ -78,6 +77,9 @@ class SupervisorController(Controller):
                     }
                 )
                 summed(services, a["services"])
+            for name, service in sup.policy.instance.services.items():  # not a worker's share
+                if name in services:
+                    services[name]["limit"] = service.max_sessions
             return ok(
                 instance=sup.instance,
                 pid=os.getpid(),

@@ -83,11 +83,12 @@ class _Worker(ProcessProtocol):
             self.transport.signalProcess(sig)
 
 
-def worker_argv(options: Any) -> list[str]:
-    """The ``twistd zfw`` options a worker gets from the supervisor's."""
+def worker_argv(options: Any, workers: int) -> list[str]:
+    """The ``twistd zfw`` options a worker gets from the supervisor's (``--workers``
+    tells it its share of the limits)."""
     argv = ["--policy", options["policy"], "--instance", options["instance"]]
     argv += ["--log-spec", options["log-spec"], "--verbose", str(options["verbose"])]
-    argv += ["--syslog-socket", options["syslog-socket"], "--workers", "1"]
+    argv += ["--syslog-socket", options["syslog-socket"], "--workers", str(workers)]
     if options["log-file"]:
         argv += ["--log-file", options["log-file"]]
     for flag in ("json-log", "syslog"):
