@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -173,6 +174,10 @@ class Supervisor(ZfwService):
     def worker_socket(self, w: _Worker) -> str:
         """The private control socket of worker ``w`` (beside the instance's): one per
         slot and generation, as two generations run side by side during a reload."""
+        return os.path.join(self.worker_socket_dir(), f"w{w.slot}.{w.generation}.sock")
+
+    def worker_socket_dir(self) -> str:
+        """``INSTANCE.workers/`` beside the control socket (made when first asked)."""
         assert self.control_socket is not None
         base = (
             self.control_socket[: -len(".sock")]
@@ -180,7 +185,7 @@ class Supervisor(ZfwService):
             else self.control_socket
         )
         os.makedirs(base + ".workers", mode=0o700, exist_ok=True)
-        return os.path.join(base + ".workers", f"w{w.slot}.{w.generation}.sock")
+        return base + ".workers/"
 
     def _generation(self) -> Deferred[list[_Worker]]:
         """Start a new generation of workers; fires once all are ready."""
@@ -339,6 +344,8 @@ class Supervisor(ZfwService):
             for sock in self.sockets.values():
                 sock.close()
             self.sockets.clear()
+            if self.control_socket:  # the workers' private sockets (a killed one's stay)
+                shutil.rmtree(os.path.dirname(self.worker_socket_dir()), ignore_errors=True)
             self._close_control()
             self.log("core.info", 3, "stopped")
             self.log.flush()
