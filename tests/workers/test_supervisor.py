@@ -1,0 +1,39 @@
+"""The supervisor on loopback (no lab): readiness once every worker serves, SIGHUP as a
+new generation, SIGTERM drains them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+
+from tests.test_twistd import echo_server, echo_through, free_port, policy, zfw_run
+
+
+def test_ready_once_every_worker_serves_and_sigterm_ends_them_all(tmp_path):
+    listen = free_port()
+    notify = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd, echo_server() as target:
+        sd.bind(notify)
+        sd.settimeout(60)
+        args = [*policy(tmp_path, listen, target), "--instance", "plain", "--workers", "2"]
+        with zfw_run(args, {"NOTIFY_SOCKET": notify}) as proc:
+            state = sd.recv(4096).decode()  # only the supervisor may notify
+            assert state.startswith("READY=1\n") and f"MAINPID={proc.pid}" in state
+            assert "2 workers" in state
+            children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+            assert len(children) == 2
+            for _ in range(20):
+                assert echo_through(listen) == b"ping\n"
+            proc.send_signal(signal.SIGHUP)
+            assert sd.recv(4096).decode().startswith("RELOADING=1\n")
+            assert sd.recv(4096).decode().startswith("READY=1")
+            assert echo_through(listen) == b"ping\n"
+            proc.send_signal(signal.SIGTERM)
+            assert sd.recv(4096).decode() == "STOPPING=1"
+            proc.wait(30)
+            out = proc.stdout.read() if proc.stdout else ""
+        for pid in children:
+            assert not os.path.exists(f"/proc/{pid}"), out
+        assert "zfw/plain/w1[" in out and "zfw/plain/w2[" in out
+        assert not (tmp_path / "control.workers").exists()
