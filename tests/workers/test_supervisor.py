@@ -21,7 +21,8 @@ def test_ready_once_every_worker_serves_and_sigterm_ends_them_all(tmp_path):
             state = sd.recv(4096).decode()  # only the supervisor may notify
             assert state.startswith("READY=1\n") and f"MAINPID={proc.pid}" in state
             assert "2 workers" in state
-            children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+            with open(f"/proc/{proc.pid}/task/{proc.pid}/children") as f:
+                children = f.read().split()
             assert len(children) == 2
             for _ in range(20):
                 assert echo_through(listen) == b"ping\n"
