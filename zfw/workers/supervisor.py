@@ -30,6 +30,8 @@ from zfw.twistd import ZfwService
 
 #: Environment variable carrying a worker's inherited listeners (JSON).
 FDS_ENV = "ZFW_WORKER_FDS"
+#: Environment variable naming a worker's start (``w2``, then ``w2.2`` ...) in session ids.
+TAG_ENV = "ZFW_WORKER_TAG"
 #: A worker writes ``ready`` to this file descriptor once it serves.
 READY_FD = 3
 _FIRST_FD = 10
@@ -119,6 +121,7 @@ class Supervisor(ZfwService):
         self.retiring: list[_Worker] = []
         self.generation = 0
         self._fails: dict[int, int] = {}
+        self._starts: dict[int, int] = {}
 
     # --- sockets -------------------------------------------------------------------------
 
@@ -165,6 +168,8 @@ class Supervisor(ZfwService):
             listeners.append([key[0], key[1], key[2], _FIRST_FD + i, sock.family])
         env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "LISTEN_FDS")}
         env[FDS_ENV] = json.dumps(listeners)
+        starts = self._starts[slot] = self._starts.get(slot, 0) + 1
+        env[TAG_ENV] = f"w{slot}" if starts == 1 else f"w{slot}.{starts}"
         argv = [sys.executable, "-m", "zfw.workers.worker", *self.worker_argv]
         argv += ["--worker-id", str(slot), "--control-socket", self.worker_socket(w)]
         self.reactor.spawnProcess(w, sys.executable, argv, env=env, childFDs=fds)

@@ -30,12 +30,14 @@ if __name__ == "__main__":
 
 def serve_inherited(service: ZfwService) -> None:
     """In a worker: serve the supervisor's sockets; stop when the supervisor is gone."""
-    from zfw.workers.supervisor import inherited_listeners
+    from zfw.workers.supervisor import TAG_ENV, inherited_listeners
 
     assert service.engine is not None
     service.engine.inherited = inherited_listeners()
-    # Session ids unique across the workers: ``instance/wK/service:serial``.
-    service.engine.sessions.instance = f"{service.instance}/w{service.worker_id}"
+    # Session ids unique across the workers and their restarts: ``instance/wK/service:N``
+    # (``wK.2/`` from the second start of worker K on: after a reload or a crash).
+    tag = os.environ.get(TAG_ENV, f"w{service.worker_id}")
+    service.engine.sessions.instance = f"{service.instance}/{tag}"
     reactor = service.reactor
 
     def watch() -> None:  # standard input is the supervisor's pipe: EOF when it is gone
