@@ -1,11 +1,12 @@
-"""The supervisor on loopback (no lab): readiness once every worker serves, SIGHUP as a
-new generation, SIGTERM drains them all."""
+"""The supervisor on loopback (no lab): readiness once every worker serves, metrics
+summed, SIGHUP as a new generation, SIGTERM drains them all."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import urllib.request
 
 from tests.test_twistd import echo_server, echo_through, free_port, policy, zfw_run
 
@@ -16,7 +17,9 @@ def test_ready_once_every_worker_serves_and_sigterm_ends_them_all(tmp_path):
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sd, echo_server() as target:
         sd.bind(notify)
         sd.settimeout(60)
+        metrics = free_port()
         args = [*policy(tmp_path, listen, target), "--instance", "plain", "--workers", "2"]
+        args += ["--metrics", f"127.0.0.1:{metrics}"]
         with zfw_run(args, {"NOTIFY_SOCKET": notify}) as proc:
             state = sd.recv(4096).decode()  # only the supervisor may notify
             assert state.startswith("READY=1\n") and f"MAINPID={proc.pid}" in state
@@ -26,6 +29,13 @@ def test_ready_once_every_worker_serves_and_sigterm_ends_them_all(tmp_path):
             assert len(children) == 2
             for _ in range(20):
                 assert echo_through(listen) == b"ping\n"
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=30) as r:
+                text = r.read().decode()
+            # The workers' counters summed; the limit is the policy's, not a worker's share.
+            assert 'zfw_sessions_total{instance="plain",service="echo"} 20.0' in text
+            assert 'zfw_sessions_limit{instance="plain",service="echo"} 1000.0' in text
+            assert 'zfw_worker_sessions_running{instance="plain",worker="1"}' in text
+            assert 'zfw_worker_sessions_running{instance="plain",worker="2"}' in text
             proc.send_signal(signal.SIGHUP)
             assert sd.recv(4096).decode().startswith("RELOADING=1\n")
             assert sd.recv(4096).decode().startswith("READY=1")

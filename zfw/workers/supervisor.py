@@ -106,8 +106,6 @@ class Supervisor(ZfwService):
     @classmethod
     def taking_over(cls, service: ZfwService, workers: int, argv: list[str]) -> Supervisor:
         """The supervisor of what ``service`` loaded (the policy is loaded once a start)."""
-        if service.metrics:
-            raise ZfwError("--metrics is not served by several workers yet: use --workers 1")
         sup = cls.__new__(cls)
         sup.__dict__.update(service.__dict__)
         sup._init_workers(workers, argv)
@@ -284,6 +282,14 @@ class Supervisor(ZfwService):
             self._ports.append(listen_control(self.reactor, self.control_socket, factory))
             self._control_open = True
             self.log("core.control", 3, f"control socket {self.control_socket}")
+        if self.metrics:
+            from zfw.metrics import listen_metrics
+            from zfw.workers.metrics import SupervisorMetrics
+
+            self._ports.append(
+                listen_metrics(self.reactor, self.metrics, self, SupervisorMetrics(self))
+            )
+            self.log("core.control", 3, f"metrics on http://{net.fmt_addr(*self.metrics)}/metrics")
 
     def _apply_rules_now(self) -> None:
         from zfw.rules import apply as live
