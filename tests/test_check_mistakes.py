@@ -410,6 +410,19 @@ LocalService('ssh', 22, zones='lan')
         "local service 'ssh' zones must be a list of zone names, not the string 'lan'",
     ),
     (
+        "FTP in an instance of several workers",
+        ZONES
+        + """
+def i():
+    InstanceOptions(workers=2)
+    Service('ftp', FtpProxy)
+    Listener(SockAddrInet('', 50021), 'ftp')
+""",
+        7,
+        "instance 'i' has 2 workers, but service 'ftp' is FtpProxy, whose data channels are "
+        "not shared across workers yet: run it in an instance of one worker",
+    ),
+    (
         "CONNECT inspection given a name pattern",
         ZONES
         + """

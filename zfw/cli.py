@@ -114,7 +114,15 @@ def _run(args: argparse.Namespace) -> int:
         "--instance",
         args.instance,
     ]
-    for opt in ("log_spec", "verbose", "log_file", "syslog_socket", "control_socket", "metrics"):
+    for opt in (
+        "log_spec",
+        "verbose",
+        "log_file",
+        "syslog_socket",
+        "control_socket",
+        "metrics",
+        "workers",
+    ):
         value = getattr(args, opt)
         if value is not None:
             argv += ["--" + opt.replace("_", "-"), str(value)]
@@ -189,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--control-socket", help="the control socket (default /run/zfw/INSTANCE.sock; 'none')"
     )
     r.add_argument("--metrics", help="serve Prometheus metrics on HOST:PORT (off by default)")
+    r.add_argument(
+        "--workers", help="worker processes: N or auto, one per core (default: the policy's, 1)"
+    )
     r.add_argument(
         "--apply-rules",
         action="store_true",

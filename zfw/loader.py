@@ -420,6 +420,7 @@ def _finish(
                     "the generated packet filter diverts nothing to it"
                 )
     _check_binds(instances)
+    _check_workers(instances)
     _check_intercepts(zones, instances)
     for svc in services.values():
         what = f"service {svc.name!r}: {svc.proxy_class.__name__}.config() failed: "
@@ -454,6 +455,20 @@ def _finish(
         warnings=tuple(builder.warnings),
         files=tuple(sorted(builder.files)),
     )
+
+
+def _check_workers(instances: dict[str, Instance]) -> None:
+    """An instance of several workers has no service that needs one (FTP)."""
+    from zfw.workers.limits import one_worker_only, one_worker_reason
+
+    for inst in instances.values():
+        svc = one_worker_only(inst) if inst.options.workers > 1 else None
+        if svc is not None:
+            raise _error(
+                svc.location,
+                f"instance {inst.name!r} has {inst.options.workers} "
+                f"workers, but {one_worker_reason(svc)}",
+            )
 
 
 def _check_binds(instances: dict[str, Instance]) -> None:

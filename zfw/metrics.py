@@ -34,53 +34,62 @@ class InstanceCollector:
         engine = svc.engine
         if engine is None:
             return
-        inst = svc.instance
-        labels = ["instance", "service"]
-        running = GaugeMetricFamily("zfw_sessions_running", "Sessions running", labels=labels)
-        limit = GaugeMetricFamily("zfw_sessions_limit", "Sessions allowed at once", labels=labels)
-        total = CounterMetricFamily("zfw_sessions", "Sessions admitted", labels=labels)
-        refused = CounterMetricFamily(
-            "zfw_sessions_refused", "Sessions refused", labels=[*labels, "reason"]
-        )
-        evicted = CounterMetricFamily(
-            "zfw_sessions_evicted",
-            "Sessions closed to make room for other client addresses near a limit",
-            labels=labels,
-        )
-        failures = CounterMetricFamily(
-            "zfw_connect_failures", "Connections to servers that failed", labels=labels
-        )
-        traffic = CounterMetricFamily(
-            "zfw_received_bytes", "Bytes received", labels=[*labels, "side"]
-        )
-        rate = GaugeMetricFamily(
-            "zfw_session_rate", "New sessions a second", labels=[*labels, "window"]
-        )
-        proxy = CounterMetricFamily(
-            "zfw_proxy_events",
-            "Proxy counters (requests by status class, violations, ...)",
-            labels=[*labels, "event"],
-        )
         by_service: dict[str, list[Session]] = {}
         for s in engine.sessions.active:
             by_service.setdefault(s.service.name, []).append(s)
-        for name, service in svc.policy.instance.services.items():
-            c = engine.stats.service(name).snapshot(by_service.get(name, ()))
-            lv = [inst, name]
-            running.add_metric(lv, c["sessions_running"])
-            limit.add_metric(lv, service.max_sessions)
-            total.add_metric(lv, c["sessions_total"])
-            for reason, n in c["refused"].items():  # type: ignore[union-attr]
-                refused.add_metric([*lv, reason], n)
-            evicted.add_metric(lv, c["evicted"])
-            failures.add_metric(lv, c["connect_failures"])
-            traffic.add_metric([*lv, "client"], c["bytes_from_client"])
-            traffic.add_metric([*lv, "server"], c["bytes_from_server"])
-            for window, r in c["rates"].items():  # type: ignore[union-attr]
-                rate.add_metric([*lv, window], r)
-            for event, n in c["proxy"].items():  # type: ignore[union-attr]
-                proxy.add_metric([*lv, event], n)
-        yield from (running, limit, total, refused, evicted, failures, traffic, rate, proxy)
+        counters = {
+            name: engine.stats.service(name).snapshot(by_service.get(name, ()))
+            for name in svc.policy.instance.services
+        }
+        yield from families(svc, counters)
+
+
+def families(svc: ZfwService, counters: dict[str, dict[str, Any]]) -> list[Metric]:
+    """The metric families of the services' ``counters`` (as ``zfw status`` gives them)."""
+    inst = svc.instance
+    labels = ["instance", "service"]
+    running = GaugeMetricFamily("zfw_sessions_running", "Sessions running", labels=labels)
+    limit = GaugeMetricFamily("zfw_sessions_limit", "Sessions allowed at once", labels=labels)
+    total = CounterMetricFamily("zfw_sessions", "Sessions admitted", labels=labels)
+    refused = CounterMetricFamily(
+        "zfw_sessions_refused", "Sessions refused", labels=[*labels, "reason"]
+    )
+    evicted = CounterMetricFamily(
+        "zfw_sessions_evicted",
+        "Sessions closed to make room for other client addresses near a limit",
+        labels=labels,
+    )
+    failures = CounterMetricFamily(
+        "zfw_connect_failures", "Connections to servers that failed", labels=labels
+    )
+    traffic = CounterMetricFamily("zfw_received_bytes", "Bytes received", labels=[*labels, "side"])
+    rate = GaugeMetricFamily(
+        "zfw_session_rate", "New sessions a second", labels=[*labels, "window"]
+    )
+    proxy = CounterMetricFamily(
+        "zfw_proxy_events",
+        "Proxy counters (requests by status class, violations, ...)",
+        labels=[*labels, "event"],
+    )
+    for name, service in svc.policy.instance.services.items():
+        c = counters.get(name)
+        if c is None:
+            continue
+        lv = [inst, name]
+        running.add_metric(lv, c["sessions_running"])
+        limit.add_metric(lv, service.max_sessions)
+        total.add_metric(lv, c["sessions_total"])
+        for reason, n in c["refused"].items():
+            refused.add_metric([*lv, reason], n)
+        evicted.add_metric(lv, c["evicted"])
+        failures.add_metric(lv, c["connect_failures"])
+        traffic.add_metric([*lv, "client"], c["bytes_from_client"])
+        traffic.add_metric([*lv, "server"], c["bytes_from_server"])
+        for window, r in c["rates"].items():
+            rate.add_metric([*lv, window], r)
+        for event, n in c["proxy"].items():
+            proxy.add_metric([*lv, event], n)
+    return [running, limit, total, refused, evicted, failures, traffic, rate, proxy]
 
 
 class MetricsResource(Resource):
@@ -97,12 +106,17 @@ class MetricsResource(Resource):
         return generate_latest(self.registry)
 
 
-def listen_metrics(reactor: Any, address: tuple[str, int], service: ZfwService) -> Any:
-    """Serve ``/metrics`` on ``address``; :class:`NetError` if it cannot listen."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(InstanceCollector(service))  # type: ignore[arg-type]
+def listen_metrics(
+    reactor: Any, address: tuple[str, int], service: ZfwService, resource: Any = None
+) -> Any:
+    """Serve ``/metrics`` (``resource``, or the service engine's counters) on ``address``;
+    :class:`NetError` if it cannot listen."""
+    if resource is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(InstanceCollector(service))  # type: ignore[arg-type]
+        resource = MetricsResource(registry)
     root = Resource()
-    root.putChild(b"metrics", MetricsResource(registry))
+    root.putChild(b"metrics", resource)
     site = Site(root)
     site.noisy = False
     site.log = lambda _request: None  # type: ignore[method-assign] # no access log of scrapes

@@ -155,6 +155,11 @@ class InstanceOptions:
         "near a limit, a session of the busiest address that moved no byte for this "
         "long may be closed to make room (one still opening always may)",
     )
+    workers: int = field(
+        integer(1, 256),
+        1,
+        "worker processes sharing the instance's listeners (1: the instance is one process)",
+    )
 
 
 @attrs.frozen

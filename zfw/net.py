@@ -76,12 +76,16 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def _listening_socket(host: str, port: int, transparent: bool, backlog: int) -> socket.socket:
+def _listening_socket(
+    host: str, port: int, transparent: bool, backlog: int, reuse_port: bool = False
+) -> socket.socket:
     """A bound, listening, non-blocking socket; OSError if ``host:port`` is taken."""
     family = family_of(host)
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         if transparent:
@@ -93,6 +97,23 @@ def _listening_socket(host: str, port: int, transparent: bool, backlog: int) -> 
         sock.close()
         raise
     return sock
+
+
+def listening_socket(
+    host: str, port: int, transparent: bool, backlog: int = 511, reuse_port: bool = False
+) -> socket.socket:
+    """A listening socket not yet handed to a reactor (a supervisor's, shared by its
+    workers); NetError if it cannot be opened."""
+    try:
+        return _listening_socket(host, port, transparent, backlog, reuse_port)
+    except OSError as e:
+        raise NetError(f"cannot listen on {fmt_addr(host, port)}: {e.strerror}") from None
+
+
+def adopt(reactor: IReactorSocket, fd: int, family: int, factory: Any) -> IListeningPort:
+    """Serve an inherited listening socket (file descriptor ``fd``, kept open) on
+    ``reactor``."""
+    return reactor.adoptStreamPort(fd, family, factory)
 
 
 def _adopt(reactor: IReactorSocket, sock: socket.socket, factory: Any) -> IListeningPort:

@@ -396,13 +396,15 @@ def InstanceOptions(
     shutdown_grace: float = 30.0,
     headroom: float = 0.1,
     yield_idle: float = 10.0,
+    workers: int = 1,
 ) -> _InstanceOptions:
-    """Set limits of the current instance (inside its function).
+    """Set limits and the worker processes of the current instance (inside its function).
 
     ``headroom``: the share of each limit (the instance's ``max_sessions``, each
     service's) kept for the addresses other than the busiest one; from there on the
     address holding the most sessions yields (docs/policy.md). ``yield_idle``: seconds
-    without traffic after which such a session may be closed to make room."""
+    without traffic after which such a session may be closed to make room.
+    ``workers``: processes sharing the listeners (``zfw run --workers`` wins)."""
     b = loader.current_builder("InstanceOptions")
     inst = b.current_instance("InstanceOptions")
     if inst.options is not None:
@@ -412,7 +414,7 @@ def InstanceOptions(
     _positive(shutdown_grace, "InstanceOptions: shutdown_grace")
     _positive(yield_idle, "InstanceOptions: yield_idle")
     inst.options = _InstanceOptions(
-        max_sessions, float(shutdown_grace), headroom, float(yield_idle)
+        max_sessions, float(shutdown_grace), headroom, float(yield_idle), workers
     )
     return inst.options
 

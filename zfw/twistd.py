@@ -54,6 +54,8 @@ class Options(usage.Options):
         ],
         ["metrics", None, None, "serve Prometheus metrics on HOST:PORT (off by default)"],
         ["rules-backend", None, "auto", "with --apply-rules: nft, iptables or auto"],
+        ["workers", None, None, "worker processes: N or auto (default: the policy's, 1)"],
+        ["worker-id", None, None, "(set by the supervisor for its workers)"],
     ]
     optFlags = [
         ["json-log", None, "log JSON lines"],
@@ -73,6 +75,11 @@ class Options(usage.Options):
             raise usage.UsageError("--rules-backend takes nft, iptables or auto")
         if self["metrics"] is not None:
             self["metrics"] = parse_hostport(self["metrics"], "--metrics")
+        workers = self["workers"]
+        if workers not in (None, "auto") and not (workers.isdigit() and 1 <= int(workers) <= 256):
+            raise usage.UsageError("--workers takes a number from 1 to 256 or auto")
+        if self["worker-id"] is not None and not str(self["worker-id"]).isdigit():
+            raise usage.UsageError("--worker-id takes a number")
 
 
 class PolicyOutput:
@@ -124,6 +131,7 @@ class ZfwService(Service):
         rules_backend: str = "auto",
         control_socket: str | None = None,
         metrics: tuple[str, int] | None = None,
+        worker_id: int | None = None,
     ):
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -144,6 +152,7 @@ class ZfwService(Service):
         self.rules_backend = rules_backend
         self.control_socket = control_socket
         self.metrics = metrics
+        self.worker_id = worker_id
         self._ports: list[Any] = []
         self._control_open = False
         self._reloading: Deferred[str | None] | None = None
@@ -159,6 +168,10 @@ class ZfwService(Service):
     def startService(self) -> None:
         super().startService()
         self.engine = Engine(self.policy, self.log, self.reactor)
+        if self.worker_id is not None:
+            from zfw.workers.worker import serve_inherited
+
+            serve_inherited(self)
         try:
             if self.apply_rules:
                 from zfw.rules import apply as live
@@ -181,7 +194,8 @@ class ZfwService(Service):
             self.log("core.error", 0, f"cannot start: {e}")
             print(f"zfw: {e}", file=sys.__stderr__)  # twistd has taken over sys.stderr
             raise SystemExit(1) from None
-        signal.signal(signal.SIGHUP, self._sighup)
+        # A worker's reloads are the supervisor's: a new generation of workers.
+        signal.signal(signal.SIGHUP, self._sighup if self.worker_id is None else signal.SIG_IGN)
         signal.signal(signal.SIGUSR1, self._sigusr1)
         # Everything loaded so far lives as long as the process: keep the cyclic garbage
         # collector from scanning it again and again as sessions come and go.
@@ -201,6 +215,10 @@ class ZfwService(Service):
             pid=os.getpid(),
         )
         systemd.notify(f"READY=1\nSTATUS=instance {self.instance} running\nMAINPID={os.getpid()}")
+        if self.worker_id is not None:
+            from zfw.workers.worker import tell_ready
+
+            tell_ready(self)
 
     def _open_control(self) -> None:
         if self.control_socket:
@@ -403,15 +421,35 @@ def make_service(options: Options) -> ZfwService:
     control = options["control-socket"]
     if control is None:
         control = socket_path(RUN_DIR, options["instance"])
+    kw: dict[str, Any] = {
+        "apply_rules": bool(options["apply-rules"]),
+        "rules_backend": options["rules-backend"],
+        "control_socket": None if control == "none" else control,
+        "metrics": options["metrics"],
+    }
     try:
-        return ZfwService(
-            options["policy"],
-            options["instance"],
-            open_log(options),
-            apply_rules=bool(options["apply-rules"]),
-            rules_backend=options["rules-backend"],
-            control_socket=None if control == "none" else control,
-            metrics=options["metrics"],
-        )
+        if options["worker-id"] is not None:
+            from zfw.workers.limits import worker_policy
+
+            worker = int(options["worker-id"])
+            kw.update(apply_rules=False, metrics=None, worker_id=worker)
+            service = ZfwService(options["policy"], options["instance"], open_log(options), **kw)
+            workers = int(options["workers"] or 1)
+            service.policy = worker_policy(service.policy, worker, workers)
+            return service
+        log = open_log(options)
+        service = ZfwService(options["policy"], options["instance"], log, **kw)
+        from zfw.workers.supervisor import Supervisor, worker_argv, worker_count
+
+        workers = worker_count(options["workers"], service.policy)
+        if workers == 1:
+            return service
+        from zfw.workers.limits import one_worker_only, one_worker_reason
+
+        if (svc := one_worker_only(service.policy.instance)) is not None:
+            raise ZfwError(f"--workers {workers}: {one_worker_reason(svc)}")
+        if kw["control_socket"] is None:
+            raise ZfwError("several workers need the control socket (not --control-socket none)")
+        return Supervisor.taking_over(service, workers, worker_argv(options, workers))
     except ZfwError as e:
         raise SystemExit(str(e) if isinstance(e, PolicyError) else f"zfw: {e}") from None

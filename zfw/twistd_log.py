@@ -61,6 +61,8 @@ def open_log(options: usage.Options) -> Log:
     from twisted.internet import reactor
 
     program = f"zfw/{options['instance']}"
+    if options.get("worker-id") is not None:  # each line says its worker
+        program += f"/w{options['worker-id']}"
     sink: Sink
     if options["log-file"]:
         sink = FileSink(options["log-file"])

@@ -87,6 +87,8 @@ class Engine:
         self.idle = IdleWatch(reactor)
         self.stats = InstanceStats()
         self._ticker: Any = None
+        #: Listen key -> (fd, family) of sockets a supervisor opened (in a worker).
+        self.inherited: dict[ListenKey, tuple[int, int]] = {}
 
     # --- listeners -----------------------------------------------------------------------
 
@@ -112,7 +114,11 @@ class Engine:
     def _listen(self, key: ListenKey, lst: Listener) -> None:
         host, port, transparent = key
         factory = ListenerFactory(self, lst)
-        p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
+        shared = self.inherited.get(key)
+        if shared is not None:
+            p = net.adopt(self.reactor, shared[0], shared[1], factory)
+        else:
+            p = net.listen(self.reactor, host, port, factory, transparent, lst.backlog)
         self.ports[key] = (p, factory)
         what = "transparent" if transparent else "redirect" if lst.redirect else "plain"
         self.log(

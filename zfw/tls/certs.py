@@ -14,6 +14,7 @@ Validity starts a day back (clocks differ) and lasts 90 days, well under the
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -223,7 +224,21 @@ class LeafMinter:
                 return key
         os.makedirs(self.cache_directory, mode=0o700, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        _write_key(path, key, exclusive=False)
+        # Whole or not at all, and the first of several workers starting at once wins:
+        # the others take its key, so that every worker's leaves serve every other.
+        tmp = f"{path}.{os.getpid()}"
+        _write_key(tmp, key, exclusive=False)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            found = load_key(path)
+            if isinstance(found, ec.EllipticCurvePrivateKey):
+                key = found
+            else:
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         return key
 
     def mirror(
@@ -316,8 +331,10 @@ class LeafMinter:
         if self.cache_directory is None:
             return
         path = os.path.join(self.cache_directory, key.hex() + ".pem")
-        try:
-            with open(path, "wb") as f:
+        tmp = f"{path}.{os.getpid()}"
+        try:  # whole or not at all: another worker may read it at once
+            with open(tmp, "wb") as f:
                 f.write(cert.public_bytes(serialization.Encoding.PEM))
+            os.replace(tmp, path)
         except OSError:
             pass  # a cache, not a store
