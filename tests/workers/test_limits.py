@@ -29,10 +29,25 @@ def test_a_worker_policy_holds_its_share_of_every_limit():
         if svc.max_sessions_per_client is not None:
             total = a.max_sessions_per_client + b.max_sessions_per_client
             assert total == svc.max_sessions_per_client
-        assert a.max_new_sessions_per_client == svc.max_new_sessions_per_client / 2
+        rate = svc.max_new_sessions_per_client
+        assert a.max_new_sessions_per_client == (None if rate is None else rate / 2)
     options = policy.instance.options
     assert (
         first.instance.options.max_sessions + second.instance.options.max_sessions
         == options.max_sessions
     )
     assert worker_policy(policy, 1, 1) is policy
+
+
+def test_a_fixed_per_client_rate_is_shared_out_and_none_stays_none():
+    import attrs
+
+    from zfw.workers.limits import _service
+
+    svc = load_policy(POLICY, "lab").instance.services["echo"]
+    capped = attrs.evolve(svc, max_new_sessions_per_client=100.0, max_sessions_per_client=7)
+    assert _service(capped, 1, 2).max_new_sessions_per_client == 50.0
+    assert _service(capped, 1, 2).max_sessions_per_client == 4
+    assert _service(capped, 2, 2).max_sessions_per_client == 3
+    free = attrs.evolve(svc, max_new_sessions_per_client=None, max_sessions_per_client=None)
+    assert _service(free, 1, 2).max_new_sessions_per_client is None
