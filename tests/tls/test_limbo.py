@@ -20,11 +20,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import cryptography
 import pytest
 from cryptography import x509
 from cryptography.utils import CryptographyDeprecationWarning
 
 from zfw.tls.verify import Verdict, verify_server
+
+# The expected divergences were measured with cryptography 50; another release's
+# verifier gives other verdicts (and 43, the oldest setup.cfg admits, does not finish
+# one pathological chain), so the suite runs against the releases it was measured on.
+if tuple(int(p) for p in cryptography.__version__.split(".")[:2]) < (50, 0):
+    pytest.skip(
+        f"the divergences were measured with cryptography 50, not {cryptography.__version__}",
+        allow_module_level=True,
+    )
 
 HERE = Path(__file__).parent / "limbo"
 DOCS = Path(__file__).parents[2] / "docs" / "tls.md"
